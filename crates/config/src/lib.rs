@@ -1,0 +1,35 @@
+//! veer's routing file: the TOML a user edits, read and checked before anything serves it.
+//!
+//! This is the first step on a request's way, taken once per (re)load rather than per
+//! request: the file is deserialized into raw structs that mirror the TOML exactly
+//! ([`raw`], `deny_unknown_fields`), then [`validate`]d into a different, typed [`Config`]
+//! in which backend names are already resolved to [`BackendId`]s, durations and
+//! addresses are parsed and weights are known to be usable. Every mistake found on the
+//! way becomes a [`Diagnostic`] carrying `file:line:col` from the TOML spans; all of them
+//! are reported at once, not just the first.
+//!
+//! ```
+//! let toml = r#"
+//! [backends.v1]
+//! url = "http://127.0.0.1:8001"
+//!
+//! [[routes]]
+//! name = "all"
+//! split = [ { backend = "v1", weight = 1 } ]
+//! "#;
+//! let loaded = veer_config::Config::from_toml("veer.toml", toml).unwrap();
+//! assert_eq!(loaded.config.routes[0].strategy(&loaded.config).to_string(), "basic → v1");
+//! ```
+
+pub mod defaults;
+mod diagnostic;
+mod model;
+mod raw;
+mod strategy;
+mod validate;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use model::{
+    Backend, BackendId, Config, Listen, Loaded, Match, Route, SplitBy, WeightedBackend,
+};
+pub use strategy::Strategy;

@@ -1,0 +1,188 @@
+//! The validated configuration: what veer serves. Built only by [`Config::from_toml`],
+//! so holding one means every name resolved and every value was in range.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, Uri};
+
+use crate::Diagnostic;
+
+/// A routing file that passed validation, ready to be compiled into a route table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the listeners bind; changes only on restart.
+    pub listen: Listen,
+    /// Every upstream a route may send to, indexed by [`BackendId`], sorted by name.
+    pub backends: Vec<Backend>,
+    /// Routes in file order; the first that matches a request wins.
+    pub routes: Vec<Route>,
+}
+
+/// A loaded file: the config, plus warnings worth showing the user.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config to serve.
+    pub config: Config,
+    /// Things that load but are probably mistakes (an unreachable route, say).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// Client traffic.
+    pub http: SocketAddr,
+    /// Metrics, health and reload.
+    pub admin: SocketAddr,
+}
+
+/// Index of a backend in [`Config::backends`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub usize);
+
+/// One upstream: a version of the model's serving backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// The name routes use, and the label its metrics carry.
+    pub name: String,
+    /// `http://host:port`: scheme and authority only.
+    pub url: Uri,
+    /// Budget for one whole upstream exchange.
+    pub timeout: Duration,
+}
+
+/// A route: which requests it takes and how it splits them between backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Unique name; the label its metrics carry.
+    pub name: String,
+    /// Conditions a request must meet, all of them.
+    pub matcher: Match,
+    /// The weighted backends in file order; weights sum to more than 0.
+    pub split: Vec<WeightedBackend>,
+    /// How a request's share is drawn.
+    pub split_by: SplitBy,
+    /// Seed of the sticky hash; change it to re-shuffle users.
+    pub hash_seed: u64,
+}
+
+/// One entry of a route's split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightedBackend {
+    /// The backend.
+    pub backend: BackendId,
+    /// Its relative weight (0 takes no traffic).
+    pub weight: u64,
+}
+
+/// How a route decides which backend takes a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitBy {
+    /// A fresh random draw per request.
+    Random,
+    /// A stable hash of this header's value: a user stays on one version.
+    Header(HeaderName),
+    /// A stable hash of this cookie's value.
+    Cookie(String),
+}
+
+/// Conditions on a request; a request matches when all present ones hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Match {
+    /// The path starts with this string (a plain prefix, as Envoy's `prefix`).
+    pub path_prefix: Option<String>,
+    /// The path is exactly this.
+    pub path: Option<String>,
+    /// The Host (without port), compared case-insensitively; stored lowercase.
+    pub host: Option<String>,
+    /// The method.
+    pub method: Option<Method>,
+    /// Each header is present with exactly this value.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Match {
+    /// True when every request `later` matches is also matched by `self`, so a route
+    /// with `later` placed after one with `self` can never be reached.
+    pub fn covers(&self, later: &Match) -> bool {
+        let path_covered = match (&self.path, &self.path_prefix) {
+            (Some(p), _) => later.path.as_ref() == Some(p),
+            (None, Some(prefix)) => [&later.path, &later.path_prefix]
+                .into_iter()
+                .flatten()
+                .any(|lp| lp.starts_with(prefix.as_str())),
+            (None, None) => true,
+        };
+        path_covered
+            && same_or_any(&self.host, &later.host)
+            && same_or_any(&self.method, &later.method)
+            && self.headers.iter().all(|h| later.headers.contains(h))
+    }
+}
+
+impl Config {
+    /// The backend behind an id from this config.
+    pub fn backend(&self, id: BackendId) -> &Backend {
+        &self.backends[id.0]
+    }
+
+    /// The id of the backend with this name, if there is one.
+    pub fn backend_id(&self, name: &str) -> Option<BackendId> {
+        self.backends
+            .binary_search_by(|b| b.name.as_str().cmp(name))
+            .ok()
+            .map(BackendId)
+    }
+}
+
+/// An absent condition matches anything; a present one only the same condition.
+fn same_or_any<T: PartialEq>(mine: &Option<T>, theirs: &Option<T>) -> bool {
+    mine.is_none() || mine == theirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(p: &str) -> Match {
+        Match {
+            path_prefix: Some(p.into()),
+            ..Match::default()
+        }
+    }
+
+    #[test]
+    fn catch_all_covers_everything() {
+        assert!(Match::default().covers(&prefix("/v1")));
+        assert!(!prefix("/v1").covers(&Match::default()));
+    }
+
+    #[test]
+    fn shorter_prefix_covers_longer_prefix_and_exact_paths_under_it() {
+        assert!(prefix("/v1/models").covers(&prefix("/v1/models/churn")));
+        let exact = Match {
+            path: Some("/v1/models/churn:predict".into()),
+            ..Match::default()
+        };
+        assert!(prefix("/v1/models/churn").covers(&exact));
+        assert!(!prefix("/v2").covers(&exact));
+    }
+
+    #[test]
+    fn extra_conditions_on_the_earlier_route_leave_the_later_reachable() {
+        let with_header = Match {
+            headers: vec![(
+                HeaderName::from_static("x-ab"),
+                HeaderValue::from_static("b"),
+            )],
+            ..prefix("/")
+        };
+        assert!(!with_header.covers(&prefix("/v1")));
+        let later = Match {
+            method: Some(Method::POST),
+            ..with_header.clone()
+        };
+        assert!(with_header.covers(&later));
+    }
+}

@@ -1,0 +1,64 @@
+//! The routing file exactly as written: serde structs that mirror the TOML, every
+//! value kept with its span so validation can point at it. Nothing here is trusted.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub backends: BTreeMap<String, Spanned<RawBackend>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub http: Option<Spanned<String>>,
+    pub admin: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackend {
+    pub url: Spanned<String>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: Spanned<String>,
+    #[serde(rename = "match", default)]
+    pub matcher: Option<Spanned<RawMatch>>,
+    pub split: Spanned<Vec<Spanned<RawSplit>>>,
+    /// `"random"`, `{ header = "..." }` or `{ cookie = "..." }`; read by hand so a
+    /// mistake gets a message better than serde's "did not match any variant".
+    pub split_by: Option<Spanned<toml::Value>>,
+    pub hash_seed: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub path_prefix: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSplit {
+    pub backend: Spanned<String>,
+    /// Read as any value so "-5", 2.5 and "5" each get a message that says what a
+    /// weight must be.
+    pub weight: Spanned<toml::Value>,
+}

@@ -1,0 +1,66 @@
+//! What a route comes to, in the words a user uses: basic or canary.
+//!
+//! Strategies are not a keyword of the file; they follow from the split: one backend
+//! with weight > 0 is basic, several is canary.
+
+use std::fmt;
+
+use crate::{Config, Route, SplitBy};
+
+/// The deployment strategy a route's split amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy<'a> {
+    /// All traffic to one backend.
+    Basic {
+        /// The one backend with weight.
+        backend: &'a str,
+    },
+    /// Weighted traffic across several backends.
+    Canary {
+        /// Backends with weight > 0, in file order, with their weights.
+        shares: Vec<(&'a str, u64)>,
+        /// How each request's share is drawn.
+        split_by: &'a SplitBy,
+    },
+}
+
+impl Route {
+    /// The strategy this route comes to under `config`.
+    pub fn strategy<'a>(&'a self, config: &'a Config) -> Strategy<'a> {
+        let shares: Vec<(&str, u64)> = self
+            .split
+            .iter()
+            .filter(|s| s.weight > 0)
+            .map(|s| (config.backend(s.backend).name.as_str(), s.weight))
+            .collect();
+        match shares.as_slice() {
+            [(only, _)] => Strategy::Basic { backend: only },
+            _ => Strategy::Canary {
+                shares,
+                split_by: &self.split_by,
+            },
+        }
+    }
+}
+
+/// `basic → v1`, or `canary 95/5 by header x-user-id (v1/v2)`.
+impl fmt::Display for Strategy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Basic { backend } => write!(f, "basic → {backend}"),
+            Strategy::Canary { shares, split_by } => {
+                let join = |part: &dyn Fn(&(&str, u64)) -> String| {
+                    shares.iter().map(part).collect::<Vec<_>>().join("/")
+                };
+                let weights = join(&|(_, w)| w.to_string());
+                let names = join(&|(n, _)| (*n).to_owned());
+                let by = match split_by {
+                    SplitBy::Random => "by random draw".to_owned(),
+                    SplitBy::Header(h) => format!("by header {h}"),
+                    SplitBy::Cookie(c) => format!("by cookie {c}"),
+                };
+                write!(f, "canary {weights} {by} ({names})")
+            }
+        }
+    }
+}
