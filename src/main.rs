@@ -1,1 +1,57 @@
-fn main() {}
+//! `veer`: a reverse proxy for rolling out ML model versions (basic, canary, shadow).
+//!
+//! This binary is the wiring: the CLI, logging, signals and the listener; the work is
+//! done by the crates under `crates/` (config → route → proxy).
+
+mod check;
+mod logging;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// veer — route, split and mirror traffic between versions of a model's backend.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the routing file; SIGHUP reloads it, SIGTERM/SIGINT drain and exit.
+    Run {
+        /// The routing file.
+        #[arg(long, default_value = "config/veer.toml")]
+        config: PathBuf,
+    },
+    /// Validate the routing file and print each route's strategy.
+    Check {
+        /// The routing file.
+        #[arg(long, default_value = "config/veer.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check::check(&config),
+        Command::Run { config } => {
+            logging::init(cli.log_format);
+            match run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -276,8 +276,10 @@ impl Validator<'_> {
         raw: Spanned<Vec<Spanned<RawSplit>>>,
     ) -> Vec<WeightedBackend> {
         let span = raw.span();
+        let entries = raw.into_inner();
+        let listed = entries.len();
         let mut split: Vec<WeightedBackend> = Vec::new();
-        for entry in raw.into_inner() {
+        for entry in entries {
             let entry = entry.into_inner();
             let weight = self.weight(route, &entry.weight);
             let name = entry.backend.get_ref();
@@ -301,12 +303,12 @@ impl Validator<'_> {
             }
             split.push(WeightedBackend { backend, weight });
         }
-        if split.is_empty() {
+        if listed == 0 {
             self.error(
                 span,
                 format!("route \"{route}\" has an empty split; expected at least one {{ backend = \"NAME\", weight = N }}"),
             );
-        } else if split.iter().all(|s| s.weight == 0) {
+        } else if split.len() == listed && split.iter().all(|s| s.weight == 0) {
             self.error(
                 span,
                 format!("the weights of route \"{route}\" sum to 0; at least one backend needs a weight above 0"),

@@ -1,0 +1,96 @@
+//! What can go wrong on a request's way, where it went wrong, and the answer the
+//! client gets for it: a status and a short JSON body.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// A request that veer answers itself instead of with a backend's response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Downstream: no route's match took the request.
+    #[error("no route matches {method} {path}")]
+    NoRoute {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// Upstream: the backend could not be connected to.
+    #[error("backend \"{backend}\" is unreachable: {reason}")]
+    Unreachable {
+        /// Backend name.
+        backend: String,
+        /// The connect error.
+        reason: String,
+    },
+    /// Upstream: connected, but the exchange broke (reset, closed early, bad HTTP).
+    #[error("backend \"{backend}\" failed: {reason}")]
+    Upstream {
+        /// Backend name.
+        backend: String,
+        /// What broke.
+        reason: String,
+    },
+    /// Upstream: no response head within the backend's timeout.
+    #[error("backend \"{backend}\" did not answer within {timeout:?}")]
+    Timeout {
+        /// Backend name.
+        backend: String,
+        /// The budget it exceeded.
+        timeout: Duration,
+    },
+}
+
+impl ProxyError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::Unreachable { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Stable machine-readable kind, the `error` field of the body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::Unreachable { .. } => "backend_unreachable",
+            ProxyError::Upstream { .. } => "backend_failed",
+            ProxyError::Timeout { .. } => "backend_timeout",
+        }
+    }
+
+    /// The backend involved, if any.
+    pub fn backend(&self) -> Option<&str> {
+        match self {
+            ProxyError::NoRoute { .. } => None,
+            ProxyError::Unreachable { backend, .. }
+            | ProxyError::Upstream { backend, .. }
+            | ProxyError::Timeout { backend, .. } => Some(backend),
+        }
+    }
+
+    /// `{"error": kind, "message": ..., "backend": ..., "request_id": ...}`.
+    pub fn to_response(&self, request_id: &HeaderValue) -> Response<Bytes> {
+        let mut body = serde_json::json!({
+            "error": self.kind(),
+            "message": self.to_string(),
+            "request_id": String::from_utf8_lossy(request_id.as_bytes()),
+        });
+        if let Some(backend) = self.backend() {
+            body["backend"] = backend.into();
+        }
+        let mut response = Response::new(Bytes::from(body.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(crate::headers::REQUEST_ID.clone(), request_id.clone());
+        response
+    }
+}

@@ -1,0 +1,126 @@
+//! One config generation, swapped whole: routes, splits and upstreams together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+use veer_config::{BackendId, Config};
+use veer_route::RouteTable;
+
+/// Everything a request needs from the config, as of one generation. Requests hold
+/// an `Arc<Snapshot>` from arrival to end, so weights and backends can never be
+/// seen half-updated.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// 1 for the config veer started with, +1 per successful reload.
+    pub generation: u64,
+    /// The compiled routes.
+    pub table: RouteTable,
+    /// Forwarding details per backend, indexed like `table.config().backends`.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// A backend as the forwarder needs it, prepared once per generation.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Config name, for logs and errors.
+    pub name: String,
+    /// The name as a ready `x-veer-backend` header value.
+    pub name_header: HeaderValue,
+    /// `http`.
+    pub scheme: Scheme,
+    /// `host:port` requests are sent to.
+    pub authority: Authority,
+    /// Budget for the upstream exchange.
+    pub timeout: Duration,
+}
+
+impl Snapshot {
+    /// Compiles `config` as generation `generation`.
+    pub fn new(config: Config, generation: u64) -> Snapshot {
+        let upstreams = config
+            .backends
+            .iter()
+            .map(|b| Upstream {
+                name: b.name.clone(),
+                // Backend names are validated to a header-safe alphabet.
+                name_header: HeaderValue::from_str(&b.name)
+                    .unwrap_or(HeaderValue::from_static("invalid")),
+                scheme: b.url.scheme().cloned().unwrap_or(Scheme::HTTP),
+                authority: b
+                    .url
+                    .authority()
+                    .cloned()
+                    .unwrap_or(Authority::from_static("invalid")),
+                timeout: b.timeout,
+            })
+            .collect();
+        Snapshot {
+            generation,
+            table: RouteTable::new(config),
+            upstreams,
+        }
+    }
+
+    /// The upstream behind a backend id of this snapshot.
+    pub fn upstream(&self, id: BackendId) -> &Upstream {
+        &self.upstreams[id.0]
+    }
+}
+
+/// Why a reload was refused; the running snapshot keeps serving.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// Listeners are bound once; a new address needs a restart.
+    #[error("listen.{which} changed from {from} to {to}; listeners change only on restart, so the whole reload was rejected")]
+    ListenChanged {
+        /// `http` or `admin`.
+        which: &'static str,
+        /// The running address.
+        from: std::net::SocketAddr,
+        /// The address in the new file.
+        to: std::net::SocketAddr,
+    },
+}
+
+/// The current snapshot behind one [`ArcSwap`], shared by every connection.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Routes {
+    /// Serves `config` as generation 1.
+    pub fn new(config: Config) -> Routes {
+        Routes {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::new(config, 1))),
+        }
+    }
+
+    /// The snapshot to serve one request with.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Swaps in `config` as the next generation, unless it moves a listener. Requests
+    /// already in flight finish on the snapshot they loaded.
+    pub fn reload(&self, config: Config) -> Result<u64, ReloadError> {
+        let running = self.current.load();
+        let (old, new) = (running.table.config().listen, config.listen);
+        for (which, from, to) in [
+            ("http", old.http, new.http),
+            ("admin", old.admin, new.admin),
+        ] {
+            if from != to {
+                return Err(ReloadError::ListenChanged { which, from, to });
+            }
+        }
+        // Reloads come one at a time (the signal loop), so generation+1 is not raced.
+        let generation = running.generation + 1;
+        self.current
+            .store(Arc::new(Snapshot::new(config, generation)));
+        Ok(generation)
+    }
+}

@@ -1,0 +1,169 @@
+//! Real HTTP/1.1 backends on `127.0.0.1:0`, one tokio task each, stopped on drop.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How a test backend answers.
+#[derive(Debug, Clone)]
+pub enum Behavior {
+    /// 200 with this body.
+    Fixed(String),
+    /// 200 streaming the request body back unchanged.
+    Echo,
+    /// 200 with a JSON object of the request head: `method`, `uri`, `version` and
+    /// `headers` (name → list of values).
+    Inspect,
+    /// Waits this long, then 200 `slow`.
+    Slow(Duration),
+    /// This status with a short body.
+    Status(u16),
+    /// Accepts the connection and closes it at once, without a response.
+    Closes,
+    /// Accepts, reads, never answers.
+    Hangs,
+}
+
+/// A running backend; stops when dropped.
+pub struct TestBackend {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TestBackend {
+    /// Starts a backend with `behavior` on a fresh loopback port.
+    pub async fn start(behavior: Behavior) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for a test backend");
+        let addr = listener
+            .local_addr()
+            .expect("local address of a bound socket");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                match behavior {
+                    Behavior::Closes => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        drop(stream);
+                    }
+                    Behavior::Hangs => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        held.push(stream);
+                    }
+                    _ => {
+                        let behavior = behavior.clone();
+                        let counter = counter.clone();
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req| {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                answer(behavior.clone(), req)
+                            });
+                            let _ = auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                }
+            }
+        });
+        TestBackend {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for a config's `url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests (or, for `Closes` and `Hangs`, connections) seen so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type AnswerBody = BoxBody<Bytes, hyper::Error>;
+
+fn full(body: impl Into<Bytes>) -> AnswerBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+async fn answer(
+    behavior: Behavior,
+    req: Request<Incoming>,
+) -> Result<Response<AnswerBody>, Infallible> {
+    let response = match behavior {
+        Behavior::Fixed(body) => Response::new(full(body)),
+        Behavior::Echo => Response::new(req.into_body().boxed()),
+        Behavior::Inspect => {
+            let mut headers = serde_json::Map::new();
+            for name in req.headers().keys() {
+                let values: Vec<serde_json::Value> = req
+                    .headers()
+                    .get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into())
+                    .collect();
+                headers.insert(name.to_string(), values.into());
+            }
+            let head = serde_json::json!({
+                "method": req.method().as_str(),
+                "uri": req.uri().to_string(),
+                "version": format!("{:?}", req.version()),
+                "headers": headers,
+            });
+            let mut response = Response::new(full(head.to_string()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Behavior::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Response::new(full("slow"))
+        }
+        Behavior::Status(code) => {
+            let mut response = Response::new(full(format!("status {code}")));
+            *response.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            response
+        }
+        Behavior::Closes | Behavior::Hangs => unreachable!("answered at accept"),
+    };
+    Ok(response)
+}
