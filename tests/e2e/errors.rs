@@ -1,0 +1,94 @@
+//! What the client gets when no route or no backend can answer, and how veer stops.
+
+use std::time::Duration;
+
+use veer_testkit::{Behavior, TestBackend, TestClient};
+
+use crate::start;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_answered_404_502_504_with_json_bodies() {
+    let hung = TestBackend::start(Behavior::Hangs).await;
+    let refused = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let refused_url = format!("http://{}", refused.local_addr().expect("addr"));
+    drop(refused);
+    let config = format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+
+[backends.gone]
+url = "{refused_url}"
+
+[backends.stuck]
+url = "{}"
+timeout = "300ms"
+
+[[routes]]
+name = "gone"
+match = {{ path_prefix = "/gone" }}
+split = [ {{ backend = "gone", weight = 1 }} ]
+
+[[routes]]
+name = "stuck"
+match = {{ path_prefix = "/stuck" }}
+split = [ {{ backend = "stuck", weight = 1 }} ]
+"#,
+        hung.url()
+    );
+    let veer = start(&config);
+    let client = TestClient::new(veer.addr());
+    for (path, status, error, backend) in [
+        ("/nowhere", 404, "no_route", None),
+        ("/gone", 502, "backend_unreachable", Some("gone")),
+        ("/stuck", 504, "backend_timeout", Some("stuck")),
+    ] {
+        let answer = client.get(path, &[]).await.expect("answer");
+        assert_eq!(answer.status, status, "{path}: {}", answer.text());
+        let body = answer.json();
+        assert_eq!(body["error"], error, "{path}");
+        assert_eq!(body["backend"].as_str(), backend, "{path}");
+        assert_eq!(
+            body["request_id"].as_str(),
+            Some(answer.header("x-request-id"))
+        );
+    }
+    // 5xx are logged for the operator, naming the backend.
+    let logged = veer
+        .wait_for_log(0, "request failed", Duration::from_secs(5))
+        .expect("logged");
+    assert!(
+        logged["fields"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"gone\""),
+        "{logged}"
+    );
+}
+
+/// SIGTERM: the request in flight still gets its answer, then veer exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight_then_exits_cleanly() {
+    let slow = TestBackend::start(Behavior::Slow(Duration::from_millis(800))).await;
+    let mut veer = start(&crate::two_versions(
+        &slow.url(),
+        &slow.url(),
+        1,
+        1,
+        "\"random\"",
+    ));
+    let client = TestClient::new(veer.addr());
+    let in_flight = tokio::spawn(async move { client.get("/v1/p", &[]).await });
+    while slow.requests() == 0 {
+        tokio::task::yield_now().await;
+    }
+    veer.signal("TERM").expect("send SIGTERM");
+    let answer = in_flight.await.expect("task").expect("answer");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow");
+    let status =
+        tokio::task::block_in_place(|| veer.wait_exit(Duration::from_secs(10))).expect("exits");
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,42 @@
+//! End-to-end tests of the built `veer` binary: real processes, real loopback
+//! sockets, readiness read from veer's log.
+
+mod check;
+mod errors;
+mod reload;
+mod split;
+
+use veer_testkit::VeerProcess;
+
+/// The binary under test, built by cargo for this test run.
+pub const VEER: &str = env!("CARGO_BIN_EXE_veer");
+
+/// A routing file with two backends, one route on `/v1/` and the given split.
+pub fn two_versions(v1: &str, v2: &str, w1: u32, w2: u32, split_by: &str) -> String {
+    format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+
+[backends.v1]
+url = "{v1}"
+timeout = "5s"
+
+[backends.v2]
+url = "{v2}"
+timeout = "5s"
+
+[[routes]]
+name = "model"
+match = {{ path_prefix = "/v1/" }}
+split = [ {{ backend = "v1", weight = {w1} }}, {{ backend = "v2", weight = {w2} }} ]
+split_by = {split_by}
+hash_seed = 7
+"#
+    )
+}
+
+/// Starts veer on `config` or fails the test with veer's own words.
+pub fn start(config: &str) -> VeerProcess {
+    VeerProcess::start(VEER, config).unwrap_or_else(|e| panic!("veer did not start: {e}"))
+}
