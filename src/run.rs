@@ -27,7 +27,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("read the bound address")?;
     let routes = Routes::new(config);
     log_routes(&routes);
-    let proxy = Proxy::new(routes.clone());
+    let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
     let mut hangups = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {

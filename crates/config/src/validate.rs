@@ -520,7 +520,6 @@ hash_seed = -1
                 "veer.toml:10:38: error: invalid weight -5 in route \"a\"; expected a whole number from 0 to 1000000",
                 "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000",
                 "veer.toml:10:56: error: unknown backend \"nope\" in route \"a\"; expected one of: v1, v2",
-                "veer.toml:10:9: error: the weights of route \"a\" sum to 0; at least one backend needs a weight above 0",
                 "veer.toml:13:8: error: duplicate route name \"a\" (first defined on line 9); route names must be unique",
                 "veer.toml:14:9: error: the weights of route \"a\" sum to 0; at least one backend needs a weight above 0",
                 "veer.toml:15:12: error: invalid split_by { header = \"bad header\" } in route \"a\"; expected \"random\", { header = \"x-user-id\" } or { cookie = \"uid\" }",

@@ -1,14 +1,15 @@
 //! Forwarding one request to its backend over the pooled client, body streaming.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::{headers, ProxyError, Upstream};
+use crate::headers::{self, Downstream};
+use crate::{ProxyError, Upstream};
 
 /// The pooled keep-alive client every request goes out on. One per process: its pool
 /// is keyed by backend authority, so it survives reloads that keep a backend.
@@ -29,33 +30,35 @@ pub fn client() -> UpstreamClient {
 }
 
 /// Rewrites a client request for `upstream`: same method, path, query and body;
-/// absolute URI on the backend's authority; HTTP/1.1; headers per [`headers::to_upstream`].
+/// absolute URI on the backend's authority; HTTP/1.1; headers per
+/// [`headers::to_upstream`].
 pub fn upstream_request(
     req: Request<Incoming>,
     upstream: &Upstream,
-    client_ip: IpAddr,
+    client: &Downstream,
     request_id: &HeaderValue,
 ) -> Request<Incoming> {
     let (mut parts, body) = req.into_parts();
-    let host = veer_route::RequestHead {
-        method: &parts.method,
-        uri: &parts.uri,
-        headers: &parts.headers,
-    }
-    .host()
-    .map(str::to_owned);
-    let mut uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone());
-    if let Some(pq) = parts.uri.path_and_query() {
-        uri = uri.path_and_query(pq.clone());
-    } else {
-        uri = uri.path_and_query("/");
-    }
-    // Scheme, authority and path all come from already-parsed URIs.
-    parts.uri = uri.build().unwrap_or_default();
+    headers::to_upstream(
+        &mut parts.headers,
+        client,
+        parts.uri.authority(),
+        &upstream.host_header,
+        request_id,
+    );
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(upstream.scheme.clone());
+    uri.authority = Some(upstream.authority.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or(PathAndQuery::from_static("/")),
+    );
+    // Every part comes from an already-parsed URI, so this cannot fail.
+    parts.uri = Uri::from_parts(uri).unwrap_or_default();
     parts.version = Version::HTTP_11;
-    headers::to_upstream(&mut parts.headers, client_ip, host.as_deref(), request_id);
     Request::from_parts(parts, body)
 }
 

@@ -1,9 +1,10 @@
 //! Header rewriting between client and backend: hop-by-hop headers removed both ways
 //! (RFC 9110 §7.6.1), forwarding headers and a request id added upstream.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 
 /// `x-request-id`: kept when the client sent one, generated otherwise.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,6 +29,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 /// `Upgrade` goes too: veer does not tunnel upgraded connections.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over their few names beats eight removals.
+    let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE;
+    if !headers.keys().any(is_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -41,36 +47,69 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// The client end of a connection, prepared once per connection rather than per
+/// request.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// The client's socket address.
+    pub addr: SocketAddr,
+    /// Its IP, ready for `x-forwarded-for`.
+    pub ip: HeaderValue,
+}
+
+impl Downstream {
+    /// Prepares the headers a connection from `addr` contributes.
+    pub fn new(addr: SocketAddr) -> Downstream {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        Downstream { addr, ip }
+    }
+}
+
 /// The client's request id, or a fresh random one (128 bits, hex).
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     match headers.get(&REQUEST_ID) {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
-            let id = format!("{:032x}", rand::random::<u128>());
-            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("unknown"))
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let bits = rand::random::<u128>();
+            let mut id = [0u8; 32];
+            for (i, digit) in id.iter_mut().enumerate() {
+                *digit = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
+            }
+            HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("unknown"))
         }
     }
 }
 
-/// Prepares a client request's headers for the backend: hop-by-hop removed,
-/// `x-forwarded-for` extended with the client's address, `x-forwarded-proto` and
-/// `x-forwarded-host` set, the request id set, and `Host` removed so the client
-/// library sets it to the backend's authority (as nginx does; the original host
-/// travels in `x-forwarded-host`).
-pub fn to_upstream(headers: &mut HeaderMap, client: IpAddr, host: Option<&str>, id: &HeaderValue) {
+/// Prepares a client request's headers for the backend: hop-by-hop removed, `Host`
+/// set to the backend's (as nginx does; the client's travels on in
+/// `x-forwarded-host`), `x-forwarded-for` extended with the client's address,
+/// `x-forwarded-proto` set and the request id set. `authority` is the request URI's,
+/// which HTTP/2 clients send instead of `Host`.
+pub fn to_upstream(
+    headers: &mut HeaderMap,
+    client: &Downstream,
+    authority: Option<&Authority>,
+    upstream_host: &HeaderValue,
+    id: &HeaderValue,
+) {
     remove_hop_by_hop(headers);
-    headers.remove(header::HOST);
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client}"),
-        None => client.to_string(),
+    let original_host = headers
+        .insert(header::HOST, upstream_host.clone())
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if let Some(host) = original_host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        Some(prior) => {
+            let joined = [prior.as_bytes(), b", ", client.ip.as_bytes()].concat();
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.ip.clone())
+        }
+        None => client.ip.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
-    }
     headers.insert(REQUEST_ID.clone(), id.clone());
 }
 
@@ -113,17 +152,28 @@ mod tests {
     fn forwarding_headers_extend_what_the_client_sent() {
         let mut h = map(&[("x-forwarded-for", "10.1.1.1"), ("host", "api.example.com")]);
         let id = HeaderValue::from_static("abc");
-        to_upstream(
-            &mut h,
-            "127.0.0.1".parse().unwrap(),
-            Some("api.example.com"),
-            &id,
-        );
+        let client = Downstream::new("127.0.0.1:5000".parse().unwrap());
+        let backend = HeaderValue::from_static("10.0.0.11:8000");
+        to_upstream(&mut h, &client, None, &backend, &id);
         assert_eq!(h["x-forwarded-for"], "10.1.1.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(h["x-request-id"], "abc");
-        assert!(!h.contains_key("host"));
+        assert_eq!(h["host"], "10.0.0.11:8000");
+    }
+
+    #[test]
+    fn http2_authority_becomes_the_forwarded_host() {
+        let mut h = HeaderMap::new();
+        let client = Downstream::new("[::1]:5000".parse().unwrap());
+        let authority = Authority::from_static("api.example.com:443");
+        let (id, backend) = (
+            HeaderValue::from_static("abc"),
+            HeaderValue::from_static("b:1"),
+        );
+        to_upstream(&mut h, &client, Some(&authority), &backend, &id);
+        assert_eq!(h["x-forwarded-host"], "api.example.com:443");
+        assert_eq!(h["x-forwarded-for"], "::1");
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! The request handler: a request's story from arrival to answer, one phase a call.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
@@ -9,7 +7,8 @@ use hyper::body::Incoming;
 use veer_route::RequestHead;
 
 use crate::forward::{self, UpstreamClient};
-use crate::{headers, ProxyError, Routes, Snapshot};
+use crate::headers::{self, Downstream};
+use crate::{ProxyError, Routes, Snapshot};
 
 /// Response bodies: a backend's, streamed through, or one veer wrote itself.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -36,7 +35,7 @@ impl Proxy {
     }
 
     /// Serves one client request from `client`.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &Downstream) -> Response<ProxyBody> {
         let snapshot = self.routes.load();
         let request_id = headers::request_id(req.headers());
         match self.forward(&snapshot, req, client, &request_id).await {
@@ -62,7 +61,7 @@ impl Proxy {
         &self,
         snapshot: &Snapshot,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Downstream,
         request_id: &HeaderValue,
     ) -> Result<Response<Incoming>, ProxyError> {
         let decision = snapshot
@@ -73,7 +72,7 @@ impl Proxy {
                 path: req.uri().path().to_owned(),
             })?;
         let upstream = snapshot.upstream(decision.backend);
-        let outbound = forward::upstream_request(req, upstream, client.ip(), request_id);
+        let outbound = forward::upstream_request(req, upstream, client, request_id);
         let mut response = forward::send(&self.client, outbound, upstream).await?;
         headers::to_downstream(response.headers_mut(), &upstream.name_header, request_id);
         Ok(response)

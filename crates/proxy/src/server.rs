@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -11,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::headers::Downstream;
 use crate::Proxy;
 
 /// After a failed accept (out of file descriptors, typically), wait this long before
@@ -21,7 +23,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// `drain` for in-flight requests to finish. Returns true when all of them did.
 pub async fn serve(
     listener: TcpListener,
-    proxy: Proxy,
+    proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> bool {
@@ -34,9 +36,10 @@ pub async fn serve(
                 Ok((stream, client)) => {
                     let _ = stream.set_nodelay(true);
                     let proxy = proxy.clone();
+                    let downstream = Downstream::new(client);
                     let service = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+                        let (proxy, downstream) = (proxy.clone(), downstream.clone());
+                        async move { Ok::<_, Infallible>(proxy.handle(req, &downstream).await) }
                     });
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)

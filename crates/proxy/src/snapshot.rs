@@ -6,7 +6,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
-use veer_config::{BackendId, Config};
+use veer_config::{Backend, BackendId, Config};
 use veer_route::RouteTable;
 
 /// Everything a request needs from the config, as of one generation. Requests hold
@@ -33,6 +33,8 @@ pub struct Upstream {
     pub scheme: Scheme,
     /// `host:port` requests are sent to.
     pub authority: Authority,
+    /// The authority as a ready `Host` header value.
+    pub host_header: HeaderValue,
     /// Budget for the upstream exchange.
     pub timeout: Duration,
 }
@@ -40,23 +42,7 @@ pub struct Upstream {
 impl Snapshot {
     /// Compiles `config` as generation `generation`.
     pub fn new(config: Config, generation: u64) -> Snapshot {
-        let upstreams = config
-            .backends
-            .iter()
-            .map(|b| Upstream {
-                name: b.name.clone(),
-                // Backend names are validated to a header-safe alphabet.
-                name_header: HeaderValue::from_str(&b.name)
-                    .unwrap_or(HeaderValue::from_static("invalid")),
-                scheme: b.url.scheme().cloned().unwrap_or(Scheme::HTTP),
-                authority: b
-                    .url
-                    .authority()
-                    .cloned()
-                    .unwrap_or(Authority::from_static("invalid")),
-                timeout: b.timeout,
-            })
-            .collect();
+        let upstreams = config.backends.iter().map(Upstream::new).collect();
         Snapshot {
             generation,
             table: RouteTable::new(config),
@@ -67,6 +53,28 @@ impl Snapshot {
     /// The upstream behind a backend id of this snapshot.
     pub fn upstream(&self, id: BackendId) -> &Upstream {
         &self.upstreams[id.0]
+    }
+}
+
+impl Upstream {
+    fn new(backend: &Backend) -> Upstream {
+        // Validation guarantees a header-safe name and an http URL with an authority;
+        // the fallbacks only keep this function total.
+        let authority = backend
+            .url
+            .authority()
+            .cloned()
+            .unwrap_or(Authority::from_static("invalid"));
+        Upstream {
+            name: backend.name.clone(),
+            name_header: HeaderValue::from_str(&backend.name)
+                .unwrap_or(HeaderValue::from_static("invalid")),
+            scheme: backend.url.scheme().cloned().unwrap_or(Scheme::HTTP),
+            host_header: HeaderValue::from_str(authority.as_str())
+                .unwrap_or(HeaderValue::from_static("invalid")),
+            authority,
+            timeout: backend.timeout,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ async fn start(config: &str) -> Harness {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let proxy = Proxy::new(routes.clone());
+    let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
     tokio::spawn(server::serve(
         listener,
         proxy,
@@ -269,7 +269,7 @@ async fn http2_clients_are_served_too() {
     .await
     .expect("h2 handshake");
     tokio::spawn(conn);
-    let request = Request::get(format!("http://api.example.com/v1/h2"))
+    let request = Request::get("http://api.example.com/v1/h2")
         .body(Full::new(Bytes::new()))
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
