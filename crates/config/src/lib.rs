@@ -30,6 +30,7 @@ mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::{
-    Backend, BackendId, Config, Listen, Loaded, Match, Route, SplitBy, WeightedBackend,
+    Backend, BackendId, Compare, CompareMode, Config, DivergenceLog, Listen, Loaded, Match, Route,
+    Shadow, SplitBy, WeightedBackend,
 };
-pub use strategy::Strategy;
+pub use strategy::{Live, Strategy};

@@ -65,6 +65,77 @@ pub struct Route {
     pub split_by: SplitBy,
     /// Seed of the sticky hash; change it to re-shuffle users.
     pub hash_seed: u64,
+    /// Mirroring to a shadow backend, if any.
+    pub shadow: Option<Shadow>,
+    /// How a live and a shadow answer are judged.
+    pub compare: Compare,
+}
+
+/// Mirroring of a route's requests to a backend whose answers never reach clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadow {
+    /// The backend mirrored to.
+    pub backend: BackendId,
+    /// Share of requests mirrored, 0 to 100 (sticky per user when the split is).
+    pub percent: f64,
+    /// Mirrors in flight to this backend before further ones are dropped.
+    pub max_in_flight: usize,
+    /// Largest request body mirrored, in bytes.
+    pub max_body: u64,
+    /// Where divergent pairs are written, if anywhere.
+    pub divergence_log: Option<DivergenceLog>,
+}
+
+/// The JSON-lines file of sampled divergent pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DivergenceLog {
+    /// File path, as written in the config.
+    pub path: std::path::PathBuf,
+    /// Lines written per second at most.
+    pub per_sec: u32,
+    /// Size at which the file rotates.
+    pub max_bytes: u64,
+}
+
+/// How a live and a shadow answer are judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    /// What is compared.
+    pub mode: CompareMode,
+    /// JSON pointer of the prediction within the body (`json` mode).
+    pub select: Option<String>,
+    /// Numbers this close are equal.
+    pub abs_tolerance: f64,
+    /// Numbers this close relative to the larger magnitude are equal.
+    pub rel_tolerance: f64,
+    /// JSON pointers left out of the comparison.
+    pub ignore: Vec<String>,
+    /// Largest response body kept for comparison, in bytes.
+    pub max_body: u64,
+}
+
+impl Default for Compare {
+    fn default() -> Self {
+        Compare {
+            mode: CompareMode::Json,
+            select: None,
+            abs_tolerance: crate::defaults::ABS_TOLERANCE,
+            rel_tolerance: crate::defaults::REL_TOLERANCE,
+            ignore: Vec::new(),
+            max_body: crate::defaults::COMPARE_MAX_BODY,
+        }
+    }
+}
+
+/// `[routes.compare] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareMode {
+    /// Status codes equal.
+    Status,
+    /// Status and body bytes equal.
+    Exact,
+    /// Status equal and the JSON bodies equal structurally, numbers within tolerance.
+    Json,
 }
 
 /// One entry of a route's split.

@@ -42,6 +42,32 @@ pub(crate) struct RawRoute {
     /// mistake gets a message better than serde's "did not match any variant".
     pub split_by: Option<Spanned<toml::Value>>,
     pub hash_seed: Option<Spanned<toml::Value>>,
+    pub shadow: Option<Spanned<RawShadow>>,
+    pub compare: Option<Spanned<RawCompare>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShadow {
+    pub backend: Spanned<String>,
+    pub percent: Option<Spanned<toml::Value>>,
+    pub max_in_flight: Option<Spanned<toml::Value>>,
+    pub max_body: Option<Spanned<String>>,
+    pub divergence_log: Option<Spanned<String>>,
+    pub divergence_log_per_sec: Option<Spanned<toml::Value>>,
+    pub divergence_log_max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompare {
+    pub mode: Option<Spanned<String>>,
+    pub select: Option<Spanned<String>>,
+    pub abs_tolerance: Option<Spanned<toml::Value>>,
+    pub rel_tolerance: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub ignore: Vec<Spanned<String>>,
+    pub max_body: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,15 +1,24 @@
-//! What a route comes to, in the words a user uses: basic or canary.
+//! What a route comes to, in the words a user uses: basic or canary, plus shadow.
 //!
-//! Strategies are not a keyword of the file; they follow from the split: one backend
-//! with weight > 0 is basic, several is canary.
+//! Strategies are not a keyword of the file; they follow from the route: one backend
+//! with weight > 0 is basic, several is canary, a `[routes.shadow]` adds shadow.
 
 use std::fmt;
 
 use crate::{Config, Route, SplitBy};
 
-/// The deployment strategy a route's split amounts to.
+/// The deployment strategy a route comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy<'a> {
+    /// Where live traffic goes.
+    pub live: Live<'a>,
+    /// The backend mirrored to and the share of requests mirrored, if any.
+    pub shadow: Option<(&'a str, f64)>,
+}
+
+/// Where a route's live traffic goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy<'a> {
+pub enum Live<'a> {
     /// All traffic to one backend.
     Basic {
         /// The one backend with weight.
@@ -33,22 +42,28 @@ impl Route {
             .filter(|s| s.weight > 0)
             .map(|s| (config.backend(s.backend).name.as_str(), s.weight))
             .collect();
-        match shares.as_slice() {
-            [(only, _)] => Strategy::Basic { backend: only },
-            _ => Strategy::Canary {
+        let live = match shares.as_slice() {
+            [(only, _)] => Live::Basic { backend: only },
+            _ => Live::Canary {
                 shares,
                 split_by: &self.split_by,
             },
-        }
+        };
+        let shadow = self
+            .shadow
+            .as_ref()
+            .map(|s| (config.backend(s.backend).name.as_str(), s.percent));
+        Strategy { live, shadow }
     }
 }
 
-/// `basic → v1`, or `canary 95/5 by header x-user-id (v1/v2)`.
+/// `basic → v1`, `canary 95/5 by header x-user-id (v1/v2)`, either followed by
+/// ` + shadow 100% → v2`.
 impl fmt::Display for Strategy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Strategy::Basic { backend } => write!(f, "basic → {backend}"),
-            Strategy::Canary { shares, split_by } => {
+        match &self.live {
+            Live::Basic { backend } => write!(f, "basic → {backend}")?,
+            Live::Canary { shares, split_by } => {
                 let join = |part: &dyn Fn(&(&str, u64)) -> String| {
                     shares.iter().map(part).collect::<Vec<_>>().join("/")
                 };
@@ -59,8 +74,12 @@ impl fmt::Display for Strategy<'_> {
                     SplitBy::Header(h) => format!("by header {h}"),
                     SplitBy::Cookie(c) => format!("by cookie {c}"),
                 };
-                write!(f, "canary {weights} {by} ({names})")
+                write!(f, "canary {weights} {by} ({names})")?;
             }
         }
+        if let Some((backend, percent)) = self.shadow {
+            write!(f, " + shadow {percent}% → {backend}")?;
+        }
+        Ok(())
     }
 }

@@ -8,10 +8,12 @@ use std::path::Path;
 use http::{HeaderName, HeaderValue, Method, Uri};
 use toml::Spanned;
 
-use crate::raw::{RawBackend, RawConfig, RawListen, RawMatch, RawRoute, RawSplit};
+use crate::raw::{
+    RawBackend, RawCompare, RawConfig, RawListen, RawMatch, RawRoute, RawShadow, RawSplit,
+};
 use crate::{
-    defaults, Backend, BackendId, Config, Diagnostic, Diagnostics, Listen, Loaded, Match, Route,
-    Severity, SplitBy, WeightedBackend,
+    defaults, Backend, BackendId, Compare, CompareMode, Config, Diagnostic, Diagnostics,
+    DivergenceLog, Listen, Loaded, Match, Route, Severity, Shadow, SplitBy, WeightedBackend,
 };
 
 impl Config {
@@ -204,13 +206,198 @@ impl Validator<'_> {
         let hash_seed = raw
             .hash_seed
             .map_or(defaults::HASH_SEED, |s| self.hash_seed(&name, s));
+        let shadow = raw
+            .shadow
+            .and_then(|s| self.shadow(config, &name, s.into_inner()));
+        let compare = match raw.compare {
+            Some(c) => {
+                if shadow.is_none() {
+                    self.warning(
+                        c.span(),
+                        format!("[routes.compare] of route \"{name}\" has no effect without a [routes.shadow]"),
+                    );
+                }
+                self.compare(&name, c.into_inner())
+            }
+            None => Compare::default(),
+        };
         Route {
             name,
             matcher,
             split,
             split_by,
             hash_seed,
+            shadow,
+            compare,
         }
+    }
+
+    fn shadow(&mut self, config: &Config, route: &str, raw: RawShadow) -> Option<Shadow> {
+        let name = raw.backend.get_ref();
+        let Some(backend) = config.backend_id(name) else {
+            let known: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+            let msg = format!(
+                "unknown shadow backend \"{name}\" in route \"{route}\"; expected one of: {}",
+                known.join(", ")
+            );
+            self.error(raw.backend.span(), msg);
+            return None;
+        };
+        let percent = raw.percent.map_or(defaults::SHADOW_PERCENT, |p| {
+            self.number(
+                route,
+                "shadow.percent",
+                &p,
+                0.0..=100.0,
+                defaults::SHADOW_PERCENT,
+            )
+        });
+        let max_in_flight = raw
+            .max_in_flight
+            .map_or(defaults::SHADOW_MAX_IN_FLIGHT, |m| {
+                self.count(route, "shadow.max_in_flight", &m, 1..=1_000_000) as usize
+            });
+        let max_body = raw.max_body.map_or(defaults::SHADOW_MAX_BODY, |b| {
+            self.size(route, "shadow.max_body", &b, defaults::SHADOW_MAX_BODY)
+        });
+        let divergence_log = raw.divergence_log.map(|path| DivergenceLog {
+            path: path.into_inner().into(),
+            per_sec: raw
+                .divergence_log_per_sec
+                .map_or(defaults::DIVERGENCE_LOG_PER_SEC, |r| {
+                    self.count(route, "shadow.divergence_log_per_sec", &r, 1..=100_000) as u32
+                }),
+            max_bytes: raw
+                .divergence_log_max
+                .map_or(defaults::DIVERGENCE_LOG_MAX, |m| {
+                    self.size(
+                        route,
+                        "shadow.divergence_log_max",
+                        &m,
+                        defaults::DIVERGENCE_LOG_MAX,
+                    )
+                }),
+        });
+        Some(Shadow {
+            backend,
+            percent,
+            max_in_flight,
+            max_body,
+            divergence_log,
+        })
+    }
+
+    fn compare(&mut self, route: &str, raw: RawCompare) -> Compare {
+        let mut compare = Compare::default();
+        if let Some(mode) = raw.mode {
+            compare.mode = match mode.get_ref().as_str() {
+                "status" => CompareMode::Status,
+                "exact" => CompareMode::Exact,
+                "json" => CompareMode::Json,
+                other => {
+                    let msg = format!(
+                        "invalid compare.mode \"{other}\" in route \"{route}\"; expected \"status\", \"exact\" or \"json\""
+                    );
+                    self.error(mode.span(), msg);
+                    CompareMode::Json
+                }
+            };
+        }
+        compare.select = raw.select.map(|p| self.pointer(route, "compare.select", p));
+        compare.ignore = raw
+            .ignore
+            .into_iter()
+            .map(|p| self.pointer(route, "compare.ignore", p))
+            .collect();
+        if let Some(t) = raw.abs_tolerance {
+            compare.abs_tolerance =
+                self.number(route, "compare.abs_tolerance", &t, 0.0..=f64::MAX, 0.0);
+        }
+        if let Some(t) = raw.rel_tolerance {
+            compare.rel_tolerance = self.number(route, "compare.rel_tolerance", &t, 0.0..=1.0, 0.0);
+        }
+        if let Some(b) = raw.max_body {
+            compare.max_body = self.size(route, "compare.max_body", &b, defaults::COMPARE_MAX_BODY);
+        }
+        compare
+    }
+
+    fn number(
+        &mut self,
+        route: &str,
+        field: &str,
+        raw: &Spanned<toml::Value>,
+        range: std::ops::RangeInclusive<f64>,
+        fallback: f64,
+    ) -> f64 {
+        let value = match raw.get_ref() {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        match value {
+            Some(v) if range.contains(&v) => v,
+            _ => {
+                let upper = if *range.end() == f64::MAX {
+                    "up".to_owned()
+                } else {
+                    format!("to {}", range.end())
+                };
+                let msg = format!(
+                    "invalid {field} {} in route \"{route}\"; expected a number from {} {upper}",
+                    raw.get_ref(),
+                    range.start()
+                );
+                self.error(raw.span(), msg);
+                fallback
+            }
+        }
+    }
+
+    fn count(
+        &mut self,
+        route: &str,
+        field: &str,
+        raw: &Spanned<toml::Value>,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> i64 {
+        match raw.get_ref() {
+            toml::Value::Integer(i) if range.contains(i) => *i,
+            other => {
+                let msg = format!(
+                    "invalid {field} {other} in route \"{route}\"; expected a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                );
+                self.error(raw.span(), msg);
+                *range.start()
+            }
+        }
+    }
+
+    fn size(&mut self, route: &str, field: &str, raw: &Spanned<String>, fallback: u64) -> u64 {
+        match raw.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(size) if size.as_u64() > 0 => size.as_u64(),
+            _ => {
+                let msg = format!(
+                    "invalid {field} \"{}\" in route \"{route}\"; expected a size such as \"1MiB\" or \"512KiB\"",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), msg);
+                fallback
+            }
+        }
+    }
+
+    fn pointer(&mut self, route: &str, field: &str, raw: Spanned<String>) -> String {
+        let p = raw.get_ref();
+        if !p.is_empty() && !p.starts_with('/') {
+            let msg = format!(
+                "invalid {field} \"{p}\" in route \"{route}\"; expected a JSON pointer such as \"/predictions\" (RFC 6901)"
+            );
+            self.error(raw.span(), msg);
+        }
+        raw.into_inner()
     }
 
     fn matcher(&mut self, route: &str, raw: RawMatch) -> Match {
@@ -394,10 +581,10 @@ impl Validator<'_> {
 
     fn warn_unused(&mut self, config: &Config, spans: &[Range<usize>]) {
         for (i, backend) in config.backends.iter().enumerate() {
-            let used = config
-                .routes
-                .iter()
-                .any(|r| r.split.iter().any(|s| s.backend == BackendId(i)));
+            let used = config.routes.iter().any(|r| {
+                r.split.iter().any(|s| s.backend == BackendId(i))
+                    || r.shadow.as_ref().is_some_and(|s| s.backend == BackendId(i))
+            });
             if !used {
                 let msg = format!("backend \"{}\" is not used by any route", backend.name);
                 self.warning(spans[i].clone(), msg);

@@ -1,0 +1,53 @@
+//! Prediction comparison cost.
+//!
+//! Target (issue 3): a 1 KiB KServe V1 prediction pair judged in under 5 µs. Run with
+//! `cargo bench --bench compare`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use veer_compare::{compare, Answer};
+use veer_config::Compare;
+
+/// A KServe V1 answer of ~1 KiB: 32 rows of 3 class probabilities plus metadata;
+/// `nudge` shifts every probability a little, as a retrained model would.
+fn kserve_v1(nudge: f64) -> String {
+    let rows: Vec<String> = (0..32)
+        .map(|i| {
+            let p = (f64::from(i) * 0.37).fract() * 0.5;
+            format!("[{:.6},{:.6},{:.6}]", p + nudge, 0.25 - nudge, 0.75 - p)
+        })
+        .collect();
+    format!(
+        r#"{{"predictions":[{}],"model_version":"churn-v2","latency_ms":12}}"#,
+        rows.join(",")
+    )
+}
+
+fn judge(c: &mut Criterion) {
+    let (live, shadow) = (kserve_v1(0.0), kserve_v1(0.0004));
+    assert!((900..1300).contains(&live.len()), "{} bytes", live.len());
+    let settings = Compare {
+        abs_tolerance: 0.001,
+        ignore: vec!["/model_version".into(), "/latency_ms".into()],
+        ..Compare::default()
+    };
+    let mut group = c.benchmark_group("compare");
+    group.bench_function("kserve v1 1 KiB pair, json mode", |b| {
+        b.iter(|| {
+            compare(
+                &settings,
+                Answer {
+                    status: 200,
+                    body: black_box(live.as_bytes()),
+                },
+                Answer {
+                    status: 200,
+                    body: black_box(shadow.as_bytes()),
+                },
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, judge);
+criterion_main!(benches);

@@ -1,0 +1,242 @@
+//! The prediction formats users send through veer, and what they mean for comparison.
+//!
+//! - KServe V1 and TF Serving: `{"predictions": [...]}`.
+//! - Open Inference Protocol V2 (KServe V2, Triton):
+//!   `{"outputs": [{"name", "datatype", "shape", "data"}]}`. Outputs are compared **by
+//!   name, not position** ([`normalize`] turns the list into an object keyed by name),
+//!   so a server that orders its outputs differently does not diverge.
+//! - MLflow `/invocations`: `{"predictions": ...}` or a bare list.
+//!
+//! Classification outputs also yield labels ([`labels`]): the argmax of each row of
+//! class probabilities, or the label strings themselves (V2 `BYTES`), so a report can
+//! say whether the predicted class flipped, not only how far probabilities moved.
+
+use sonic_rs::{
+    JsonContainerTrait, JsonNumberTrait, JsonValueMutTrait, JsonValueTrait, Object, Value, ValueRef,
+};
+
+/// V2 `outputs` (or a selected list of named outputs) as an object keyed by name;
+/// anything else unchanged.
+pub fn normalize(mut value: Value) -> Value {
+    if let Some(outputs) = value.as_object_mut().and_then(|m| m.get_mut(&"outputs")) {
+        if let Some(by_name) = by_name(outputs) {
+            *outputs = by_name;
+        }
+        return value;
+    }
+    by_name(&value).unwrap_or(value)
+}
+
+/// `[{"name": "a", ...}, {"name": "b", ...}]` → `{"a": {...}, "b": {...}}` when every
+/// element is an object with a distinct string name.
+fn by_name(list: &Value) -> Option<Value> {
+    let items = list.as_array()?;
+    if items.is_empty() {
+        return None;
+    }
+    let mut map = Object::new();
+    for item in items.iter() {
+        let name = item.get("name")?.as_str()?;
+        if map.contains_key(&name) {
+            return None;
+        }
+        map.insert(name, item.clone());
+    }
+    Some(map.into())
+}
+
+/// A predicted class: an index into class probabilities, or a label string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Label<'a> {
+    /// Argmax of a probability row.
+    Index(usize),
+    /// A label as the model named it.
+    Text(&'a str),
+}
+
+/// Whether two (normalized) answers predict the same classes; `None` when either is
+/// not a classification output.
+pub fn label_agreement(live: &Value, shadow: &Value) -> Option<bool> {
+    Some(labels(live)? == labels(shadow)?)
+}
+
+/// Hard cap on nesting followed while looking for labels.
+const MAX_LABEL_DEPTH: usize = 8;
+
+/// The predicted classes in a prediction, if it is a classification output.
+pub fn labels(value: &Value) -> Option<Vec<Label<'_>>> {
+    labels_at(value, 0)
+}
+
+fn labels_at(value: &Value, depth: usize) -> Option<Vec<Label<'_>>> {
+    if depth > MAX_LABEL_DEPTH {
+        return None;
+    }
+    match value.as_ref() {
+        ValueRef::Array(items) => array_labels(items),
+        ValueRef::Object(map) => {
+            if let Some(data) = map.get(&"data") {
+                return v2_output_labels(value, data);
+            }
+            for key in ["predictions", "outputs"] {
+                if let Some(inner) = map.get(&key) {
+                    return labels_at(inner, depth + 1);
+                }
+            }
+            // Several named outputs: the labels of every output that has them.
+            let mut all = Vec::new();
+            for (_, inner) in map.iter() {
+                all.extend(labels_at(inner, depth + 1)?);
+            }
+            (!all.is_empty()).then_some(all)
+        }
+        _ => None,
+    }
+}
+
+fn array_labels(items: &[Value]) -> Option<Vec<Label<'_>>> {
+    if items.is_empty() {
+        return None;
+    }
+    if items.iter().all(|i| i.is_str()) {
+        return Some(
+            items
+                .iter()
+                .filter_map(|i| i.as_str())
+                .map(Label::Text)
+                .collect(),
+        );
+    }
+    if items.iter().all(|i| i.is_array()) {
+        return items
+            .iter()
+            .map(|row| argmax(row.as_array()?).map(Label::Index))
+            .collect();
+    }
+    // One flat row is a single probability vector only when it looks like one:
+    // otherwise it is as likely a list of regression outputs.
+    let (mut sum, mut in_unit_range) = (0.0, true);
+    for item in items {
+        let p = as_f64(item)?;
+        sum += p;
+        in_unit_range &= (0.0..=1.0).contains(&p);
+    }
+    let is_distribution = items.len() >= 2 && in_unit_range && (sum - 1.0).abs() <= 1e-3;
+    is_distribution.then(|| vec![Label::Index(argmax(items).unwrap_or(0))])
+}
+
+/// V2 output: label strings (`BYTES`), or `[n, k]`-shaped probabilities.
+fn v2_output_labels<'a>(output: &'a Value, data: &'a Value) -> Option<Vec<Label<'a>>> {
+    let data = data.as_array()?;
+    if !data.is_empty() && data.iter().all(|d| d.is_str()) {
+        return Some(
+            data.iter()
+                .filter_map(|d| d.as_str())
+                .map(Label::Text)
+                .collect(),
+        );
+    }
+    let shape = output.get("shape")?;
+    let shape = shape.as_array()?;
+    match (
+        shape.first().and_then(|d| d.as_u64()),
+        shape.get(1).and_then(|d| d.as_u64()),
+    ) {
+        (Some(rows), Some(classes))
+            if shape.len() == 2 && classes >= 2 && (rows * classes) as usize == data.len() =>
+        {
+            data.chunks(classes as usize)
+                .map(|row| argmax(row).map(Label::Index))
+                .collect()
+        }
+        _ => None,
+    }
+}
+
+/// Index of the first largest of at least two numbers (ties go to the lower class).
+fn argmax(row: &[Value]) -> Option<usize> {
+    if row.len() < 2 {
+        return None;
+    }
+    let (mut best, mut best_value) = (0, f64::NEG_INFINITY);
+    for (i, item) in row.iter().enumerate() {
+        let v = as_f64(item)?;
+        if v > best_value {
+            (best, best_value) = (i, v);
+        }
+    }
+    Some(best)
+}
+
+/// A number's value, straight from the parsed number (sonic-rs's `Value::as_f64`
+/// takes a slower general path).
+fn as_f64(value: &Value) -> Option<f64> {
+    match value.as_ref() {
+        ValueRef::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> Value {
+        sonic_rs::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn v2_outputs_are_keyed_by_name() {
+        let doc = json(r#"{"outputs": [{"name": "b", "data": [1]}, {"name": "a", "data": [2]}]}"#);
+        assert_eq!(
+            normalize(doc),
+            json(
+                r#"{"outputs": {"a": {"name": "a", "data": [2]}, "b": {"name": "b", "data": [1]}}}"#
+            )
+        );
+        let duplicate = json(r#"{"outputs": [{"name": "a"}, {"name": "a"}]}"#);
+        assert_eq!(normalize(duplicate.clone()), duplicate);
+    }
+
+    #[test]
+    fn probability_rows_yield_argmax_labels() {
+        let v1 = json(r#"{"predictions": [[0.1, 0.9], [0.7, 0.3]]}"#);
+        assert_eq!(labels(&v1), Some(vec![Label::Index(1), Label::Index(0)]));
+        assert_eq!(labels(&json(r#"[0.2, 0.8]"#)), Some(vec![Label::Index(1)]));
+        assert_eq!(
+            labels(&json(r#"[3.5, 7.25]"#)),
+            None,
+            "regression outputs are not classes"
+        );
+        assert_eq!(labels(&json(r#"[0.9]"#)), None);
+    }
+
+    #[test]
+    fn v2_bytes_and_shaped_probabilities_yield_labels() {
+        let bytes = normalize(json(
+            r#"{"outputs": [{"name": "label", "datatype": "BYTES", "shape": [2], "data": ["cat", "dog"]}]}"#,
+        ));
+        assert_eq!(
+            labels(&bytes),
+            Some(vec![Label::Text("cat"), Label::Text("dog")])
+        );
+        let probs = normalize(json(
+            r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.5, 0.4, 0.1]}]}"#,
+        ));
+        assert_eq!(labels(&probs), Some(vec![Label::Index(2), Label::Index(0)]));
+    }
+
+    #[test]
+    fn agreement_needs_labels_on_both_sides() {
+        let (a, b) = (
+            json(r#"{"predictions": ["yes"]}"#),
+            json(r#"{"predictions": ["no"]}"#),
+        );
+        assert_eq!(label_agreement(&a, &b), Some(false));
+        assert_eq!(label_agreement(&a, &a), Some(true));
+        assert_eq!(
+            label_agreement(&a, &json(r#"{"predictions": [1.5]}"#)),
+            None
+        );
+    }
+}

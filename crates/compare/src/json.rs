@@ -1,0 +1,348 @@
+//! Structural comparison of two JSON answers.
+//!
+//! Bodies are parsed with sonic-rs (SIMD): on the 1 KiB prediction pairs veer judges
+//! per shadowed request it parses about four times faster than serde_json's `Value`,
+//! which is what keeps a comparison within its 5 µs budget (`benches/compare.rs`).
+
+use sonic_rs::{JsonNumberTrait, JsonValueMutTrait, JsonValueTrait, Number, Value, ValueRef};
+use veer_config::Compare;
+
+use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
+
+/// Deeper nesting than this is not a prediction: the answer is refused before it is
+/// parsed. sonic-rs recurses per level without a limit of its own (10,000 levels
+/// overflow a 2 MiB thread stack), and so does the walk below.
+pub const MAX_DEPTH: usize = 64;
+
+/// Parses, trims (`ignore`), selects (`select`), normalizes (V2 outputs by name) and
+/// compares two JSON bodies.
+pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
+    let mut live = match parse(live) {
+        Ok(v) => v,
+        Err(e) => {
+            return Comparison::error(Outcome::LiveError(format!("live body is not JSON: {e}")))
+        }
+    };
+    let mut shadow = match parse(shadow) {
+        Ok(v) => v,
+        Err(e) => {
+            return Comparison::error(Outcome::ShadowError(format!(
+                "shadow body is not JSON: {e}"
+            )))
+        }
+    };
+    for pointer in &settings.ignore {
+        remove(&mut live, pointer);
+        remove(&mut shadow, pointer);
+    }
+    let prefix = settings.select.as_deref().unwrap_or("");
+    if let Some(p) = settings.select.as_deref() {
+        match (resolve(&mut live, p), resolve(&mut shadow, p)) {
+            (Some(l), Some(s)) => (live, shadow) = (l.take(), s.take()),
+            (None, _) => {
+                return Comparison::error(Outcome::LiveError(format!(
+                    "the live answer has no value at select pointer {p}"
+                )))
+            }
+            (_, None) => {
+                return Comparison::error(Outcome::ShadowError(format!(
+                    "the shadow answer has no value at select pointer {p}"
+                )))
+            }
+        }
+    }
+    let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
+    let mut walk = Walk {
+        abs_tolerance: settings.abs_tolerance,
+        rel_tolerance: settings.rel_tolerance,
+        prefix,
+        path: Vec::new(),
+        max_abs_deviation: None,
+        differences: Vec::new(),
+        differing: 0,
+    };
+    walk.values(&live, &shadow);
+    Comparison {
+        outcome: if walk.differing == 0 {
+            Outcome::Match
+        } else {
+            Outcome::Diverged
+        },
+        max_abs_deviation: walk.max_abs_deviation,
+        differences: walk.differences,
+        label_agreement: formats::label_agreement(&live, &shadow),
+    }
+}
+
+/// Parses a body, refusing nesting deeper than [`MAX_DEPTH`].
+fn parse(body: &[u8]) -> Result<Value, String> {
+    if nesting_exceeds(body, MAX_DEPTH) {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    sonic_rs::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// True when the JSON text `body` opens more than `limit` arrays or objects at once.
+fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
+    // Fast path, branch-free and vectorized: a body with few openers at all cannot
+    // nest deeply (a 1 KiB prediction has a few dozen).
+    let openers = body.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    openers > limit && nesting_depth_exceeds(body, limit)
+}
+
+/// The exact check: one pass over the bytes, skipping string contents (and their
+/// escapes).
+fn nesting_depth_exceeds(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// True when two numbers are equal under the tolerances: `|a - b| <= abs` OR
+/// `|a - b| <= rel · max(|a|, |b|)`. Returns the absolute difference too. Integers
+/// are compared as integers, so ids above 2^53 are not rounded into equality.
+pub fn numbers_equal(a: &Number, b: &Number, abs: f64, rel: f64) -> (bool, f64) {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        let deviation = (i128::from(x) - i128::from(y)).unsigned_abs() as f64;
+        let scale = x.unsigned_abs().max(y.unsigned_abs()) as f64;
+        return (
+            x == y || deviation <= abs || deviation <= rel * scale,
+            deviation,
+        );
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        let deviation = x.abs_diff(y) as f64;
+        return (
+            x == y || deviation <= abs || deviation <= rel * (x.max(y) as f64),
+            deviation,
+        );
+    }
+    let (x, y) = (
+        a.as_f64().unwrap_or(f64::NAN),
+        b.as_f64().unwrap_or(f64::NAN),
+    );
+    let deviation = (x - y).abs();
+    let equal = x == y || deviation <= abs || deviation <= rel * x.abs().max(y.abs());
+    (equal, deviation)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+struct Walk<'a> {
+    abs_tolerance: f64,
+    rel_tolerance: f64,
+    prefix: &'a str,
+    path: Vec<Segment<'a>>,
+    max_abs_deviation: Option<f64>,
+    differences: Vec<Difference>,
+    differing: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn values(&mut self, live: &'a Value, shadow: &'a Value) {
+        match (live.as_ref(), shadow.as_ref()) {
+            (ValueRef::Number(a), ValueRef::Number(b)) => {
+                let (equal, deviation) =
+                    numbers_equal(&a, &b, self.abs_tolerance, self.rel_tolerance);
+                self.max_abs_deviation = Some(
+                    self.max_abs_deviation
+                        .map_or(deviation, |m| m.max(deviation)),
+                );
+                if !equal {
+                    self.differ(Some(live), Some(shadow));
+                }
+            }
+            (ValueRef::String(a), ValueRef::String(b)) if a == b => {}
+            (ValueRef::Bool(a), ValueRef::Bool(b)) if a == b => {}
+            (ValueRef::Null, ValueRef::Null) => {}
+            (ValueRef::Array(a), ValueRef::Array(b)) => {
+                if a.len() != b.len() {
+                    self.differ(Some(live), Some(shadow));
+                }
+                for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                    self.path.push(Segment::Index(i));
+                    self.values(x, y);
+                    self.path.pop();
+                }
+            }
+            (ValueRef::Object(a), ValueRef::Object(b)) => {
+                // Keys of both sides in one sorted order, so the differences listed do
+                // not depend on which side is live, nor on either server's key order.
+                let mut keys: Vec<&'a str> = a
+                    .iter()
+                    .map(|(k, _)| k)
+                    .chain(b.iter().map(|(k, _)| k).filter(|k| !a.contains_key(k)))
+                    .collect();
+                keys.sort_unstable();
+                for key in keys {
+                    self.path.push(Segment::Key(key));
+                    match (a.get(&key), b.get(&key)) {
+                        (Some(x), Some(y)) => self.values(x, y),
+                        (x, y) => self.differ(x, y),
+                    }
+                    self.path.pop();
+                }
+            }
+            _ => self.differ(Some(live), Some(shadow)),
+        }
+    }
+
+    fn differ(&mut self, live: Option<&Value>, shadow: Option<&Value>) {
+        self.differing += 1;
+        if self.differences.len() < MAX_DIFFERENCES {
+            self.differences.push(Difference {
+                pointer: self.pointer(),
+                live: live.map(to_serde),
+                shadow: shadow.map(to_serde),
+            });
+        }
+    }
+
+    /// The current path as an RFC 6901 pointer, under the select prefix.
+    fn pointer(&self) -> String {
+        let mut out = self.prefix.to_owned();
+        for segment in &self.path {
+            out.push('/');
+            match segment {
+                Segment::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
+                Segment::Index(i) => out.push_str(&i.to_string()),
+            }
+        }
+        out
+    }
+}
+
+/// A differing value for the report (off the fast path: at most a few per pair).
+fn to_serde(value: &Value) -> serde_json::Value {
+    sonic_rs::to_string(value)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The value at an RFC 6901 `pointer`, a segment taken as an index in arrays and as a
+/// key in objects.
+fn resolve<'v>(doc: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
+    if pointer.is_empty() {
+        return Some(doc);
+    }
+    let mut current = doc;
+    for raw in pointer.strip_prefix('/')?.split('/') {
+        let key = unescape(raw);
+        current = if current.is_array() {
+            current.get_mut(key.parse::<usize>().ok()?)?
+        } else {
+            current.as_object_mut()?.get_mut(&key)?
+        };
+    }
+    Some(current)
+}
+
+/// Removes the value at `pointer` from `doc`: an object member is removed, an array
+/// element becomes null (so positions after it still pair up).
+fn remove(doc: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = unescape(last);
+    let Some(parent) = resolve(doc, parent) else {
+        return;
+    };
+    if let Some(items) = parent.as_array_mut() {
+        if let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+            *item = Value::new_null();
+        }
+    } else if let Some(map) = parent.as_object_mut() {
+        map.remove(&key);
+    }
+}
+
+fn unescape(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(text: &str) -> Number {
+        sonic_rs::from_str(text).unwrap()
+    }
+
+    fn v(text: &str) -> Value {
+        sonic_rs::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn tolerance_edges_are_inclusive() {
+        assert_eq!(numbers_equal(&n("1.0"), &n("1.5"), 0.5, 0.0), (true, 0.5));
+        assert!(!numbers_equal(&n("1.0"), &n("1.5000001"), 0.5, 0.0).0);
+        assert!(numbers_equal(&n("100"), &n("110"), 0.0, 0.1).0);
+        assert!(!numbers_equal(&n("100"), &n("112"), 0.0, 0.1).0);
+        assert!(numbers_equal(&n("0"), &n("0.0"), 0.0, 0.0).0);
+    }
+
+    #[test]
+    fn big_integers_compare_exactly_not_through_f64() {
+        let (a, b) = (n("9007199254740993"), n("9007199254740992"));
+        assert_eq!(numbers_equal(&a, &b, 0.0, 0.0), (false, 1.0));
+        let (a, b) = (n("18446744073709551615"), n("18446744073709551614"));
+        assert_eq!(numbers_equal(&a, &b, 0.0, 0.0), (false, 1.0));
+        let (a, b) = (n("-9223372036854775808"), n("9223372036854775807"));
+        assert!(!numbers_equal(&a, &b, 0.0, 0.0).0);
+    }
+
+    #[test]
+    fn huge_floats_do_not_overflow_into_a_panic() {
+        let (equal, deviation) = numbers_equal(&n("1e308"), &n("-1e308"), 0.0, 0.0);
+        assert!(!equal);
+        assert!(deviation.is_infinite());
+    }
+
+    #[test]
+    fn remove_drops_members_and_nulls_elements() {
+        let mut doc = v(r#"{"a": {"b/c": 1, "d": 2}, "e": [1, 2, 3]}"#);
+        remove(&mut doc, "/a/b~1c");
+        remove(&mut doc, "/e/1");
+        remove(&mut doc, "/missing/x");
+        assert_eq!(doc, v(r#"{"a": {"d": 2}, "e": [1, null, 3]}"#));
+    }
+
+    #[test]
+    fn nesting_is_limited_before_parsing() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(nested(MAX_DEPTH + 1).as_bytes()).is_err());
+        assert!(parse(nested(1_000_000).as_bytes()).is_err());
+        assert!(parse(nested(MAX_DEPTH).as_bytes()).is_ok());
+        // Brackets inside strings, escaped quotes included, do not count.
+        let text = format!(r#"{{"a": "{}\\\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(!nesting_exceeds(text.as_bytes(), 2), "{text}");
+        assert!(nesting_depth_exceeds(b"[[[]]]", 2) && !nesting_depth_exceeds(b"[[]][[]]", 2));
+        assert!(parse(text.as_bytes()).is_ok());
+    }
+}

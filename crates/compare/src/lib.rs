@@ -1,0 +1,152 @@
+//! veer's judge of a shadow: given the live and the shadow answer to one request, did
+//! the new model predict the same thing, and by how much did it differ?
+//!
+//! Pure: bytes and settings in, a [`Comparison`] out; no I/O, no clocks. On a
+//! request's way this is step 5, run in the shadow's detached task once both answers
+//! are complete; the proxy turns the result into metrics and divergence-log lines.
+//!
+//! Modes ([`veer_config::CompareMode`]): `status` compares status codes; `exact` also
+//! the body bytes; `json` parses both bodies and compares them structurally
+//! ([`json`]): numbers within `abs_tolerance` OR `rel_tolerance`, strings, booleans
+//! and null exactly, arrays element-wise with equal lengths, objects by key.
+//! Prediction formats are understood ([`formats`]): Open Inference Protocol V2
+//! `outputs` are compared by name rather than position, and classification outputs
+//! (class-probability rows, label strings) also yield whether the predicted class
+//! agrees ([`Comparison::label_agreement`]).
+
+pub mod formats;
+pub mod json;
+
+use veer_config::{Compare, CompareMode};
+
+/// One side's answer: its status code and (up to the compare limit) its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// HTTP status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: &'a [u8],
+}
+
+/// How a comparison came out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Same prediction (within tolerance).
+    Match,
+    /// Different prediction.
+    Diverged,
+    /// The live answer cannot be judged (server error, unparsable body, ...).
+    LiveError(String),
+    /// The shadow answer cannot be judged.
+    ShadowError(String),
+}
+
+impl Outcome {
+    /// The `outcome` label of `veer_shadow_comparisons_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Match => "match",
+            Outcome::Diverged => "diverged",
+            Outcome::LiveError(_) => "live_error",
+            Outcome::ShadowError(_) => "shadow_error",
+        }
+    }
+}
+
+/// One place where the two answers differ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    /// JSON pointer (RFC 6901) into the compared value; `"status"` or `"body"`
+    /// outside JSON.
+    pub pointer: String,
+    /// The live side's value there (`None`: absent).
+    pub live: Option<serde_json::Value>,
+    /// The shadow side's value there (`None`: absent).
+    pub shadow: Option<serde_json::Value>,
+}
+
+/// The verdict on one live/shadow pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Match, diverged, or why it could not be judged.
+    pub outcome: Outcome,
+    /// The largest absolute difference between paired numbers, when any were paired
+    /// (reported for matches too: a match within tolerance still has a deviation).
+    pub max_abs_deviation: Option<f64>,
+    /// The first few differences, in document order.
+    pub differences: Vec<Difference>,
+    /// For classification outputs: whether the predicted classes agree.
+    pub label_agreement: Option<bool>,
+}
+
+/// How many differences a comparison lists: enough to see the pattern in a log line.
+pub const MAX_DIFFERENCES: usize = 8;
+
+impl Comparison {
+    fn error(outcome: Outcome) -> Comparison {
+        Comparison {
+            outcome,
+            max_abs_deviation: None,
+            differences: Vec::new(),
+            label_agreement: None,
+        }
+    }
+}
+
+/// Judges a live and a shadow answer under `settings`.
+///
+/// A 5xx on either side means that side failed rather than predicted, whatever the
+/// mode: it is `LiveError` / `ShadowError`, not a divergence.
+pub fn compare(settings: &Compare, live: Answer<'_>, shadow: Answer<'_>) -> Comparison {
+    if live.status >= 500 {
+        return Comparison::error(Outcome::LiveError(format!("live answered {}", live.status)));
+    }
+    if shadow.status >= 500 {
+        return Comparison::error(Outcome::ShadowError(format!(
+            "shadow answered {}",
+            shadow.status
+        )));
+    }
+    let status_difference = (live.status != shadow.status).then(|| Difference {
+        pointer: "status".to_owned(),
+        live: Some(live.status.into()),
+        shadow: Some(shadow.status.into()),
+    });
+    match settings.mode {
+        CompareMode::Status => by_status(status_difference),
+        CompareMode::Exact => {
+            let mut verdict = by_status(status_difference);
+            if live.body != shadow.body {
+                verdict.outcome = Outcome::Diverged;
+                verdict.differences.push(Difference {
+                    pointer: "body".to_owned(),
+                    live: None,
+                    shadow: None,
+                });
+            }
+            verdict
+        }
+        CompareMode::Json => match status_difference {
+            Some(d) => Comparison {
+                outcome: Outcome::Diverged,
+                max_abs_deviation: None,
+                differences: vec![d],
+                label_agreement: None,
+            },
+            None => json::compare_bodies(settings, live.body, shadow.body),
+        },
+    }
+}
+
+fn by_status(difference: Option<Difference>) -> Comparison {
+    Comparison {
+        outcome: if difference.is_some() {
+            Outcome::Diverged
+        } else {
+            Outcome::Match
+        },
+        max_abs_deviation: None,
+        differences: difference.into_iter().collect(),
+        label_agreement: None,
+    }
+}

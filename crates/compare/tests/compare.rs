@@ -1,0 +1,343 @@
+//! The comparison as a user meets it: real prediction formats, every mode, and
+//! properties that must hold for any input.
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use veer_compare::{compare, Answer, Comparison, Outcome};
+use veer_config::{Compare, CompareMode};
+
+fn json_settings() -> Compare {
+    Compare {
+        abs_tolerance: 0.01,
+        ..Compare::default()
+    }
+}
+
+fn judge(settings: &Compare, live: &Value, shadow: &Value) -> Comparison {
+    let (l, s) = (live.to_string(), shadow.to_string());
+    compare(
+        settings,
+        Answer {
+            status: 200,
+            body: l.as_bytes(),
+        },
+        Answer {
+            status: 200,
+            body: s.as_bytes(),
+        },
+    )
+}
+
+#[test]
+fn kserve_v1_within_tolerance_matches_and_reports_the_deviation() {
+    let c = judge(
+        &json_settings(),
+        &json!({"predictions": [[0.1, 0.9], [0.8, 0.2]]}),
+        &json!({"predictions": [[0.105, 0.895], [0.8, 0.2]]}),
+    );
+    assert_eq!(c.outcome, Outcome::Match);
+    assert!((c.max_abs_deviation.unwrap() - 0.005).abs() < 1e-9);
+    assert_eq!(c.label_agreement, Some(true));
+}
+
+#[test]
+fn kserve_v1_flipped_class_diverges_with_pointers_and_label_disagreement() {
+    let c = judge(
+        &json_settings(),
+        &json!({"predictions": [[0.1, 0.9], [0.8, 0.2]]}),
+        &json!({"predictions": [[0.6, 0.4], [0.8, 0.2]]}),
+    );
+    assert_eq!(c.outcome, Outcome::Diverged);
+    let pointers: Vec<&str> = c.differences.iter().map(|d| d.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/predictions/0/0", "/predictions/0/1"]);
+    assert_eq!(c.differences[0].live, Some(json!(0.1)));
+    assert_eq!(c.differences[0].shadow, Some(json!(0.6)));
+    assert!((c.max_abs_deviation.unwrap() - 0.5).abs() < 1e-9);
+    assert_eq!(c.label_agreement, Some(false));
+}
+
+#[test]
+fn open_inference_v2_outputs_are_compared_by_name_not_position() {
+    let live = json!({"model_name": "churn", "outputs": [
+        {"name": "probabilities", "datatype": "FP32", "shape": [1, 2], "data": [0.3, 0.7]},
+        {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["churn"]}
+    ]});
+    let shadow = json!({"model_name": "churn", "outputs": [
+        {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["churn"]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [1, 2], "data": [0.305, 0.695]}
+    ]});
+    let c = judge(&json_settings(), &live, &shadow);
+    assert_eq!(c.outcome, Outcome::Match, "{c:?}");
+    assert_eq!(c.label_agreement, Some(true));
+
+    let flipped = json!({"outputs": [
+        {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["stay"]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [1, 2], "data": [0.6, 0.4]}
+    ]});
+    let settings = Compare {
+        select: Some("/outputs".into()),
+        ..json_settings()
+    };
+    let c = judge(&settings, &live, &flipped);
+    assert_eq!(c.outcome, Outcome::Diverged);
+    assert_eq!(c.differences[0].pointer, "/outputs/label/data/0");
+    assert_eq!(c.label_agreement, Some(false));
+}
+
+#[test]
+fn select_and_ignore_narrow_what_is_compared() {
+    let settings = Compare {
+        select: Some("/predictions".into()),
+        ignore: vec!["/model_version".into(), "/predictions/1".into()],
+        ..json_settings()
+    };
+    let c = judge(
+        &settings,
+        &json!({"predictions": [1, 2], "model_version": "v1", "latency_ms": 3}),
+        &json!({"predictions": [1, 99], "model_version": "v2", "latency_ms": 9}),
+    );
+    assert_eq!(c.outcome, Outcome::Match, "{c:?}");
+    let missing = judge(
+        &settings,
+        &json!({"predictions": [1]}),
+        &json!({"outputs": [1]}),
+    );
+    assert_eq!(
+        missing.outcome,
+        Outcome::ShadowError(
+            "the shadow answer has no value at select pointer /predictions".into()
+        )
+    );
+}
+
+#[test]
+fn tf_serving_and_mlflow_shapes_compare_too() {
+    let tf = judge(
+        &json_settings(),
+        &json!({"predictions": [{"scores": [0.2, 0.8], "classes": ["a", "b"]}]}),
+        &json!({"predictions": [{"scores": [0.2, 0.8], "classes": ["a", "b"]}]}),
+    );
+    assert_eq!(tf.outcome, Outcome::Match);
+    let mlflow = judge(&json_settings(), &json!([12.5, 3.0]), &json!([12.5, 3.25]));
+    assert_eq!(mlflow.outcome, Outcome::Diverged);
+    assert_eq!(
+        mlflow.label_agreement, None,
+        "regression outputs have no labels"
+    );
+}
+
+#[test]
+fn structure_differences_are_named() {
+    let c = judge(
+        &json_settings(),
+        &json!({"a": [1, 2], "b": "x", "gone": 1}),
+        &json!({"a": [1], "b": "y", "new": 1}),
+    );
+    let pointers: Vec<&str> = c.differences.iter().map(|d| d.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/a", "/b", "/gone", "/new"]);
+    assert_eq!(c.differences[2].shadow, None);
+    assert_eq!(c.differences[3].live, None);
+}
+
+#[test]
+fn unparsable_and_failing_sides_are_errors_not_divergences() {
+    let s = json_settings();
+    let ok = br#"{"predictions": [1]}"#;
+    let c = compare(
+        &s,
+        Answer {
+            status: 200,
+            body: b"{oops",
+        },
+        Answer {
+            status: 200,
+            body: ok,
+        },
+    );
+    assert!(
+        matches!(c.outcome, Outcome::LiveError(ref r) if r.starts_with("live body is not JSON")),
+        "{c:?}"
+    );
+    let c = compare(
+        &s,
+        Answer {
+            status: 200,
+            body: ok,
+        },
+        Answer {
+            status: 200,
+            body: b"NaN",
+        },
+    );
+    assert_eq!(c.outcome.label(), "shadow_error");
+    let c = compare(
+        &s,
+        Answer {
+            status: 200,
+            body: ok,
+        },
+        Answer {
+            status: 503,
+            body: ok,
+        },
+    );
+    assert_eq!(
+        c.outcome,
+        Outcome::ShadowError("shadow answered 503".into())
+    );
+    let c = compare(
+        &s,
+        Answer {
+            status: 500,
+            body: ok,
+        },
+        Answer {
+            status: 200,
+            body: ok,
+        },
+    );
+    assert_eq!(c.outcome.label(), "live_error");
+    let c = compare(
+        &s,
+        Answer {
+            status: 200,
+            body: ok,
+        },
+        Answer {
+            status: 404,
+            body: ok,
+        },
+    );
+    assert_eq!(c.outcome, Outcome::Diverged);
+    assert_eq!(c.differences[0].pointer, "status");
+}
+
+#[test]
+fn status_and_exact_modes() {
+    let status = Compare {
+        mode: CompareMode::Status,
+        ..Compare::default()
+    };
+    let exact = Compare {
+        mode: CompareMode::Exact,
+        ..Compare::default()
+    };
+    let (a, b) = (
+        Answer {
+            status: 200,
+            body: b"1",
+        },
+        Answer {
+            status: 200,
+            body: b"2",
+        },
+    );
+    assert_eq!(compare(&status, a, b).outcome, Outcome::Match);
+    assert_eq!(compare(&exact, a, b).outcome, Outcome::Diverged);
+    assert_eq!(compare(&exact, a, a).outcome, Outcome::Match);
+    assert_eq!(
+        compare(
+            &status,
+            a,
+            Answer {
+                status: 201,
+                body: b"1"
+            }
+        )
+        .outcome,
+        Outcome::Diverged
+    );
+}
+
+#[test]
+fn nesting_deeper_than_64_levels_is_an_error_not_a_crash() {
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let c = compare(
+        &json_settings(),
+        Answer {
+            status: 200,
+            body: deep.as_bytes(),
+        },
+        Answer {
+            status: 200,
+            body: deep.as_bytes(),
+        },
+    );
+    assert_eq!(c.outcome.label(), "live_error");
+    let ok = format!("{}1{}", "[".repeat(64), "]".repeat(64));
+    let c = compare(
+        &json_settings(),
+        Answer {
+            status: 200,
+            body: ok.as_bytes(),
+        },
+        Answer {
+            status: 200,
+            body: ok.as_bytes(),
+        },
+    );
+    assert_eq!(c.outcome, Outcome::Match);
+}
+
+/// Any JSON value, a few levels deep.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e300f64..1e300).prop_map(Value::from),
+        "[a-z]{0,4}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-c]", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn comparison_is_symmetric(a in any_json(), b in any_json(), abs in 0.0f64..1.0, rel in 0.0f64..1.0) {
+        let settings = Compare { abs_tolerance: abs, rel_tolerance: rel, ..Compare::default() };
+        let (ab, ba) = (judge(&settings, &a, &b), judge(&settings, &b, &a));
+        prop_assert_eq!(ab.outcome, ba.outcome);
+        prop_assert_eq!(ab.max_abs_deviation, ba.max_abs_deviation);
+        prop_assert_eq!(ab.label_agreement, ba.label_agreement);
+        let swapped: Vec<_> = ba.differences.iter().map(|d| (d.pointer.clone(), d.shadow.clone(), d.live.clone())).collect();
+        let direct: Vec<_> = ab.differences.iter().map(|d| (d.pointer.clone(), d.live.clone(), d.shadow.clone())).collect();
+        prop_assert_eq!(direct, swapped);
+    }
+
+    #[test]
+    fn every_value_matches_itself(a in any_json()) {
+        let c = judge(&Compare { abs_tolerance: 0.0, ..Compare::default() }, &a, &a);
+        prop_assert_eq!(c.outcome, Outcome::Match);
+        prop_assert!(c.max_abs_deviation.is_none_or(|d| d == 0.0));
+    }
+
+    #[test]
+    fn a_shift_within_tolerance_matches_and_beyond_it_diverges(
+        values in prop::collection::vec(-1e6f64..1e6, 1..16),
+        at in any::<prop::sample::Index>(),
+        shift in 0.0f64..1.0,
+    ) {
+        let tolerance = 0.5;
+        let mut shifted = values.clone();
+        let i = at.index(values.len());
+        shifted[i] += shift;
+        let settings = Compare { abs_tolerance: tolerance, ..Compare::default() };
+        let c = judge(&settings, &json!({"predictions": values}), &json!({"predictions": shifted}));
+        // The float sum may round: judge by the difference actually representable.
+        let actual = (shifted[i] - values[i]).abs();
+        let expected = if actual <= tolerance { Outcome::Match } else { Outcome::Diverged };
+        prop_assert_eq!(c.outcome, expected);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(live in prop::collection::vec(any::<u8>(), 0..64), shadow in prop::collection::vec(any::<u8>(), 0..64), status in 100u16..600) {
+        let c = compare(&json_settings(), Answer { status, body: &live }, Answer { status: 200, body: &shadow });
+        prop_assert!(!c.outcome.label().is_empty());
+    }
+}
