@@ -83,9 +83,12 @@ fn labels_at(value: &Value, depth: usize) -> Option<Vec<Label<'_>>> {
                     return labels_at(inner, depth + 1);
                 }
             }
-            // Several named outputs: the labels of every output that has them.
+            // Several named outputs: the labels of every output, in name order (the
+            // two sides may list their outputs in different orders).
+            let mut outputs: Vec<(&str, &Value)> = map.iter().collect();
+            outputs.sort_unstable_by_key(|(name, _)| *name);
             let mut all = Vec::new();
-            for (_, inner) in map.iter() {
+            for (_, inner) in outputs {
                 all.extend(labels_at(inner, depth + 1)?);
             }
             (!all.is_empty()).then_some(all)

@@ -17,11 +17,27 @@ use crate::{
 };
 
 impl Config {
-    /// Reads and validates the routing file at `path`.
+    /// Reads and validates the routing file at `path`. Relative file paths in it
+    /// (divergence logs) are taken relative to the file's own folder, so the config
+    /// means the same whatever directory veer is started from.
     pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
         let file = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(source) => Config::from_toml(&file, &source),
+            Ok(source) => {
+                let mut loaded = Config::from_toml(&file, &source)?;
+                let folder = path.parent().unwrap_or(Path::new(""));
+                for shadow in loaded
+                    .config
+                    .routes
+                    .iter_mut()
+                    .filter_map(|r| r.shadow.as_mut())
+                {
+                    if let Some(log) = shadow.divergence_log.as_mut() {
+                        log.path = folder.join(&log.path);
+                    }
+                }
+                Ok(loaded)
+            }
             Err(e) => Err(Diagnostics(vec![Diagnostic::whole_file(
                 &file,
                 format!("cannot read the routing file: {e}"),

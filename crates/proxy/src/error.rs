@@ -17,6 +17,12 @@ pub enum ProxyError {
         /// Request path.
         path: String,
     },
+    /// Downstream: the client's request body could not be read.
+    #[error("the request body could not be read: {reason}")]
+    ClientBody {
+        /// What broke.
+        reason: String,
+    },
     /// Upstream: the backend could not be connected to.
     #[error("backend \"{backend}\" is unreachable: {reason}")]
     Unreachable {
@@ -48,6 +54,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Unreachable { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -57,6 +64,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::ClientBody { .. } => "bad_request_body",
             ProxyError::Unreachable { .. } => "backend_unreachable",
             ProxyError::Upstream { .. } => "backend_failed",
             ProxyError::Timeout { .. } => "backend_timeout",
@@ -66,7 +74,7 @@ impl ProxyError {
     /// The backend involved, if any.
     pub fn backend(&self) -> Option<&str> {
         match self {
-            ProxyError::NoRoute { .. } => None,
+            ProxyError::NoRoute { .. } | ProxyError::ClientBody { .. } => None,
             ProxyError::Unreachable { backend, .. }
             | ProxyError::Upstream { backend, .. }
             | ProxyError::Timeout { backend, .. } => Some(backend),

@@ -8,12 +8,13 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::body::RequestBody;
 use crate::headers::{self, Downstream};
 use crate::{ProxyError, Upstream};
 
 /// The pooled keep-alive client every request goes out on. One per process: its pool
 /// is keyed by backend authority, so it survives reloads that keep a backend.
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 
 /// 90 s: longer than the keep-alive of typical model servers would make veer race
 /// their close; shorter keeps idle sockets to removed backends from lingering.
@@ -65,7 +66,7 @@ pub fn upstream_request(
 /// Sends `req` and waits for the response head within the backend's timeout.
 pub async fn send(
     client: &UpstreamClient,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     upstream: &Upstream,
 ) -> Result<Response<Incoming>, ProxyError> {
     match tokio::time::timeout(upstream.timeout, client.request(req)).await {
@@ -87,7 +88,7 @@ pub async fn send(
 
 /// The innermost error's message: "Connection refused (os error 111)" rather than
 /// hyper-util's "client error (Connect)".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(inner) = cause.source() {
         cause = inner;

@@ -1,17 +1,19 @@
 //! The request handler: a request's story from arrival to answer, one phase a call.
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use veer_route::RequestHead;
+use std::sync::Arc;
+use std::time::Instant;
 
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+use veer_route::{Decision, RequestHead};
+use veer_telemetry::{record_request, RequestRecord, Role};
+
+use crate::body::{LiveCapture, RequestBody, ResponseBody, Tee};
 use crate::forward::{self, UpstreamClient};
 use crate::headers::{self, Downstream};
+use crate::shadow;
 use crate::{ProxyError, Routes, Snapshot};
-
-/// Response bodies: a backend's, streamed through, or one veer wrote itself.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 /// The reverse proxy: current routes plus the upstream connection pool.
 #[derive(Debug, Clone)]
@@ -35,46 +37,96 @@ impl Proxy {
     }
 
     /// Serves one client request from `client`.
-    pub async fn handle(&self, req: Request<Incoming>, client: &Downstream) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: &Downstream,
+    ) -> Response<ResponseBody> {
         let snapshot = self.routes.load();
         let request_id = headers::request_id(req.headers());
         match self.forward(&snapshot, req, client, &request_id).await {
-            Ok(response) => response.map(Either::Left),
+            Ok(response) => response,
             Err(error) => {
                 let id = String::from_utf8_lossy(request_id.as_bytes());
                 let status = error.status().as_u16();
                 // A 5xx is veer's or a backend's problem and worth an operator's eye;
-                // a 404 is the client's, and could flood the log.
+                // a 4xx is the client's, and could flood the log.
                 if error.status().is_server_error() {
                     tracing::warn!(status, error = %error, request_id = %id, "request failed");
                 } else {
                     tracing::debug!(status, error = %error, request_id = %id, "request refused");
                 }
-                error
-                    .to_response(&request_id)
-                    .map(|b| Either::Right(Full::new(b)))
+                error.to_response(&request_id).map(ResponseBody::local)
             }
         }
     }
 
+    /// Route, mirror (when sampled), forward, and hand back the live answer.
     async fn forward(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         req: Request<Incoming>,
         client: &Downstream,
         request_id: &HeaderValue,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let decision = snapshot
-            .table
-            .decide(&RequestHead::of(&req), &mut rand::rng())
-            .ok_or_else(|| ProxyError::NoRoute {
-                method: req.method().to_string(),
-                path: req.uri().path().to_owned(),
-            })?;
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let decision = decide(snapshot, &req)?;
         let upstream = snapshot.upstream(decision.backend);
         let outbound = forward::upstream_request(req, upstream, client, request_id);
-        let mut response = forward::send(&self.client, outbound, upstream).await?;
+        let (outbound, mirror) = match decision.shadow {
+            Some(shadow) => {
+                shadow::prepare(
+                    snapshot,
+                    decision,
+                    shadow,
+                    outbound,
+                    &self.client,
+                    request_id,
+                )
+                .await?
+            }
+            None => (outbound.map(RequestBody::Streamed), None),
+        };
+        // The mirror is under way before the live request is sent; it waits for the
+        // live answer's capture, never the other way round.
+        let live_capture = mirror.map(|mirror| {
+            let (capture, captured) = oneshot::channel();
+            mirror.spawn(captured);
+            capture
+        });
+        let started = Instant::now();
+        let result = forward::send(&self.client, outbound, upstream).await;
+        record_request(&RequestRecord {
+            route: &snapshot.table.route(decision.route).name,
+            backend: &upstream.name,
+            role: Role::Live,
+            status: result.as_ref().ok().map(|r| r.status().as_u16()),
+            duration: started.elapsed(),
+        });
+        let mut response = match (result, live_capture) {
+            (Ok(response), None) => response.map(ResponseBody::Streamed),
+            (Ok(response), Some(capture)) => {
+                let status = response.status().as_u16();
+                let limit = snapshot.table.route(decision.route).compare.max_body;
+                response.map(|body| ResponseBody::Teed(Tee::new(body, status, limit, capture)))
+            }
+            (Err(error), capture) => {
+                if let Some(capture) = capture {
+                    let _ = capture.send(LiveCapture::Failed(error.to_string()));
+                }
+                return Err(error);
+            }
+        };
         headers::to_downstream(response.headers_mut(), &upstream.name_header, request_id);
         Ok(response)
     }
+}
+
+fn decide(snapshot: &Snapshot, req: &Request<Incoming>) -> Result<Decision, ProxyError> {
+    snapshot
+        .table
+        .decide(&RequestHead::of(req), &mut rand::rng())
+        .ok_or_else(|| ProxyError::NoRoute {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+        })
 }

@@ -1,13 +1,18 @@
 //! One config generation, swapped whole: routes, splits and upstreams together.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
+use tokio::sync::Semaphore;
 use veer_config::{Backend, BackendId, Config};
-use veer_route::RouteTable;
+use veer_route::{RouteId, RouteTable};
+
+use crate::divergence::DivergenceLog;
 
 /// Everything a request needs from the config, as of one generation. Requests hold
 /// an `Arc<Snapshot>` from arrival to end, so weights and backends can never be
@@ -20,6 +25,23 @@ pub struct Snapshot {
     pub table: RouteTable,
     /// Forwarding details per backend, indexed like `table.config().backends`.
     pub upstreams: Vec<Upstream>,
+    /// Per route: what its shadow needs at run time, if it has one.
+    shadows: Vec<Option<ShadowResources>>,
+    /// Shadow in-flight limits by backend name, handed on to the next generation.
+    limiters: HashMap<String, (usize, Arc<Semaphore>)>,
+    /// Divergence logs by path, handed on to the next generation.
+    logs: HashMap<PathBuf, Arc<DivergenceLog>>,
+}
+
+/// The run-time parts of a route's shadow, shared across generations: mirrors still
+/// in flight from the previous config count against the same limit, and a log file
+/// keeps its writer (and its rotation state) across reloads.
+#[derive(Debug, Clone)]
+pub struct ShadowResources {
+    /// Permits for mirrors in flight to the shadow backend.
+    pub limiter: Arc<Semaphore>,
+    /// Where divergent pairs go, if anywhere.
+    pub log: Option<Arc<DivergenceLog>>,
 }
 
 /// A backend as the forwarder needs it, prepared once per generation.
@@ -40,14 +62,63 @@ pub struct Upstream {
 }
 
 impl Snapshot {
-    /// Compiles `config` as generation `generation`.
-    pub fn new(config: Config, generation: u64) -> Snapshot {
+    /// Compiles `config` as generation `generation`, taking over the shadow limits
+    /// and divergence logs of `previous` that the new config still uses.
+    pub fn new(config: Config, generation: u64, previous: Option<&Snapshot>) -> Snapshot {
         let upstreams = config.backends.iter().map(Upstream::new).collect();
+        // One limit per shadow backend; where routes disagree the smallest applies.
+        let mut wanted: HashMap<String, usize> = HashMap::new();
+        for shadow in config.routes.iter().filter_map(|r| r.shadow.as_ref()) {
+            let name = config.backend(shadow.backend).name.clone();
+            let max = wanted.entry(name).or_insert(shadow.max_in_flight);
+            *max = (*max).min(shadow.max_in_flight);
+        }
+        let limiters: HashMap<String, (usize, Arc<Semaphore>)> = wanted
+            .into_iter()
+            .map(|(name, max)| {
+                let kept = previous
+                    .and_then(|p| p.limiters.get(&name))
+                    .filter(|(old_max, _)| *old_max == max)
+                    .map(|(_, s)| s.clone());
+                let limiter = kept.unwrap_or_else(|| Arc::new(Semaphore::new(max)));
+                (name, (max, limiter))
+            })
+            .collect();
+        let mut logs: HashMap<PathBuf, Arc<DivergenceLog>> = HashMap::new();
+        let shadows = config
+            .routes
+            .iter()
+            .map(|route| {
+                let shadow = route.shadow.as_ref()?;
+                let (_, limiter) = limiters.get(&config.backend(shadow.backend).name)?;
+                let log = shadow.divergence_log.as_ref().map(|c| {
+                    logs.entry(c.path.clone())
+                        .or_insert_with(|| {
+                            previous
+                                .and_then(|p| p.logs.get(&c.path).cloned())
+                                .unwrap_or_else(|| Arc::new(DivergenceLog::open(c)))
+                        })
+                        .clone()
+                });
+                Some(ShadowResources {
+                    limiter: limiter.clone(),
+                    log,
+                })
+            })
+            .collect();
         Snapshot {
             generation,
             table: RouteTable::new(config),
             upstreams,
+            shadows,
+            limiters,
+            logs,
         }
+    }
+
+    /// The run-time parts of a route's shadow.
+    pub fn shadow(&self, route: RouteId) -> Option<&ShadowResources> {
+        self.shadows.get(route.0)?.as_ref()
     }
 
     /// The upstream behind a backend id of this snapshot.
@@ -103,7 +174,7 @@ impl Routes {
     /// Serves `config` as generation 1.
     pub fn new(config: Config) -> Routes {
         Routes {
-            current: Arc::new(ArcSwap::from_pointee(Snapshot::new(config, 1))),
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::new(config, 1, None))),
         }
     }
 
@@ -127,8 +198,8 @@ impl Routes {
         }
         // Reloads come one at a time (the signal loop), so generation+1 is not raced.
         let generation = running.generation + 1;
-        self.current
-            .store(Arc::new(Snapshot::new(config, generation)));
+        let next = Snapshot::new(config, generation, Some(&running));
+        self.current.store(Arc::new(next));
         Ok(generation)
     }
 }

@@ -1,48 +1,18 @@
 //! The proxy in-process over real loopback sockets: what reaches the backend, what
 //! comes back, and what veer answers itself when a backend fails.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::start;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use veer_config::Config;
-use veer_proxy::{server, Proxy, Routes};
-use veer_testkit::{Behavior, TestBackend, TestClient};
-
-/// A proxy serving `config` on a fresh loopback port; stops when dropped.
-struct Harness {
-    client: TestClient,
-    routes: Routes,
-    addr: std::net::SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn start(config: &str) -> Harness {
-    let loaded = Config::from_toml("test.toml", config).expect("test config is valid");
-    let routes = Routes::new(loaded.config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
-    tokio::spawn(server::serve(
-        listener,
-        proxy,
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
-    Harness {
-        client: TestClient::new(addr),
-        routes,
-        addr,
-        _stop: stop,
-    }
-}
+use veer_testkit::{Behavior, TestBackend};
 
 fn one_backend(url: &str, timeout: &str) -> String {
     format!(

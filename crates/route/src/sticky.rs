@@ -9,8 +9,10 @@
 //! `xxh3_64` is XXH3 64-bit with a seed, as specified by the xxHash project (stable
 //! output on every platform and endianness); `key` is the raw bytes of the header or
 //! cookie value; `seed` is the route's `hash_seed`; `level` counts the split's
-//! decisions from the last backend backwards (see [`crate::split`]); the product wraps
-//! at 2^64. Level 0 uses the seed unchanged. The test vectors below pin the function:
+//! decisions from the last backend backwards (see [`crate::split`]), or is
+//! [`SHADOW_LEVEL`] for the shadow sample; the product wraps at 2^64. Level 0 uses the
+//! seed unchanged. A user is mirrored when their shadow-level bucket is below
+//! `round(percent · 100)`, so raising `percent` only adds users to the shadow. The test vectors below pin the function:
 //! a change that breaks them re-assigns users and needs a release note.
 
 use http::{header::COOKIE, HeaderMap};
@@ -22,6 +24,15 @@ pub const BUCKETS: u32 = 10_000;
 
 /// Spreads levels over the seed space (2^64 / golden ratio, odd).
 const LEVEL_SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The level of the shadow sample: far from the split's levels (one per backend), so
+/// whether a user is mirrored is independent of which version serves them.
+pub const SHADOW_LEVEL: u32 = u32::MAX;
+
+/// `percent` (0 to 100) of [`BUCKETS`], rounded.
+pub fn percent_buckets(percent: f64) -> u32 {
+    (percent.clamp(0.0, 100.0) * f64::from(BUCKETS) / 100.0).round() as u32
+}
 
 /// The bucket in `0..BUCKETS` of `key` for one decision level of a split.
 pub fn bucket(key: &[u8], seed: u64, level: u32) -> u32 {

@@ -10,13 +10,17 @@ use crate::{matcher, split::Split, sticky};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RouteId(pub usize);
 
-/// Which route takes a request and which backend serves it.
+/// Which route takes a request, which backend serves it, and where it is mirrored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     /// The first route whose match the request met.
     pub route: RouteId,
     /// The backend its split picked.
     pub backend: BackendId,
+    /// The shadow backend, when the route has one and this request is sampled (and
+    /// the live pick is not the shadow backend itself: a version is not compared
+    /// with itself).
+    pub shadow: Option<BackendId>,
 }
 
 /// The parts of a request that routing looks at, borrowed.
@@ -63,13 +67,28 @@ impl<'a> RequestHead<'a> {
 pub struct RouteTable {
     config: Config,
     splits: Vec<Split>,
+    /// Per route: the shadow backend and how many of 10,000 buckets are mirrored.
+    shadows: Vec<Option<(BackendId, u32)>>,
 }
 
 impl RouteTable {
     /// Compiles a validated config.
     pub fn new(config: Config) -> RouteTable {
         let splits = config.routes.iter().map(|r| Split::new(&r.split)).collect();
-        RouteTable { config, splits }
+        let shadows = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.shadow
+                    .as_ref()
+                    .map(|s| (s.backend, sticky::percent_buckets(s.percent)))
+            })
+            .collect();
+        RouteTable {
+            config,
+            splits,
+            shadows,
+        }
     }
 
     /// The config this table was compiled from.
@@ -93,13 +112,112 @@ impl RouteTable {
             .enumerate()
             .find(|(_, r)| matcher::matches(&r.matcher, head))?;
         let split = &self.splits[index];
-        let backend = match sticky::key(&route.split_by, head.headers) {
+        let key = sticky::key(&route.split_by, head.headers);
+        let backend = match key {
             Some(key) => split.pick_sticky(key, route.hash_seed),
             None => split.pick_random(rng.random_range(0..split.total())),
         };
+        let shadow = self.shadows[index].and_then(|(shadow, buckets)| {
+            let bucket = match key {
+                Some(key) => sticky::bucket(key, route.hash_seed, sticky::SHADOW_LEVEL),
+                None => rng.random_range(0..sticky::BUCKETS),
+            };
+            (bucket < buckets && shadow != backend).then_some(shadow)
+        });
         Some(Decision {
             route: RouteId(index),
             backend,
+            shadow,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn table(shadow: &str, split_by: &str) -> RouteTable {
+        let toml = format!(
+            r#"
+[backends.v1]
+url = "http://127.0.0.1:1"
+[backends.v2]
+url = "http://127.0.0.1:2"
+[[routes]]
+name = "r"
+split = [ {{ backend = "v1", weight = 9 }}, {{ backend = "v2", weight = 1 }} ]
+split_by = {split_by}
+{shadow}
+"#
+        );
+        RouteTable::new(Config::from_toml("t.toml", &toml).expect("valid").config)
+    }
+
+    fn decide(table: &RouteTable, user: Option<&str>, rng: &mut rand::rngs::StdRng) -> Decision {
+        let mut headers = HeaderMap::new();
+        if let Some(u) = user {
+            headers.insert("x-user-id", HeaderValue::from_str(u).unwrap());
+        }
+        let uri: Uri = "/p".parse().unwrap();
+        let head = RequestHead {
+            method: &Method::POST,
+            uri: &uri,
+            headers: &headers,
+        };
+        table
+            .decide(&head, rng)
+            .expect("the catch-all route matches")
+    }
+
+    #[test]
+    fn shadow_is_sampled_per_user_and_never_mirrors_a_backend_to_itself() {
+        let t = table(
+            "[routes.shadow]\nbackend = \"v2\"\npercent = 30",
+            "{ header = \"x-user-id\" }",
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let (mut mirrored, mut eligible) = (0, 0);
+        for i in 0..10_000 {
+            let user = format!("u{i}");
+            let d = decide(&t, Some(&user), &mut rng);
+            assert_eq!(
+                d,
+                decide(&t, Some(&user), &mut rng),
+                "{user} is decided the same way twice"
+            );
+            if d.backend == BackendId(1) {
+                assert_eq!(d.shadow, None, "v2 live is not mirrored to v2");
+            } else {
+                eligible += 1;
+                mirrored += usize::from(d.shadow == Some(BackendId(1)));
+            }
+        }
+        let share = mirrored as f64 / eligible as f64;
+        assert!((share - 0.3).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn without_a_key_the_shadow_sample_is_random() {
+        let t = table(
+            "[routes.shadow]\nbackend = \"v2\"\npercent = 50",
+            "\"random\"",
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let shadowed = (0..4_000)
+            .map(|_| decide(&t, None, &mut rng))
+            .filter(|d| d.shadow.is_some())
+            .count();
+        // Of ~3,600 v1-served requests, half are mirrored.
+        assert!((1_600..2_000).contains(&shadowed), "{shadowed}");
+    }
+
+    #[test]
+    fn no_shadow_section_means_no_mirror() {
+        let t = table("", "\"random\"");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        assert!((0..100).all(|_| decide(&t, None, &mut rng).shadow.is_none()));
     }
 }

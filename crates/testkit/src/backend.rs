@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,12 +34,25 @@ pub enum Behavior {
     Closes,
     /// Accepts, reads, never answers.
     Hangs,
+    /// Reads the whole request, keeps it (see [`TestBackend::received`]), then
+    /// answers 200 with this body (as JSON).
+    Records(String),
+}
+
+/// A request as a [`Behavior::Records`] backend received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request headers.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
 }
 
 /// A running backend; stops when dropped.
 pub struct TestBackend {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    received: Arc<Mutex<Vec<Received>>>,
     task: JoinHandle<()>,
 }
 
@@ -54,6 +67,8 @@ impl TestBackend {
             .expect("local address of a bound socket");
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             loop {
@@ -71,11 +86,11 @@ impl TestBackend {
                     }
                     _ => {
                         let behavior = behavior.clone();
-                        let counter = counter.clone();
+                        let (counter, sink) = (counter.clone(), sink.clone());
                         tokio::spawn(async move {
                             let service = service_fn(move |req| {
                                 counter.fetch_add(1, Ordering::SeqCst);
-                                answer(behavior.clone(), req)
+                                answer(behavior.clone(), req, sink.clone())
                             });
                             let _ = auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), service)
@@ -88,6 +103,7 @@ impl TestBackend {
         TestBackend {
             addr,
             requests,
+            received,
             task,
         }
     }
@@ -105,6 +121,11 @@ impl TestBackend {
     /// Requests (or, for `Closes` and `Hangs`, connections) seen so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// What a [`Behavior::Records`] backend has received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 
@@ -125,6 +146,7 @@ fn full(body: impl Into<Bytes>) -> AnswerBody {
 async fn answer(
     behavior: Behavior,
     req: Request<Incoming>,
+    sink: Arc<Mutex<Vec<Received>>>,
 ) -> Result<Response<AnswerBody>, Infallible> {
     let response = match behavior {
         Behavior::Fixed(body) => Response::new(full(body)),
@@ -161,6 +183,25 @@ async fn answer(
             let mut response = Response::new(full(format!("status {code}")));
             *response.status_mut() =
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            response
+        }
+        Behavior::Records(body) => {
+            let (parts, incoming) = req.into_parts();
+            let bytes = match incoming.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => Bytes::from(format!("body error: {e}")),
+            };
+            if let Ok(mut sink) = sink.lock() {
+                sink.push(Received {
+                    headers: parts.headers,
+                    body: bytes,
+                });
+            }
+            let mut response = Response::new(full(body));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             response
         }
         Behavior::Closes | Behavior::Hangs => unreachable!("answered at accept"),

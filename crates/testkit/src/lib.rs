@@ -12,6 +12,6 @@ pub mod backend;
 pub mod client;
 pub mod process;
 
-pub use backend::{Behavior, TestBackend};
+pub use backend::{Behavior, Received, TestBackend};
 pub use client::{Answer, TestClient};
 pub use process::VeerProcess;

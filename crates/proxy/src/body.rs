@@ -1,0 +1,278 @@
+//! The bodies veer moves: requests to a backend, responses to the client, and the
+//! two places a shadowed request's bytes are kept (the buffered request, the teed
+//! live response), both bounded.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::oneshot;
+
+/// A request body on its way to a backend.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Streamed from the client as it arrives (no shadow).
+    Streamed(Incoming),
+    /// Buffered whole, so a shadow gets the same bytes.
+    Buffered(Full<Bytes>),
+    /// Too large to mirror: the part already read, then the rest as it arrives.
+    Replayed {
+        /// Chunks read before the limit was passed.
+        prefix: VecDeque<Bytes>,
+        /// The remainder, streamed.
+        rest: Incoming,
+    },
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Buffered(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+            RequestBody::Replayed { prefix, rest } => match prefix.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Streamed(body) => body.is_end_stream(),
+            RequestBody::Buffered(body) => body.is_end_stream(),
+            RequestBody::Replayed { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Streamed(body) => body.size_hint(),
+            RequestBody::Buffered(body) => body.size_hint(),
+            RequestBody::Replayed { prefix, rest } => {
+                let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
+                let mut hint = rest.size_hint();
+                hint.set_lower(hint.lower() + buffered);
+                if let Some(upper) = hint.upper() {
+                    hint.set_upper(upper + buffered);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// What reading a client body up to a limit came to.
+pub enum Limited {
+    /// The whole body, within the limit.
+    Whole(Bytes),
+    /// Over the limit: forward it as [`RequestBody::Replayed`].
+    Over(RequestBody),
+}
+
+/// Reads `body` whole if it is at most `limit` bytes; otherwise stops at the first
+/// chunk past the limit and hands back what it read with the rest still streaming.
+pub async fn read_limited(mut body: Incoming, limit: u64) -> Result<Limited, hyper::Error> {
+    if body.size_hint().lower() > limit {
+        return Ok(Limited::Over(RequestBody::Streamed(body)));
+    }
+    let mut prefix = VecDeque::new();
+    let mut read = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame?.into_data() else {
+            continue;
+        };
+        read += chunk.len() as u64;
+        prefix.push_back(chunk);
+        if read > limit {
+            return Ok(Limited::Over(RequestBody::Replayed { prefix, rest: body }));
+        }
+    }
+    let mut whole = BytesMut::with_capacity(read as usize);
+    for chunk in prefix {
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(Limited::Whole(whole.freeze()))
+}
+
+/// The live response as the shadow's comparison sees it.
+#[derive(Debug)]
+pub enum LiveCapture {
+    /// The live answer, complete and within the compare limit.
+    Complete {
+        /// Its status.
+        status: u16,
+        /// Its body.
+        body: Bytes,
+    },
+    /// Complete, but larger than the compare limit.
+    TooLarge,
+    /// The live request failed, or the response ended early (the client left, the
+    /// backend reset).
+    Failed(String),
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// A backend's body, streamed through.
+    Streamed(Incoming),
+    /// A backend's body, streamed through while a copy is kept for the shadow.
+    Teed(Tee),
+    /// A body veer wrote itself.
+    Local(Full<Bytes>),
+}
+
+impl ResponseBody {
+    /// A body veer wrote.
+    pub fn local(bytes: Bytes) -> ResponseBody {
+        ResponseBody::Local(Full::new(bytes))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+            ResponseBody::Teed(tee) => Pin::new(tee).poll_frame(cx),
+            ResponseBody::Local(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Streamed(body) => body.is_end_stream(),
+            ResponseBody::Teed(tee) => tee.inner.is_end_stream(),
+            ResponseBody::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Streamed(body) => body.size_hint(),
+            ResponseBody::Teed(tee) => tee.inner.size_hint(),
+            ResponseBody::Local(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Streams a live response to the client while keeping up to `limit` bytes of it;
+/// when it ends (or is dropped early) the capture goes to the waiting shadow task.
+/// Chunks are kept by reference count, not copied, until the end.
+#[derive(Debug)]
+pub struct Tee {
+    inner: Incoming,
+    status: u16,
+    kept: Vec<Bytes>,
+    kept_len: u64,
+    limit: u64,
+    over_limit: bool,
+    done: Option<oneshot::Sender<LiveCapture>>,
+}
+
+impl Tee {
+    /// Tees `inner` (a response with `status`) into `done`.
+    pub fn new(
+        inner: Incoming,
+        status: u16,
+        limit: u64,
+        done: oneshot::Sender<LiveCapture>,
+    ) -> Tee {
+        Tee {
+            inner,
+            status,
+            kept: Vec::new(),
+            kept_len: 0,
+            limit,
+            over_limit: false,
+            done: Some(done),
+        }
+    }
+
+    fn finish(&mut self, capture: LiveCapture) {
+        if let Some(done) = self.done.take() {
+            // The shadow task may be gone (timed out); nothing is waiting then.
+            let _ = done.send(capture);
+        }
+    }
+
+    fn complete(&mut self) -> LiveCapture {
+        if self.over_limit {
+            return LiveCapture::TooLarge;
+        }
+        let mut body = BytesMut::with_capacity(self.kept_len as usize);
+        for chunk in self.kept.drain(..) {
+            body.extend_from_slice(&chunk);
+        }
+        LiveCapture::Complete {
+            status: self.status,
+            body: body.freeze(),
+        }
+    }
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(chunk) = frame.data_ref() {
+                    this.kept_len += chunk.len() as u64;
+                    if this.kept_len > this.limit {
+                        this.over_limit = true;
+                        this.kept.clear();
+                    } else {
+                        this.kept.push(chunk.clone());
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    let capture = this.complete();
+                    this.finish(capture);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let reason = format!("live response broke: {e}");
+                this.finish(LiveCapture::Failed(reason));
+            }
+            Poll::Ready(None) => {
+                let capture = this.complete();
+                this.finish(capture);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.finish(LiveCapture::Failed(
+            "the live response was not sent to the end (client gone?)".to_owned(),
+        ));
+    }
+}
