@@ -11,20 +11,26 @@
 //! class probabilities, or the label strings themselves (V2 `BYTES`), so a report can
 //! say whether the predicted class flipped, not only how far probabilities moved.
 
+use std::borrow::Cow;
+
 use sonic_rs::{
     JsonContainerTrait, JsonNumberTrait, JsonValueMutTrait, JsonValueTrait, Object, Value, ValueRef,
 };
 
 /// V2 `outputs` (or a selected list of named outputs) as an object keyed by name;
-/// anything else unchanged.
-pub fn normalize(mut value: Value) -> Value {
-    if let Some(outputs) = value.as_object_mut().and_then(|m| m.get_mut(&"outputs")) {
-        if let Some(by_name) = by_name(outputs) {
-            *outputs = by_name;
+/// anything else as it is, borrowed.
+pub fn normalize(value: &Value) -> Cow<'_, Value> {
+    if let Some(outputs) = value.get("outputs") {
+        let Some(by_name) = by_name(outputs) else {
+            return Cow::Borrowed(value);
+        };
+        let mut owned = value.clone();
+        if let Some(slot) = owned.as_object_mut().and_then(|m| m.get_mut(&"outputs")) {
+            *slot = by_name;
         }
-        return value;
+        return Cow::Owned(owned);
     }
-    by_name(&value).unwrap_or(value)
+    by_name(value).map_or(Cow::Borrowed(value), Cow::Owned)
 }
 
 /// `[{"name": "a", ...}, {"name": "b", ...}]` → `{"a": {...}, "b": {...}}` when every
@@ -98,34 +104,30 @@ fn labels_at(value: &Value, depth: usize) -> Option<Vec<Label<'_>>> {
 }
 
 fn array_labels(items: &[Value]) -> Option<Vec<Label<'_>>> {
-    if items.is_empty() {
-        return None;
-    }
-    if items.iter().all(|i| i.is_str()) {
-        return Some(
-            items
-                .iter()
-                .filter_map(|i| i.as_str())
-                .map(Label::Text)
-                .collect(),
-        );
-    }
-    if items.iter().all(|i| i.is_array()) {
-        return items
+    // The first item decides the shape; one pass then reads every item once.
+    match items.first()?.as_ref() {
+        ValueRef::String(_) => items.iter().map(|i| i.as_str().map(Label::Text)).collect(),
+        ValueRef::Array(_) => items
             .iter()
-            .map(|row| argmax(row.as_array()?).map(Label::Index))
-            .collect();
+            .map(|row| match row.as_ref() {
+                ValueRef::Array(row) => argmax(row).map(Label::Index),
+                _ => None,
+            })
+            .collect(),
+        ValueRef::Number(_) => {
+            // One flat row is a single probability vector only when it looks like
+            // one: otherwise it is as likely a list of regression outputs.
+            let (mut sum, mut in_unit_range) = (0.0, true);
+            for item in items {
+                let p = as_f64(item)?;
+                sum += p;
+                in_unit_range &= (0.0..=1.0).contains(&p);
+            }
+            let is_distribution = items.len() >= 2 && in_unit_range && (sum - 1.0).abs() <= 1e-3;
+            is_distribution.then(|| vec![Label::Index(argmax(items).unwrap_or(0))])
+        }
+        _ => None,
     }
-    // One flat row is a single probability vector only when it looks like one:
-    // otherwise it is as likely a list of regression outputs.
-    let (mut sum, mut in_unit_range) = (0.0, true);
-    for item in items {
-        let p = as_f64(item)?;
-        sum += p;
-        in_unit_range &= (0.0..=1.0).contains(&p);
-    }
-    let is_distribution = items.len() >= 2 && in_unit_range && (sum - 1.0).abs() <= 1e-3;
-    is_distribution.then(|| vec![Label::Index(argmax(items).unwrap_or(0))])
 }
 
 /// V2 output: label strings (`BYTES`), or `[n, k]`-shaped probabilities.
@@ -188,17 +190,21 @@ mod tests {
         sonic_rs::from_str(text).unwrap()
     }
 
+    fn normalize_owned(value: Value) -> Value {
+        normalize(&value).into_owned()
+    }
+
     #[test]
     fn v2_outputs_are_keyed_by_name() {
         let doc = json(r#"{"outputs": [{"name": "b", "data": [1]}, {"name": "a", "data": [2]}]}"#);
         assert_eq!(
-            normalize(doc),
+            normalize(&doc).into_owned(),
             json(
                 r#"{"outputs": {"a": {"name": "a", "data": [2]}, "b": {"name": "b", "data": [1]}}}"#
             )
         );
         let duplicate = json(r#"{"outputs": [{"name": "a"}, {"name": "a"}]}"#);
-        assert_eq!(normalize(duplicate.clone()), duplicate);
+        assert_eq!(normalize(&duplicate).into_owned(), duplicate);
     }
 
     #[test]
@@ -216,14 +222,14 @@ mod tests {
 
     #[test]
     fn v2_bytes_and_shaped_probabilities_yield_labels() {
-        let bytes = normalize(json(
+        let bytes = normalize_owned(json(
             r#"{"outputs": [{"name": "label", "datatype": "BYTES", "shape": [2], "data": ["cat", "dog"]}]}"#,
         ));
         assert_eq!(
             labels(&bytes),
             Some(vec![Label::Text("cat"), Label::Text("dog")])
         );
-        let probs = normalize(json(
+        let probs = normalize_owned(json(
             r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.5, 0.4, 0.1]}]}"#,
         ));
         assert_eq!(labels(&probs), Some(vec![Label::Index(2), Label::Index(0)]));

@@ -4,7 +4,7 @@
 //! per shadowed request it parses about four times faster than serde_json's `Value`,
 //! which is what keeps a comparison within its 5 µs budget (`benches/compare.rs`).
 
-use sonic_rs::{JsonNumberTrait, JsonValueMutTrait, JsonValueTrait, Number, Value, ValueRef};
+use sonic_rs::{JsonNumberTrait, Number, Value, ValueRef};
 use veer_config::Compare;
 
 use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
@@ -14,16 +14,17 @@ use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
 /// overflow a 2 MiB thread stack), and so does the walk below.
 pub const MAX_DEPTH: usize = 64;
 
-/// Parses, trims (`ignore`), selects (`select`), normalizes (V2 outputs by name) and
-/// compares two JSON bodies.
+/// Parses, selects (`select`), normalizes (V2 outputs by name) and compares two JSON
+/// bodies, leaving out the `ignore` pointers. Nothing is copied or mutated on the way
+/// for the usual KServe V1 / TF Serving shapes.
 pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
-    let mut live = match parse(live) {
+    let live = match parse(live) {
         Ok(v) => v,
         Err(e) => {
             return Comparison::error(Outcome::LiveError(format!("live body is not JSON: {e}")))
         }
     };
-    let mut shadow = match parse(shadow) {
+    let shadow = match parse(shadow) {
         Ok(v) => v,
         Err(e) => {
             return Comparison::error(Outcome::ShadowError(format!(
@@ -31,37 +32,35 @@ pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compari
             )))
         }
     };
-    for pointer in &settings.ignore {
-        remove(&mut live, pointer);
-        remove(&mut shadow, pointer);
-    }
     let prefix = settings.select.as_deref().unwrap_or("");
-    if let Some(p) = settings.select.as_deref() {
-        match (resolve(&mut live, p), resolve(&mut shadow, p)) {
-            (Some(l), Some(s)) => (live, shadow) = (l.take(), s.take()),
-            (None, _) => {
-                return Comparison::error(Outcome::LiveError(format!(
-                    "the live answer has no value at select pointer {p}"
-                )))
-            }
-            (_, None) => {
-                return Comparison::error(Outcome::ShadowError(format!(
-                    "the shadow answer has no value at select pointer {p}"
-                )))
-            }
-        }
-    }
+    let (Some(live), Some(shadow)) = (resolve(&live, prefix), resolve(&shadow, prefix)) else {
+        let side = if resolve(&live, prefix).is_none() {
+            "live"
+        } else {
+            "shadow"
+        };
+        let reason = format!("the {side} answer has no value at select pointer {prefix}");
+        return Comparison::error(if side == "live" {
+            Outcome::LiveError(reason)
+        } else {
+            Outcome::ShadowError(reason)
+        });
+    };
     let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
+    let ignore = relative_ignores(&settings.ignore, prefix);
     let mut walk = Walk {
         abs_tolerance: settings.abs_tolerance,
         rel_tolerance: settings.rel_tolerance,
+        ignore: &ignore,
         prefix,
         path: Vec::new(),
         max_abs_deviation: None,
         differences: Vec::new(),
         differing: 0,
     };
-    walk.values(&live, &shadow);
+    if !walk.ignored() {
+        walk.values(&live, &shadow);
+    }
     Comparison {
         outcome: if walk.differing == 0 {
             Outcome::Match
@@ -74,6 +73,30 @@ pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compari
     }
 }
 
+/// The `ignore` pointers that fall inside the selected value, as path segments
+/// relative to it.
+fn relative_ignores(ignore: &[String], select: &str) -> Vec<Vec<String>> {
+    ignore
+        .iter()
+        .filter_map(|p| {
+            let rest = if select.is_empty() {
+                p.as_str()
+            } else if p == select {
+                ""
+            } else {
+                p.strip_prefix(select)?
+                    .strip_prefix('/')
+                    .map(|_| &p[select.len()..])?
+            };
+            Some(if rest.is_empty() {
+                Vec::new()
+            } else {
+                rest.strip_prefix('/')?.split('/').map(unescape).collect()
+            })
+        })
+        .collect()
+}
+
 /// Parses a body, refusing nesting deeper than [`MAX_DEPTH`].
 fn parse(body: &[u8]) -> Result<Value, String> {
     if nesting_exceeds(body, MAX_DEPTH) {
@@ -84,9 +107,11 @@ fn parse(body: &[u8]) -> Result<Value, String> {
 
 /// True when the JSON text `body` opens more than `limit` arrays or objects at once.
 fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
-    // Fast path, branch-free and vectorized: a body with few openers at all cannot
-    // nest deeply (a 1 KiB prediction has a few dozen).
-    let openers = body.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    // Fast path (SIMD): a body with few openers at all cannot nest deeply (a 1 KiB
+    // prediction has a few dozen).
+    let openers = memchr::memchr2_iter(b'[', b'{', body)
+        .take(limit + 1)
+        .count();
     openers > limit && nesting_depth_exceeds(body, limit)
 }
 
@@ -156,6 +181,7 @@ enum Segment<'a> {
 struct Walk<'a> {
     abs_tolerance: f64,
     rel_tolerance: f64,
+    ignore: &'a [Vec<String>],
     prefix: &'a str,
     path: Vec<Segment<'a>>,
     max_abs_deviation: Option<f64>,
@@ -186,7 +212,9 @@ impl<'a> Walk<'a> {
                 }
                 for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
                     self.path.push(Segment::Index(i));
-                    self.values(x, y);
+                    if !self.ignored() {
+                        self.values(x, y);
+                    }
                     self.path.pop();
                 }
             }
@@ -201,15 +229,28 @@ impl<'a> Walk<'a> {
                 keys.sort_unstable();
                 for key in keys {
                     self.path.push(Segment::Key(key));
-                    match (a.get(&key), b.get(&key)) {
-                        (Some(x), Some(y)) => self.values(x, y),
-                        (x, y) => self.differ(x, y),
+                    if !self.ignored() {
+                        match (a.get(&key), b.get(&key)) {
+                            (Some(x), Some(y)) => self.values(x, y),
+                            (x, y) => self.differ(x, y),
+                        }
                     }
                     self.path.pop();
                 }
             }
             _ => self.differ(Some(live), Some(shadow)),
         }
+    }
+
+    /// Whether the current path is one of the `ignore` pointers.
+    fn ignored(&self) -> bool {
+        self.ignore.iter().any(|pointer| {
+            pointer.len() == self.path.len()
+                && pointer.iter().zip(&self.path).all(|(want, at)| match at {
+                    Segment::Key(k) => want == k,
+                    Segment::Index(i) => want.parse() == Ok(*i),
+                })
+        })
     }
 
     fn differ(&mut self, live: Option<&Value>, shadow: Option<&Value>) {
@@ -247,39 +288,20 @@ fn to_serde(value: &Value) -> serde_json::Value {
 
 /// The value at an RFC 6901 `pointer`, a segment taken as an index in arrays and as a
 /// key in objects.
-fn resolve<'v>(doc: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
+fn resolve<'v>(doc: &'v Value, pointer: &str) -> Option<&'v Value> {
     if pointer.is_empty() {
         return Some(doc);
     }
     let mut current = doc;
     for raw in pointer.strip_prefix('/')?.split('/') {
         let key = unescape(raw);
-        current = if current.is_array() {
-            current.get_mut(key.parse::<usize>().ok()?)?
-        } else {
-            current.as_object_mut()?.get_mut(&key)?
+        current = match current.as_ref() {
+            ValueRef::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+            ValueRef::Object(map) => map.get(&key)?,
+            _ => return None,
         };
     }
     Some(current)
-}
-
-/// Removes the value at `pointer` from `doc`: an object member is removed, an array
-/// element becomes null (so positions after it still pair up).
-fn remove(doc: &mut Value, pointer: &str) {
-    let Some((parent, last)) = pointer.rsplit_once('/') else {
-        return;
-    };
-    let key = unescape(last);
-    let Some(parent) = resolve(doc, parent) else {
-        return;
-    };
-    if let Some(items) = parent.as_array_mut() {
-        if let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-            *item = Value::new_null();
-        }
-    } else if let Some(map) = parent.as_object_mut() {
-        map.remove(&key);
-    }
 }
 
 fn unescape(segment: &str) -> String {
@@ -325,12 +347,31 @@ mod tests {
     }
 
     #[test]
-    fn remove_drops_members_and_nulls_elements() {
-        let mut doc = v(r#"{"a": {"b/c": 1, "d": 2}, "e": [1, 2, 3]}"#);
-        remove(&mut doc, "/a/b~1c");
-        remove(&mut doc, "/e/1");
-        remove(&mut doc, "/missing/x");
-        assert_eq!(doc, v(r#"{"a": {"d": 2}, "e": [1, null, 3]}"#));
+    fn pointers_resolve_through_objects_and_arrays() {
+        let doc = v(r#"{"a": {"b/c": [10, 20]}, "~": 1}"#);
+        assert_eq!(resolve(&doc, "/a/b~1c/1"), Some(&v("20")));
+        assert_eq!(resolve(&doc, "/~0"), Some(&v("1")));
+        assert_eq!(resolve(&doc, ""), Some(&doc));
+        assert_eq!(resolve(&doc, "/a/b~1c/9"), None);
+        assert_eq!(resolve(&doc, "/a/x"), None);
+    }
+
+    #[test]
+    fn ignores_are_taken_relative_to_the_selection() {
+        let ignore = vec![
+            "/model_version".to_owned(),
+            "/predictions/1".to_owned(),
+            "/predictions".to_owned(),
+        ];
+        assert_eq!(
+            relative_ignores(&ignore, "/predictions"),
+            vec![vec!["1".to_owned()], vec![]]
+        );
+        assert_eq!(
+            relative_ignores(&ignore[..1], ""),
+            vec![vec!["model_version".to_owned()]]
+        );
+        assert!(relative_ignores(&ignore[..1], "/predictionsX").is_empty());
     }
 
     #[test]
