@@ -4,6 +4,7 @@
 mod check;
 mod errors;
 mod reload;
+mod shadow;
 mod split;
 
 use veer_testkit::VeerProcess;

@@ -15,7 +15,7 @@ use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 pub mod names {
     /// Requests finished, per route, backend, role and status code.
     pub const REQUESTS_TOTAL: &str = "veer_requests_total";
-    /// Time from sending upstream to the end of the response body.
+    /// Upstream time: to the response head (live), to the end of the body (shadow).
     pub const REQUEST_DURATION_SECONDS: &str = "veer_request_duration_seconds";
     /// Shadow comparisons by outcome.
     pub const SHADOW_COMPARISONS_TOTAL: &str = "veer_shadow_comparisons_total";
@@ -162,7 +162,7 @@ pub fn record_divergence_log_drop(route: &str, reason: &'static str) {
 /// Registers `# HELP` text and units for every metric, once at start-up.
 pub fn describe() {
     describe_counter!(names::REQUESTS_TOTAL, Unit::Count, "Upstream exchanges finished, by route, backend, role (live/shadow) and status code (or error).");
-    describe_histogram!(names::REQUEST_DURATION_SECONDS, Unit::Seconds, "Upstream exchange duration, from sending the request to the end of the response, by route, backend and role.");
+    describe_histogram!(names::REQUEST_DURATION_SECONDS, Unit::Seconds, "Upstream exchange duration by route, backend and role: to the response head for live requests, to the end of the body for shadows.");
     describe_counter!(names::SHADOW_COMPARISONS_TOTAL, Unit::Count, "Shadow comparisons by outcome: match, diverged, shadow_error, live_error, timeout, dropped, skipped.");
     describe_histogram!(names::SHADOW_ABS_DEVIATION, "Largest absolute numeric difference between the live and the shadow prediction of one request.");
     describe_counter!(

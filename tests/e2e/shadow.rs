@@ -1,0 +1,106 @@
+//! Shadow mode through the binary: turned on by SIGHUP, answers never leak, divergent
+//! pairs land in the JSON-lines log.
+
+use std::time::{Duration, Instant};
+
+use veer_testkit::{Behavior, TestBackend, TestClient};
+
+use crate::start;
+
+fn config(live: &str, shadow: &str, shadow_section: &str) -> String {
+    format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+
+[backends.churn-v1]
+url = "{live}"
+
+[backends.churn-v2]
+url = "{shadow}"
+
+[[routes]]
+name = "churn"
+match = {{ path_prefix = "/v1/models/churn" }}
+split = [ {{ backend = "churn-v1", weight = 1 }} ]
+{shadow_section}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_turns_on_shadow_and_divergent_pairs_are_logged() {
+    let live = TestBackend::start(Behavior::Fixed(
+        r#"{"predictions":[[0.1,0.9]],"model_version":"v1"}"#.into(),
+    ))
+    .await;
+    let shadow = TestBackend::start(Behavior::Records(
+        r#"{"predictions":[[0.8,0.2]],"model_version":"v2"}"#.into(),
+    ))
+    .await;
+    let log =
+        std::env::temp_dir().join(format!("veer-e2e-divergence-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let veer = start(&config(&live.url(), &shadow.url(), ""));
+    let client = TestClient::new(veer.addr());
+    client
+        .get("/v1/models/churn:predict", &[])
+        .await
+        .expect("answer");
+    assert_eq!(shadow.requests(), 0, "no shadow before the reload");
+
+    let section = format!(
+        "[routes.shadow]\nbackend = \"churn-v2\"\ndivergence_log = \"{}\"\n[routes.compare]\nselect = \"/predictions\"\nabs_tolerance = 0.01",
+        log.display()
+    );
+    let verdict =
+        tokio::task::block_in_place(|| veer.reload(&config(&live.url(), &shadow.url(), &section)));
+    verdict.expect("shadow config accepted");
+
+    for i in 0..20 {
+        let answer = client
+            .get(
+                "/v1/models/churn:predict",
+                &[("x-request-id", &format!("e2e-{i}"))],
+            )
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-veer-backend"), "churn-v1");
+        assert!(
+            answer.text().contains("0.9"),
+            "the client only ever sees v1: {}",
+            answer.text()
+        );
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 10 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The log is rate-limited to 10 lines a second by default: 20 fast requests give
+    // at least 10 lines and at most 20.
+    assert!((10..=20).contains(&lines.len()), "{} lines", lines.len());
+    let line = &lines[0];
+    assert_eq!(line["route"], "churn");
+    assert_eq!(line["live_backend"], "churn-v1");
+    assert_eq!(line["shadow_backend"], "churn-v2");
+    assert_eq!(line["label_agreement"], false);
+    assert_eq!(line["differences"][0]["pointer"], "/predictions/0/0");
+    assert!(line["request_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("e2e-")));
+
+    let mirrored = shadow.received();
+    assert!(mirrored.len() >= 20);
+    assert!(mirrored.iter().all(|r| r.headers["x-veer-shadow"] == "1"));
+    let _ = std::fs::remove_file(&log);
+}
