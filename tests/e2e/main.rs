@@ -7,7 +7,7 @@ mod reload;
 mod shadow;
 mod split;
 
-use veer_testkit::VeerProcess;
+use veer_testkit::{Behavior, TestBackend, VeerProcess};
 
 /// The binary under test, built by cargo for this test run.
 pub const VEER: &str = env!("CARGO_BIN_EXE_veer");
@@ -40,4 +40,12 @@ hash_seed = 7
 /// Starts veer on `config` or fails the test with veer's own words.
 pub fn start(config: &str) -> VeerProcess {
     VeerProcess::start(VEER, config).unwrap_or_else(|e| panic!("veer did not start: {e}"))
+}
+
+/// Two backends answering `a` and `b`, for the two versions of [`two_versions`].
+pub async fn two_backends() -> (TestBackend, TestBackend) {
+    (
+        TestBackend::start(Behavior::Fixed("a".into())).await,
+        TestBackend::start(Behavior::Fixed("b".into())).await,
+    )
 }

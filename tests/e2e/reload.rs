@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use veer_testkit::{Behavior, TestBackend, TestClient};
+use veer_testkit::TestClient;
 
 use crate::{start, two_versions};
 
@@ -12,10 +12,7 @@ use crate::{start, two_versions};
 /// sending; not one request may fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_under_continuous_load_drops_nothing() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let config = |to_v2: bool| {
         let (w1, w2) = if to_v2 { (0, 100) } else { (100, 0) };
         two_versions(&a.url(), &b.url(), w1, w2, "\"random\"")
@@ -71,10 +68,7 @@ async fn sighup_under_continuous_load_drops_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_reload_keeps_the_old_routes_serving() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let veer = start(&two_versions(&a.url(), &b.url(), 1, 0, "\"random\""));
     let client = TestClient::new(veer.addr());
 
@@ -113,10 +107,7 @@ async fn an_invalid_reload_keeps_the_old_routes_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_moves_a_listener_is_rejected_whole() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let veer = start(&two_versions(&a.url(), &b.url(), 1, 0, "\"random\""));
     let moved =
         two_versions(&a.url(), &b.url(), 0, 1, "\"random\"").replace("127.0.0.1:0", "127.0.0.1:1");

@@ -1,8 +1,6 @@
 //! Shadow mode through the binary: turned on by SIGHUP, answers never leak, divergent
 //! pairs land in the JSON-lines log.
 
-use std::time::{Duration, Instant};
-
 use veer_testkit::{Behavior, TestBackend, TestClient};
 
 use crate::start;
@@ -74,18 +72,7 @@ async fn sighup_turns_on_shadow_and_divergent_pairs_are_logged() {
         );
     }
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let lines = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= 10 || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = veer_testkit::wait_for_json_lines(&log, 10).await;
     // The log is rate-limited to 10 lines a second by default: 20 fast requests give
     // at least 10 lines and at most 20.
     assert!((10..=20).contains(&lines.len()), "{} lines", lines.len());

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use veer_testkit::{Behavior, TestBackend, TestClient};
+use veer_testkit::TestClient;
 
 use crate::{start, two_versions};
 
@@ -41,10 +41,7 @@ fn assert_binomial(observed: usize, n: usize, p: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_split_follows_the_weights() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let veer = start(&two_versions(&a.url(), &b.url(), 80, 20, "\"random\""));
     let client = TestClient::new(veer.addr());
     let n = 2_000;
@@ -63,10 +60,7 @@ async fn random_split_follows_the_weights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_split_keeps_each_user_on_one_version() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let veer = start(&two_versions(
         &a.url(),
         &b.url(),
@@ -96,10 +90,7 @@ async fn sticky_split_keeps_each_user_on_one_version() {
 /// every user back where they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_the_canary_weight_only_moves_users_onto_it() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let by = "{ header = \"x-user-id\" }";
     let veer = start(&two_versions(&a.url(), &b.url(), 80, 20, by));
     let client = TestClient::new(veer.addr());
@@ -127,10 +118,7 @@ async fn raising_the_canary_weight_only_moves_users_onto_it() {
 /// Two replicas with one config agree on every user: the hash is process-independent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_with_one_config_agree_on_every_user() {
-    let (a, b) = (
-        TestBackend::start(Behavior::Fixed("a".into())).await,
-        TestBackend::start(Behavior::Fixed("b".into())).await,
-    );
+    let (a, b) = crate::two_backends().await;
     let config = two_versions(&a.url(), &b.url(), 50, 50, "{ cookie = \"uid\" }");
     let (one, two) = (start(&config), start(&config));
     let (c1, c2) = (TestClient::new(one.addr()), TestClient::new(two.addr()));

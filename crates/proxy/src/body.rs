@@ -37,9 +37,7 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Streamed(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Buffered(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+            RequestBody::Buffered(body) => poll_full(body, cx),
             RequestBody::Replayed { prefix, rest } => match prefix.pop_front() {
                 Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
                 None => Pin::new(rest).poll_frame(cx),
@@ -70,6 +68,16 @@ impl Body for RequestBody {
             }
         }
     }
+}
+
+/// Polls a [`Full`] body as one of veer's bodies (it cannot fail).
+fn poll_full(
+    body: &mut Full<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    Pin::new(body)
+        .poll_frame(cx)
+        .map(|f| f.map(|f| f.map_err(|never| match never {})))
 }
 
 /// What reading a client body up to a limit came to.
@@ -151,9 +159,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Streamed(body) => Pin::new(body).poll_frame(cx),
             ResponseBody::Teed(tee) => Pin::new(tee).poll_frame(cx),
-            ResponseBody::Local(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+            ResponseBody::Local(body) => poll_full(body, cx),
         }
     }
 

@@ -360,8 +360,14 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
         "deviation recorded"
     );
 
-    let lines = wait_for_lines(&log, 3).await;
-    let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON line");
+    let lines = veer_testkit::wait_for_json_lines(&log, 3).await;
+    assert!(
+        lines.len() >= 3,
+        "{} of 3 lines in {}",
+        lines.len(),
+        log.display()
+    );
+    let first = &lines[0];
     assert_eq!(first["route"], "differ");
     assert_eq!(first["live_backend"], "live");
     assert_eq!(first["shadow_backend"], "shadow");
@@ -373,22 +379,4 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
     assert_eq!(first["label_agreement"], false);
     assert!(first["shadow_body"].as_str().unwrap().contains("0.7"));
     let _ = std::fs::remove_file(&log);
-}
-
-async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            assert!(
-                lines.len() >= n,
-                "{} of {n} lines in {}",
-                lines.len(),
-                path.display()
-            );
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -12,6 +12,26 @@ pub mod backend;
 pub mod client;
 pub mod process;
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 pub use backend::{Behavior, Received, TestBackend};
 pub use client::{Answer, TestClient};
 pub use process::VeerProcess;
+
+/// Waits (up to 20 s) until the JSON-lines file at `path` holds at least `n` parsable
+/// lines, and returns them (possibly fewer, when the time ran out).
+pub async fn wait_for_json_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
