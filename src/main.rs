@@ -3,8 +3,10 @@
 //! This binary is the wiring: the CLI, logging, signals and the listener; the work is
 //! done by the crates under `crates/` (config → route → proxy).
 
+mod admin;
 mod check;
 mod logging;
+mod reload;
 mod run;
 
 use std::path::PathBuf;

@@ -1,80 +1,91 @@
 //! `veer run`: bind, serve, reload on SIGHUP, drain on SIGTERM/SIGINT.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use veer_config::{defaults, Config, Diagnostic};
+use tokio::sync::watch;
+use veer_config::defaults;
 use veer_proxy::{server, Proxy, Routes};
+use veer_telemetry::admin::{self, Admin};
+
+use crate::admin::Hooks;
+use crate::reload::{self, Reloader};
 
 /// Loads the routing file and serves it until told to stop.
 pub fn run(path: &Path) -> anyhow::Result<()> {
-    let loaded = Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    log_warnings(&loaded.warnings);
+    let (loaded, source) = reload::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    reload::log_warnings(&loaded.warnings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(serve(path.to_owned(), loaded.config))
+    runtime.block_on(serve(path.to_owned(), loaded.config, source))
 }
 
-async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
-    let http = config.listen.http;
+async fn serve(
+    path: PathBuf,
+    config: veer_config::Config,
+    source: veer_proxy::Source,
+) -> anyhow::Result<()> {
+    let metrics = veer_telemetry::exporter::install().context("install the metrics recorder")?;
+    veer_telemetry::exporter::spawn_upkeep(metrics.clone());
+    veer_telemetry::record_reload(true);
+
+    let (http, admin_addr) = (config.listen.http, config.listen.admin);
     let listener = TcpListener::bind(http)
         .await
         .with_context(|| format!("bind the client listener on {http}"))?;
-    let addr = listener.local_addr().context("read the bound address")?;
-    let routes = Routes::new(config);
-    log_routes(&routes);
-    let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
+    let admin_listener = TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("bind the admin listener on {admin_addr}"))?;
+    let routes = Routes::new(config, source);
+    reload::log_routes(&routes);
+    let reloader = Reloader::new(path, routes.clone());
+
+    let admin = Arc::new(Admin::new(
+        metrics,
+        Arc::new(Hooks::new(routes.clone(), reloader.clone())),
+    ));
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let admin_addr = admin_listener
+        .local_addr()
+        .context("read the admin address")?;
+    tokio::spawn(admin::serve(admin_listener, admin.clone(), async move {
+        let mut stopped = admin_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+
     let mut hangups = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            reload(&path, &routes);
+            // Reading a small file: brief enough to do on the signal task.
+            let _ = reloader.reload();
         }
     });
-    let shutdown = shutdown_signal()?;
+    let terminate = shutdown_signal()?;
+    let draining = {
+        let admin = admin.clone();
+        async move {
+            terminate.await;
+            admin.set_draining();
+        }
+    };
+
+    let proxy = Arc::new(Proxy::new(routes));
+    let addr = listener.local_addr().context("read the bound address")?;
     tracing::info!(%addr, "listening");
-    let drained = server::serve(listener, proxy, shutdown, defaults::DRAIN_TIMEOUT).await;
+    tracing::info!(addr = %admin_addr, "admin listening");
+    let drained = server::serve(listener, proxy, draining, defaults::DRAIN_TIMEOUT).await;
+    let _ = stop_admin.send(true);
     if drained {
         tracing::info!("drained, exiting");
     } else {
         tracing::warn!(timeout = ?defaults::DRAIN_TIMEOUT, "drain timed out; exiting with requests still in flight");
     }
     Ok(())
-}
-
-/// Re-reads, validates and swaps in the routing file; on any error the running
-/// routes keep serving.
-fn reload(path: &Path, routes: &Routes) {
-    let outcome = Config::load(path)
-        .map_err(|errors| errors.to_string())
-        .and_then(|loaded| {
-            log_warnings(&loaded.warnings);
-            routes.reload(loaded.config).map_err(|e| e.to_string())
-        });
-    match outcome {
-        Ok(generation) => {
-            tracing::info!(generation, "config reloaded");
-            log_routes(routes);
-        }
-        Err(error) => tracing::error!(%error, "config reload rejected"),
-    }
-}
-
-fn log_routes(routes: &Routes) {
-    let snapshot = routes.load();
-    let config = snapshot.table.config();
-    for route in &config.routes {
-        tracing::info!(route = %route.name, strategy = %route.strategy(config), generation = snapshot.generation, "route");
-    }
-}
-
-fn log_warnings(warnings: &[Diagnostic]) {
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -18,6 +18,7 @@ async fn failures_are_answered_404_502_504_with_json_bodies() {
         r#"
 [listen]
 http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
 
 [backends.gone]
 url = "{refused_url}"

@@ -1,6 +1,7 @@
 //! End-to-end tests of the built `veer` binary: real processes, real loopback
 //! sockets, readiness read from veer's log.
 
+mod admin;
 mod check;
 mod errors;
 mod reload;
@@ -18,6 +19,7 @@ pub fn two_versions(v1: &str, v2: &str, w1: u32, w2: u32, split_by: &str) -> Str
         r#"
 [listen]
 http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
 
 [backends.v1]
 url = "{v1}"

@@ -80,7 +80,7 @@ async fn an_invalid_reload_keeps_the_old_routes_serving() {
         .expect("error text")
         .to_owned();
     let expected = format!(
-        "{}:16:55: error: unknown backend \"v3\"",
+        "{}:17:55: error: unknown backend \"v3\"",
         veer.config_path().display()
     );
     assert!(error.starts_with(&expected), "{error}");

@@ -10,6 +10,7 @@ fn config(live: &str, shadow: &str, shadow_section: &str) -> String {
         r#"
 [listen]
 http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
 
 [backends.churn-v1]
 url = "{live}"

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod defaults;
+mod describe;
 mod diagnostic;
 mod model;
 mod raw;

@@ -32,4 +32,4 @@ mod snapshot;
 
 pub use error::ProxyError;
 pub use proxy::Proxy;
-pub use snapshot::{ReloadError, Routes, ShadowResources, Snapshot, Upstream};
+pub use snapshot::{ReloadError, Routes, ShadowResources, Snapshot, Source, Upstream};

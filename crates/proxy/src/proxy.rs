@@ -7,7 +7,7 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use veer_route::{Decision, RequestHead};
-use veer_telemetry::{record_request, RequestRecord, Role};
+use veer_telemetry::{record_request, InFlight, RequestRecord, Role};
 
 use crate::body::{LiveCapture, RequestBody, ResponseBody, Tee};
 use crate::forward::{self, UpstreamClient};
@@ -42,6 +42,7 @@ impl Proxy {
         req: Request<Incoming>,
         client: &Downstream,
     ) -> Response<ResponseBody> {
+        let _in_flight = InFlight::start(Role::Live);
         let snapshot = self.routes.load();
         let request_id = headers::request_id(req.headers());
         match self.forward(&snapshot, req, client, &request_id).await {

@@ -20,7 +20,8 @@ use veer_compare::{Comparison, Outcome};
 use veer_config::{BackendId, Route};
 use veer_route::{Decision, RouteId};
 use veer_telemetry::{
-    record_comparison, record_request, ComparisonRecord, RequestRecord, Role, ShadowOutcome,
+    record_comparison, record_request, ComparisonRecord, InFlight, RequestRecord, Role,
+    ShadowOutcome,
 };
 
 use crate::body::{read_limited, Limited, LiveCapture, RequestBody};
@@ -139,6 +140,7 @@ impl Mirror {
             permit,
             client,
         } = self;
+        let in_flight = InFlight::start(Role::Shadow);
         let upstream = pair.snapshot.upstream(pair.backend);
         let route = pair.snapshot.table.route(pair.route);
         let started = Instant::now();
@@ -157,7 +159,7 @@ impl Mirror {
             },
             duration: started.elapsed(),
         });
-        drop(permit);
+        drop((permit, in_flight));
         let live = live.await.unwrap_or_else(|_| {
             LiveCapture::Failed("the live request ended without an answer".to_owned())
         });

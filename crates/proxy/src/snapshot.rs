@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
@@ -14,6 +14,27 @@ use veer_route::{RouteId, RouteTable};
 
 use crate::divergence::DivergenceLog;
 
+/// Where a config came from, for `/config` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The routing file as named on the command line.
+    pub file: String,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source {
+            file: String::new(),
+            sha256: String::new(),
+            loaded_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
+
 /// Everything a request needs from the config, as of one generation. Requests hold
 /// an `Arc<Snapshot>` from arrival to end, so weights and backends can never be
 /// seen half-updated.
@@ -21,6 +42,8 @@ use crate::divergence::DivergenceLog;
 pub struct Snapshot {
     /// 1 for the config veer started with, +1 per successful reload.
     pub generation: u64,
+    /// Where this generation's config came from.
+    pub source: Source,
     /// The compiled routes.
     pub table: RouteTable,
     /// Forwarding details per backend, indexed like `table.config().backends`.
@@ -64,7 +87,12 @@ pub struct Upstream {
 impl Snapshot {
     /// Compiles `config` as generation `generation`, taking over the shadow limits
     /// and divergence logs of `previous` that the new config still uses.
-    pub fn new(config: Config, generation: u64, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn new(
+        config: Config,
+        source: Source,
+        generation: u64,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let upstreams = config.backends.iter().map(Upstream::new).collect();
         // One limit per shadow backend; where routes disagree the smallest applies.
         let mut wanted: HashMap<String, usize> = HashMap::new();
@@ -108,6 +136,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             generation,
+            source,
             table: RouteTable::new(config),
             upstreams,
             shadows,
@@ -171,10 +200,11 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Serves `config` as generation 1.
-    pub fn new(config: Config) -> Routes {
+    /// Serves `config` (from `source`) as generation 1.
+    pub fn new(config: Config, source: Source) -> Routes {
+        let first = Snapshot::new(config, source, 1, None);
         Routes {
-            current: Arc::new(ArcSwap::from_pointee(Snapshot::new(config, 1, None))),
+            current: Arc::new(ArcSwap::from_pointee(first)),
         }
     }
 
@@ -185,7 +215,7 @@ impl Routes {
 
     /// Swaps in `config` as the next generation, unless it moves a listener. Requests
     /// already in flight finish on the snapshot they loaded.
-    pub fn reload(&self, config: Config) -> Result<u64, ReloadError> {
+    pub fn reload(&self, config: Config, source: Source) -> Result<u64, ReloadError> {
         let running = self.current.load();
         let (old, new) = (running.table.config().listen, config.listen);
         for (which, from, to) in [
@@ -198,7 +228,7 @@ impl Routes {
         }
         // Reloads come one at a time (the signal loop), so generation+1 is not raced.
         let generation = running.generation + 1;
-        let next = Snapshot::new(config, generation, Some(&running));
+        let next = Snapshot::new(config, source, generation, Some(&running));
         self.current.store(Arc::new(next));
         Ok(generation)
     }

@@ -219,7 +219,7 @@ async fn a_request_in_flight_finishes_on_the_routes_it_started_with() {
         tokio::task::yield_now().await;
     }
     let next = Config::from_toml("next.toml", &one_backend(&fast.url(), "5s")).expect("valid");
-    assert_eq!(proxy.routes.reload(next.config), Ok(2));
+    assert_eq!(proxy.routes.reload(next.config, Default::default()), Ok(2));
     let after = proxy.client.get("/v1/x", &[]).await.expect("answer");
     assert_eq!(after.text(), "fast");
     let before = in_flight.await.expect("task").expect("answer");

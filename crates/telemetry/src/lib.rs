@@ -1,15 +1,22 @@
-//! veer's metrics: every name and label of the contract (shared/DESIGN.md, "Metrics
-//! contract") lives here, and requests and shadow comparisons are recorded through
-//! the functions below, once each, when they finish (step 6 of a request's way).
+//! veer's observability: every metric name and label of the contract (shared/DESIGN.md,
+//! "Metrics contract") lives here; requests and shadow comparisons are recorded
+//! through the functions below, once each, when they finish (step 6 of a request's
+//! way); [`exporter`] renders them for Prometheus and [`admin`] serves them, with
+//! health, config and reload, on the admin listener.
 //!
 //! Recording goes through the `metrics` facade: with no recorder installed it costs
 //! next to nothing; the binary installs the Prometheus recorder. Label values come
 //! from config names only (route, backend) and fixed vocabularies (role, outcome,
 //! status code), never from request data, so series stay bounded.
 
+pub mod admin;
+pub mod exporter;
+
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 
 /// Metric names.
 pub mod names {
@@ -25,6 +32,48 @@ pub mod names {
     pub const SHADOW_LABEL_AGREEMENTS_TOTAL: &str = "veer_shadow_label_agreements_total";
     /// Divergence-log lines not written, by reason.
     pub const DIVERGENCE_LOG_DROPPED_TOTAL: &str = "veer_divergence_log_dropped_total";
+    /// Reloads by result.
+    pub const CONFIG_RELOADS_TOTAL: &str = "veer_config_reloads_total";
+    /// The serving config's generation.
+    pub const CONFIG_GENERATION: &str = "veer_config_generation";
+    /// When the config last loaded successfully.
+    pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
+        "veer_config_last_reload_success_timestamp_seconds";
+    /// The live split as configured now.
+    pub const ROUTE_WEIGHT: &str = "veer_route_weight";
+    /// Requests in flight by role.
+    pub const IN_FLIGHT_REQUESTS: &str = "veer_in_flight_requests";
+    /// Always 1, labelled with the version.
+    pub const BUILD_INFO: &str = "veer_build_info";
+}
+
+/// Counts a request in `veer_in_flight_requests{role}` until dropped.
+#[derive(Debug)]
+pub struct InFlight(Role);
+
+impl InFlight {
+    /// Starts counting one request of `role`.
+    pub fn start(role: Role) -> InFlight {
+        gauge!(names::IN_FLIGHT_REQUESTS, "role" => role.label()).increment(1.0);
+        InFlight(role)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!(names::IN_FLIGHT_REQUESTS, "role" => self.0.label()).decrement(1.0);
+    }
+}
+
+/// Records a reload attempt; a successful one also stamps the success time.
+pub fn record_reload(ok: bool) {
+    counter!(names::CONFIG_RELOADS_TOTAL, "result" => if ok { "ok" } else { "error" }).increment(1);
+    if ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        gauge!(names::CONFIG_LAST_RELOAD_SUCCESS).set(now);
+    }
 }
 
 /// Which side of a shadowed pair a request was.
@@ -175,4 +224,26 @@ pub fn describe() {
         Unit::Count,
         "Divergent pairs not written to the divergence log, by reason."
     );
+    describe_counter!(
+        names::CONFIG_RELOADS_TOTAL,
+        Unit::Count,
+        "Config reloads (SIGHUP or POST /-/reload) by result."
+    );
+    describe_gauge!(
+        names::CONFIG_LAST_RELOAD_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful config load."
+    );
+    describe_gauge!(
+        names::IN_FLIGHT_REQUESTS,
+        Unit::Count,
+        "Upstream requests in flight, by role."
+    );
+    // Zero series up front, so dashboards and alerts see them before the first event.
+    for role in [Role::Live, Role::Shadow] {
+        gauge!(names::IN_FLIGHT_REQUESTS, "role" => role.label()).increment(0.0);
+    }
+    for result in ["ok", "error"] {
+        counter!(names::CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
+    }
 }

@@ -25,6 +25,7 @@ struct Log {
 pub struct VeerProcess {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     config_path: PathBuf,
     log: Arc<Log>,
 }
@@ -63,6 +64,7 @@ impl VeerProcess {
         let mut proc = VeerProcess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             config_path,
             log,
         };
@@ -71,12 +73,22 @@ impl VeerProcess {
             .as_str()
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| format!("listening line without addr: {ready}"))?;
+        let admin = proc.wait_for_log(0, "admin listening", READY_TIMEOUT)?;
+        proc.admin = admin["fields"]["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("admin listening line without addr: {admin}"))?;
         Ok(proc)
     }
 
     /// The client listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 
     /// The routing file veer was started with.

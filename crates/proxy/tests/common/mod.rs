@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use veer_config::Config;
-use veer_proxy::{server, Proxy, Routes};
+use veer_proxy::{server, Proxy, Routes, Source};
 use veer_testkit::TestClient;
 
 /// A proxy serving `config` on a fresh loopback port; stops when dropped.
@@ -23,7 +23,7 @@ pub struct Harness {
 
 pub async fn start(config: &str) -> Harness {
     let loaded = Config::from_toml("test.toml", config).expect("test config is valid");
-    let routes = Routes::new(loaded.config);
+    let routes = Routes::new(loaded.config, Source::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,113 @@
+//! The Prometheus exposition: the `metrics` recorder, its histogram buckets, and the
+//! series derived from the serving config at scrape time.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::names;
+
+/// Request duration buckets, 1 ms … 10 s: model inference from a cached lookup to a
+/// large batch. Explicit buckets (not summaries) so replicas can be summed.
+pub const DURATION_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Absolute deviation buckets, 0.0001 … 1: from float noise to a flipped probability.
+pub const DEVIATION_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// How often histogram upkeep runs (the recorder's own default is 5 s too).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the Prometheus recorder as the process's global recorder.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&DURATION_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::SHADOW_ABS_DEVIATION.to_owned()),
+            &DEVIATION_BUCKETS,
+        )?
+        .install_recorder()?;
+    crate::describe();
+    Ok(handle)
+}
+
+/// Runs the recorder's upkeep (histogram maintenance) forever on the current runtime.
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// A gauge family rendered from current state at scrape time rather than recorded:
+/// when a reload removes a route, its series are gone from the next scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    text: String,
+}
+
+impl Gauges {
+    /// Starts a family with its `# HELP` and `# TYPE` lines.
+    pub fn family(&mut self, name: &str, help: &str) -> &mut Self {
+        self.text
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        self
+    }
+
+    /// Adds one series of the current family.
+    pub fn series(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        if labels.is_empty() {
+            self.text.push_str(&format!("{name} {value}\n"));
+        } else {
+            self.text
+                .push_str(&format!("{name}{{{}}} {value}\n", labels.join(",")));
+        }
+        self
+    }
+
+    /// The exposition text.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
+
+/// Label value escaping of the text format (`\`, `"` and newlines).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_render_in_the_text_format() {
+        let mut g = Gauges::default();
+        g.family("veer_route_weight", "Weight.")
+            .series(
+                "veer_route_weight",
+                &[("route", "r\"1"), ("backend", "v1")],
+                95.0,
+            )
+            .family("veer_config_generation", "Generation.")
+            .series("veer_config_generation", &[], 3.0);
+        assert_eq!(
+            g.into_text(),
+            "# HELP veer_route_weight Weight.\n# TYPE veer_route_weight gauge\nveer_route_weight{route=\"r\\\"1\",backend=\"v1\"} 95\n\
+             # HELP veer_config_generation Generation.\n# TYPE veer_config_generation gauge\nveer_config_generation 3\n"
+        );
+    }
+}
