@@ -40,6 +40,7 @@ veer_config() { # listen, then an optional [routes.shadow] section
   cat <<TOML
 [listen]
 http = "$1"
+admin = "127.0.0.1:0"
 [backends.v1]
 url = "http://$LIVE"
 [backends.v2]
