@@ -55,11 +55,22 @@ impl Reloader {
             Ok(generation) => {
                 tracing::info!(generation, "config reloaded");
                 log_routes(&self.routes);
+                forget_removed(&self.routes);
             }
             Err(error) => tracing::error!(%error, "config reload rejected"),
         }
         outcome
     }
+}
+
+/// Drops the dashboard's figures for routes and backends the new config no longer has.
+fn forget_removed(routes: &Routes) {
+    let snapshot = routes.load();
+    let config = snapshot.table.config();
+    veer_telemetry::stats::global().retain(|route, backend| {
+        config.routes.iter().any(|r| r.name == route)
+            && config.backends.iter().any(|b| b.name == backend)
+    });
 }
 
 /// Logs each route's strategy as now served.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod check;
+mod dashboard;
 mod errors;
 mod reload;
 mod shadow;

@@ -19,9 +19,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use veer_compare::{Comparison, Outcome};
 use veer_config::{BackendId, Route};
 use veer_route::{Decision, RouteId};
+use veer_telemetry::stats::Divergence;
 use veer_telemetry::{
-    record_comparison, record_request, ComparisonRecord, InFlight, RequestRecord, Role,
-    ShadowOutcome,
+    record_comparison, record_divergence, record_request, ComparisonRecord, InFlight,
+    RequestRecord, Role, ShadowOutcome,
 };
 
 use crate::body::{read_limited, Limited, LiveCapture, RequestBody};
@@ -172,6 +173,18 @@ impl Mirror {
             max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
             label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
         });
+        if let (Some(c), ShadowOutcome::Diverged) = (&comparison, outcome) {
+            record_divergence(Divergence {
+                unix_time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                route: route.name.clone(),
+                backend: upstream.name.clone(),
+                request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
+                pointers: c.differences.iter().map(|d| d.pointer.clone()).collect(),
+                max_abs_deviation: c.max_abs_deviation,
+            });
+        }
         let log = pair
             .snapshot
             .shadow(pair.route)

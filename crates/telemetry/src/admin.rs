@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/livez`, `/readyz`, `/config` and `POST /-/reload`,
+//! The admin listener: the dashboard (`/`, `/stats`), `/metrics`, `/livez`, `/readyz`,
+//! `/config` and `POST /-/reload`,
 //! on its own address (loopback by default), never on the client port.
 //!
 //! What it serves about the running proxy comes through [`AdminHooks`], implemented by
@@ -38,6 +39,10 @@ pub struct Admin {
     draining: AtomicBool,
 }
 
+/// The built-in dashboard: one self-contained page (no CDN, no build step) that
+/// polls `/stats` and `/config`.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// After a failed accept, wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -68,6 +73,8 @@ impl Admin {
                     text,
                 )
             }
+            (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
+            (&Method::GET, "/stats") => json(StatusCode::OK, &crate::stats::global().snapshot()),
             (&Method::GET, "/livez") => respond(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/readyz") => {
                 if self.draining.load(Ordering::SeqCst) {

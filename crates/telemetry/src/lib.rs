@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod exporter;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -162,6 +163,7 @@ pub fn record_request(r: &RequestRecord<'_>) {
     )
     .increment(1);
     histogram!(names::REQUEST_DURATION_SECONDS, &labels).record(r.duration.as_secs_f64());
+    stats::global().request(r);
 }
 
 /// One shadow comparison, whatever became of it.
@@ -195,6 +197,12 @@ pub fn record_comparison(r: &ComparisonRecord<'_>) {
         let with_agree = [&labels[..], &[("agree", agree.to_string())]].concat();
         counter!(names::SHADOW_LABEL_AGREEMENTS_TOTAL, &with_agree).increment(1);
     }
+    stats::global().comparison(r);
+}
+
+/// Lists a divergent pair on the dashboard.
+pub fn record_divergence(divergence: stats::Divergence) {
+    stats::global().divergence(divergence);
 }
 
 /// Records a divergence-log line that was not written (`rate_limited`, `queue_full`,

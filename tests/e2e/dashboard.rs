@@ -1,0 +1,127 @@
+//! The built-in dashboard in a real headless Chromium: the numbers it renders are the
+//! numbers `/stats` reports.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use veer_testkit::{Behavior, TestBackend, TestClient};
+
+use crate::{start, two_versions};
+
+const CHROMIUM: &str = "chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_stats_reports() {
+    if Command::new(CHROMIUM).arg("--version").output().is_err() {
+        println!("SKIPPED dashboard test: {CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)");
+        return;
+    }
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[[0.1,0.9]]}"#.into())).await;
+    let shadow = TestBackend::start(Behavior::Fixed(r#"{"predictions":[[0.7,0.3]]}"#.into())).await;
+    let config = two_versions(&live.url(), &shadow.url(), 1, 0, "{ header = \"x-user-id\" }")
+        + "[routes.shadow]\nbackend = \"v2\"\npercent = 50\n[routes.compare]\nabs_tolerance = 0.01\n";
+    let veer = start(&config);
+    let client = TestClient::new(veer.addr());
+    for i in 0..200 {
+        let answer = client
+            .get("/v1/p", &[("x-user-id", &format!("user-{i}"))])
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200);
+    }
+    let admin = TestClient::new(veer.admin_addr());
+    // Comparisons finish after the answers; wait until the count stops moving.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stats = admin.get("/stats", &[]).await.expect("stats").json();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let next = admin.get("/stats", &[]).await.expect("stats").json();
+        let settled = next["shadows"][0]["compared"] == stats["shadows"][0]["compared"];
+        stats = next;
+        if (settled && stats["shadows"][0]["compared"].as_u64() > Some(0))
+            || Instant::now() > deadline
+        {
+            break;
+        }
+    }
+    let shadowed = &stats["shadows"][0];
+    let compared = shadowed["compared"].as_u64().expect("compared");
+    assert!(
+        (60..=140).contains(&compared),
+        "about half of 200 users are mirrored: {compared}"
+    );
+
+    let url = format!("http://{}/", veer.admin_addr());
+    let dom = tokio::task::block_in_place(|| dump_dom(&url));
+    let shown = |stat: &str| -> String {
+        let marker = format!("data-stat=\"{stat}\"");
+        let at = dom
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {stat} in the page:\n{dom}"));
+        let rest = &dom[at..];
+        let start = rest.find('>').expect("element") + 1;
+        rest[start..start + rest[start..].find('<').expect("text")].to_owned()
+    };
+    assert_eq!(shown("compared"), compared.to_string());
+    assert_eq!(shown("divergence-rate"), "100.0%");
+    assert_eq!(shown("label-agreement"), "0.0%");
+    assert_eq!(shown("weights"), "weights: v1 1 · v2 0");
+    let live = stats["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["role"] == "live")
+        .expect("a live row")
+        .clone();
+    assert_eq!(live["requests"], 200);
+    assert_eq!(shown("requests"), "200");
+    // A rate depends on when it is read; the page shows one, positive.
+    assert!(
+        shown("rate").parse::<f64>().is_ok_and(|r| r > 0.0),
+        "{}",
+        shown("rate")
+    );
+    assert!(
+        dom.contains("data-role=\"shadow\""),
+        "shadow latency row shown"
+    );
+    assert!(
+        dom.contains("/predictions/0/0"),
+        "recent divergent pairs listed"
+    );
+}
+
+/// The page as Chromium renders it after its scripts ran.
+fn dump_dom(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("veer-chromium-{}", std::process::id()));
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("chromium status").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("chromium output");
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
