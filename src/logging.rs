@@ -1,5 +1,6 @@
 //! Logs go to stderr, as text for people or JSON lines for collectors.
 
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 /// `--log-format`.
@@ -11,14 +12,19 @@ pub enum Format {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` filters (default `info`).
-pub fn init(format: Format) {
+/// Installs the global subscriber; `RUST_LOG` filters (default `info`, which
+/// includes the access log, target `veer::access`). Lines are written by a thread of
+/// their own, so a request never waits on stderr; keep the guard until exit so the
+/// last lines are flushed.
+pub fn init(format: Format) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         Format::Text => builder.init(),
         Format::Json => builder.json().init(),
     }
+    guard
 }

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check::check(&config),
         Command::Run { config } => {
-            logging::init(cli.log_format);
+            let _flush_on_exit = logging::init(cli.log_format);
             match run::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -93,3 +93,66 @@ async fn sigterm_drains_requests_in_flight_then_exits_cleanly() {
         tokio::task::block_in_place(|| veer.wait_exit(Duration::from_secs(10))).expect("exits");
     assert!(status.success(), "{status}");
 }
+
+/// One access-log line per request, with what an operator greps for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_an_access_line() {
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let veer = start(&crate::two_versions(
+        &backend.url(),
+        &backend.url(),
+        1,
+        0,
+        "\"random\"",
+    ));
+    let client = TestClient::new(veer.addr());
+    let from = veer.log_len();
+    client
+        .get("/v1/p", &[("x-request-id", "acc-1")])
+        .await
+        .expect("answer");
+    client
+        .get("/elsewhere", &[("x-request-id", "acc-2")])
+        .await
+        .expect("answer");
+    let line =
+        tokio::task::block_in_place(|| veer.wait_for_log(from, "access", Duration::from_secs(10)))
+            .expect("an access line");
+    let f = &line["fields"];
+    assert_eq!(line["target"], "veer::access");
+    assert_eq!(
+        (
+            f["request_id"].as_str(),
+            f["route"].as_str(),
+            f["backend"].as_str()
+        ),
+        (Some("acc-1"), Some("model"), Some("v1"))
+    );
+    assert_eq!(
+        (
+            f["role"].as_str(),
+            f["status"].as_u64(),
+            f["bytes"].as_u64()
+        ),
+        (Some("live"), Some(200), Some(2))
+    );
+    assert_eq!(
+        f["upstream"].as_str(),
+        Some(backend.addr().to_string().as_str())
+    );
+    assert!(f["duration_ms"].as_f64().is_some_and(|d| d >= 0.0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while veer
+        .log_messages()
+        .iter()
+        .filter(|m| *m == "access")
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line for the 404"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

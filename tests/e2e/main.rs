@@ -5,6 +5,7 @@ mod admin;
 mod check;
 mod dashboard;
 mod errors;
+mod grafana;
 mod reload;
 mod shadow;
 mod split;

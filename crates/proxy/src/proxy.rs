@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use tokio::sync::oneshot;
 use veer_route::{Decision, RequestHead};
 use veer_telemetry::{record_request, InFlight, RequestRecord, Role};
@@ -52,6 +52,11 @@ impl Proxy {
                 let status = error.status().as_u16();
                 // A 5xx is veer's or a backend's problem and worth an operator's eye;
                 // a 4xx is the client's, and could flood the log.
+                if error.backend().is_none() {
+                    // Answered without an upstream exchange (no route, unreadable body):
+                    // the access log still gets its line.
+                    tracing::info!(target: "veer::access", request_id = %id, route = "-", status, "access");
+                }
                 if error.status().is_server_error() {
                     tracing::warn!(status, error = %error, request_id = %id, "request failed");
                 } else {
@@ -102,6 +107,12 @@ impl Proxy {
             role: Role::Live,
             status: result.as_ref().ok().map(|r| r.status().as_u16()),
             duration: started.elapsed(),
+            request_id: request_id.to_str().unwrap_or("-"),
+            upstream: upstream.authority.as_str(),
+            bytes: result
+                .as_ref()
+                .ok()
+                .and_then(|r| r.body().size_hint().exact()),
         });
         let mut response = match (result, live_capture) {
             (Ok(response), None) => response.map(ResponseBody::Streamed),

@@ -159,6 +159,9 @@ impl Mirror {
                 Err((status, _)) => *status,
             },
             duration: started.elapsed(),
+            request_id: pair.request_id.to_str().unwrap_or("-"),
+            upstream: upstream.authority.as_str(),
+            bytes: answer.as_ref().ok().map(|(_, body)| body.len() as u64),
         });
         drop((permit, in_flight));
         let live = live.await.unwrap_or_else(|_| {

@@ -144,11 +144,30 @@ pub struct RequestRecord<'a> {
     pub status: Option<u16>,
     /// Time taken.
     pub duration: Duration,
+    /// The request id (client's or veer's), for the access log only.
+    pub request_id: &'a str,
+    /// The backend's `host:port`, for the access log only.
+    pub upstream: &'a str,
+    /// Response body size when known up front (content-length).
+    pub bytes: Option<u64>,
 }
 
-/// Records a finished exchange: `veer_requests_total` and
-/// `veer_request_duration_seconds`.
+/// Records a finished exchange: `veer_requests_total`,
+/// `veer_request_duration_seconds`, the dashboard's figures, and one access-log line
+/// (target `veer::access`; `RUST_LOG=info,veer::access=off` turns it off).
 pub fn record_request(r: &RequestRecord<'_>) {
+    tracing::info!(
+        target: "veer::access",
+        request_id = r.request_id,
+        route = r.route,
+        backend = r.backend,
+        role = r.role.label(),
+        status = r.status,
+        duration_ms = r.duration.as_secs_f64() * 1000.0,
+        bytes = r.bytes,
+        upstream = r.upstream,
+        "access"
+    );
     let code = r
         .status
         .map_or_else(|| "error".to_owned(), |s| s.to_string());

@@ -402,6 +402,9 @@ mod tests {
                 role: Role::Live,
                 status,
                 duration: Duration::from_millis(3),
+                request_id: "id",
+                upstream: "127.0.0.1:1",
+                bytes: None,
             });
         }
         for outcome in [
