@@ -46,6 +46,15 @@ fn judge(c: &mut Criterion) {
             )
         })
     });
+    // Baseline in the same run (the machines are noisy): serde_json only parsing the
+    // same pair into its Value, no comparison.
+    group.bench_function("baseline: serde_json parse of the pair", |b| {
+        b.iter(|| {
+            let l: serde_json::Value = serde_json::from_slice(black_box(live.as_bytes())).ok()?;
+            let s: serde_json::Value = serde_json::from_slice(black_box(shadow.as_bytes())).ok()?;
+            Some((l, s))
+        })
+    });
     group.finish();
 }
 

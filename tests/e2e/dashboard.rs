@@ -75,6 +75,14 @@ async fn the_dashboard_shows_what_stats_reports() {
         .clone();
     assert_eq!(live["requests"], 200);
     assert_eq!(shown("requests"), "200");
+    // Quantiles come from bucket counts, which stand still once traffic stops.
+    for q in ["p50", "p95", "p99"] {
+        let ms = live[q]
+            .as_f64()
+            .map(|s| format!("{:.1}", s * 1000.0))
+            .expect("a quantile");
+        assert_eq!(shown(q), ms, "{q}");
+    }
     // A rate depends on when it is read; the page shows one, positive.
     assert!(
         shown("rate").parse::<f64>().is_ok_and(|r| r > 0.0),

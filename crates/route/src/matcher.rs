@@ -4,9 +4,9 @@ use veer_config::Match;
 
 use crate::RequestHead;
 
-/// True when `head` meets every condition of `m` (an empty match takes everything).
-pub fn matches(m: &Match, head: &RequestHead<'_>) -> bool {
-    let path = head.uri.path();
+/// True when `head` (whose path is `path`, computed once per request by the caller)
+/// meets every condition of `m` (an empty match takes everything).
+pub fn matches(m: &Match, head: &RequestHead<'_>, path: &str) -> bool {
     m.path.as_deref().is_none_or(|p| p == path)
         && m.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         && m.method.as_ref().is_none_or(|method| method == head.method)
@@ -36,14 +36,12 @@ mod tests {
         for (k, v) in headers {
             map.append(*k, HeaderValue::from_static(v));
         }
-        matches(
-            m,
-            &RequestHead {
-                method: &method,
-                uri: &uri,
-                headers: &map,
-            },
-        )
+        let head = RequestHead {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+        };
+        matches(m, &head, uri.path())
     }
 
     #[test]

@@ -105,12 +105,13 @@ impl RouteTable {
     /// no route matches. `rng` is drawn from only for random splits and for sticky
     /// splits whose key the request lacks.
     pub fn decide<R: Rng + ?Sized>(&self, head: &RequestHead<'_>, rng: &mut R) -> Option<Decision> {
+        let path = head.uri.path();
         let (index, route) = self
             .config
             .routes
             .iter()
             .enumerate()
-            .find(|(_, r)| matcher::matches(&r.matcher, head))?;
+            .find(|(_, r)| matcher::matches(&r.matcher, head, path))?;
         let split = &self.splits[index];
         let key = sticky::key(&route.split_by, head.headers);
         let backend = match key {
