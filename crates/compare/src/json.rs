@@ -18,6 +18,20 @@ pub const MAX_DEPTH: usize = 64;
 /// bodies, leaving out the `ignore` pointers. Nothing is copied or mutated on the way
 /// for the usual KServe V1 / TF Serving shapes.
 pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
+    if let Some(quick) = crate::lockstep::quick_match(settings, live, shadow) {
+        return Comparison {
+            outcome: Outcome::Match,
+            max_abs_deviation: quick.max_abs_deviation,
+            differences: Vec::new(),
+            label_agreement: quick.label_agreement,
+        };
+    }
+    full_comparison(settings, live, shadow)
+}
+
+/// The comparison without the lockstep fast path: parses both answers and walks
+/// them, explaining every difference. [`compare_bodies`] falls back to it.
+pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
     let live = match parse(live) {
         Ok(v) => v,
         Err(e) => {

@@ -16,6 +16,7 @@
 
 pub mod formats;
 pub mod json;
+pub mod lockstep;
 
 use veer_config::{Compare, CompareMode};
 

@@ -341,3 +341,111 @@ proptest! {
         prop_assert!(!c.outcome.label().is_empty());
     }
 }
+
+/// Prints a value with extra spaces and newlines, as another server might.
+fn spaced(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// `value` with every number nudged by up to `by`.
+fn nudged(value: &Value, by: f64, seed: &mut u64) -> Value {
+    match value {
+        Value::Number(n) => {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let shift = ((*seed >> 11) as f64 / (1u64 << 53) as f64) * by;
+            match n.as_f64() {
+                Some(f) if n.is_f64() => json!(f + shift),
+                _ => value.clone(),
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|i| nudged(i, by, seed)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), nudged(v, by, seed)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A prediction-shaped answer: rows of probabilities, labels or flat scores.
+fn any_prediction() -> impl Strategy<Value = Value> {
+    let row = prop::collection::vec(0.0f64..1.0, 1..5);
+    let predictions = prop_oneof![
+        prop::collection::vec(row, 1..6).prop_map(|rows| json!(rows)),
+        prop::collection::vec("[a-c]{1,3}", 1..4).prop_map(|labels| json!(labels)),
+        prop::collection::vec(0.0f64..1.0, 1..5).prop_map(|flat| json!(flat)),
+        any_json(),
+    ];
+    (predictions, any::<bool>(), "[a-z]{0,3}").prop_map(|(p, wrapped, version)| {
+        if wrapped {
+            json!({ "predictions": p, "model_version": version })
+        } else {
+            p
+        }
+    })
+}
+
+proptest! {
+    /// The fast path only ever proves what the full comparison finds: whenever the
+    /// comparison answers Match without the full walk, the full walk agrees on the
+    /// outcome, the deviation and the labels.
+    #[test]
+    fn the_fast_path_agrees_with_the_full_comparison(
+        live in any_prediction(),
+        by in prop_oneof![Just(0.0), 0.0f64..0.02],
+        tolerance in prop_oneof![Just(0.0), Just(0.01), Just(0.05)],
+        pretty in any::<bool>(),
+        select in prop_oneof![Just(None), Just(Some("/predictions".to_owned()))],
+        ignore_version in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut seed = seed;
+        let shadow = nudged(&live, by, &mut seed);
+        let (l, s) = (live.to_string(), if pretty { spaced(&shadow) } else { shadow.to_string() });
+        let settings = Compare {
+            abs_tolerance: tolerance,
+            select,
+            ignore: if ignore_version { vec!["/model_version".into()] } else { vec![] },
+            ..Compare::default()
+        };
+        let full = veer_compare::json::full_comparison(&settings, l.as_bytes(), s.as_bytes());
+        if let Some(quick) = veer_compare::lockstep::quick_match(&settings, l.as_bytes(), s.as_bytes()) {
+            prop_assert_eq!(&full.outcome, &Outcome::Match, "{} vs {}", l, s);
+            prop_assert_eq!(quick.max_abs_deviation, full.max_abs_deviation);
+            prop_assert_eq!(quick.label_agreement, full.label_agreement);
+        }
+        let combined = compare(&settings, Answer { status: 200, body: l.as_bytes() }, Answer { status: 200, body: s.as_bytes() });
+        prop_assert_eq!(combined.outcome, full.outcome);
+        prop_assert_eq!(combined.max_abs_deviation, full.max_abs_deviation);
+        prop_assert_eq!(combined.label_agreement, full.label_agreement);
+    }
+
+    #[test]
+    fn the_fast_path_never_accepts_what_the_parser_rejects(live in prop::collection::vec(any::<u8>(), 0..48), shadow in prop::collection::vec(any::<u8>(), 0..48)) {
+        if veer_compare::lockstep::quick_match(&json_settings(), &live, &shadow).is_some() {
+            let full = veer_compare::json::full_comparison(&json_settings(), &live, &shadow);
+            prop_assert_eq!(full.outcome, Outcome::Match);
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_takes_the_common_kserve_pair() {
+    let live = json!({"predictions": [[0.1, 0.9], [0.8, 0.2]], "model_version": "v1"});
+    let shadow = json!({"predictions": [[0.105, 0.895], [0.8, 0.2]], "model_version": "v2"});
+    let settings = Compare {
+        ignore: vec!["/model_version".into()],
+        ..json_settings()
+    };
+    let quick = veer_compare::lockstep::quick_match(
+        &settings,
+        live.to_string().as_bytes(),
+        shadow.to_string().as_bytes(),
+    );
+    let quick = quick.expect("a plain match takes the fast path");
+    assert_eq!(quick.label_agreement, Some(true));
+    assert!((quick.max_abs_deviation.unwrap() - 0.005).abs() < 1e-12);
+}

@@ -1,0 +1,617 @@
+//! The fast path of a JSON comparison: both answers walked token by token together,
+//! without building either document, for the pairs that simply match.
+//!
+//! Most shadowed pairs match (that is what a good candidate does), and proving a match
+//! needs no tree: numbers whose text is equal are equal without being parsed, and the
+//! others are parsed with an exact fast path. [`quick_match`] answers `Some` only when
+//! it has proven a match — with the same deviation and label agreement the full
+//! comparison would report, a property the tests check against it. Anything else (a
+//! difference, a string escape, keys in another order, V2 outputs, a select deeper
+//! than one key) makes it give up with `None`, and the caller runs the full
+//! comparison, which explains differences with JSON pointers.
+
+use veer_config::Compare;
+
+use crate::json::MAX_DEPTH;
+
+/// A proven match.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuickMatch {
+    /// Largest absolute difference between paired numbers, if any were paired.
+    pub max_abs_deviation: Option<f64>,
+    /// For classification outputs, whether the predicted classes agree.
+    pub label_agreement: Option<bool>,
+}
+
+/// Proves that two JSON answers match under `settings`, or gives up.
+pub fn quick_match(settings: &Compare, live: &[u8], shadow: &[u8]) -> Option<QuickMatch> {
+    simdutf8::basic::from_utf8(live).ok()?;
+    simdutf8::basic::from_utf8(shadow).ok()?;
+    let select = match settings.select.as_deref() {
+        None | Some("") => None,
+        Some(p) => {
+            let key = p.strip_prefix('/')?;
+            if key.contains(['/', '~']) {
+                return None;
+            }
+            Some(key)
+        }
+    };
+    let ignore: Vec<&str> = settings
+        .ignore
+        .iter()
+        .map(|p| single_segment(p, select))
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut walk = Walk {
+        a: Cursor { text: live, at: 0 },
+        b: Cursor {
+            text: shadow,
+            at: 0,
+        },
+        abs: settings.abs_tolerance,
+        rel: settings.rel_tolerance,
+        max_abs_deviation: None,
+        labels: Labels::Unknown,
+    };
+    walk.document(select, &ignore)?;
+    Some(QuickMatch {
+        max_abs_deviation: walk.max_abs_deviation,
+        label_agreement: walk.labels.agreement(),
+    })
+}
+
+/// An ignore pointer as one key of the compared value: `Some(None)` when it lies
+/// outside the selection (nothing to ignore), `None` when it is deeper than one key.
+fn single_segment<'p>(pointer: &'p str, select: Option<&str>) -> Option<Option<&'p str>> {
+    let rest = match select {
+        None => pointer,
+        Some(key) => match pointer.strip_prefix('/')?.strip_prefix(key) {
+            Some(rest) if rest.starts_with('/') => rest,
+            Some("") => return None,
+            _ => return Some(None),
+        },
+    };
+    let key = rest.strip_prefix('/')?;
+    (!key.contains(['/', '~'])).then_some(Some(key))
+}
+
+struct Cursor<'t> {
+    text: &'t [u8],
+    at: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.text.get(self.at) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// A string without escapes, as raw bytes (escapes make the fast path give up).
+    fn string(&mut self) -> Option<&'t [u8]> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = memchr::memchr2(b'"', b'\\', &self.text[start..])?;
+        let raw = &self.text[start..start + len];
+        if self.text[start + len] == b'\\' || raw.iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some(raw)
+    }
+
+    /// A number, checked against the JSON grammar as it is read; short decimals
+    /// (at most 15 digits, no exponent: the usual prediction) get their exact value
+    /// on the way (Clinger's fast path: a mantissa below 2^53 divided by an exact
+    /// power of ten is correctly rounded).
+    fn number(&mut self) -> Option<Number<'t>> {
+        self.peek()?;
+        let text = self.text;
+        let start = self.at;
+        let mut i = start;
+        let negative = text.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        let (mut mantissa, int_start) = (0u64, i);
+        while let Some(d) = text
+            .get(i)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+        {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        let int_digits = i - int_start;
+        if int_digits == 0 || (int_digits > 1 && text[int_start] == b'0') {
+            return None;
+        }
+        let mut fraction_digits = 0;
+        if text.get(i) == Some(&b'.') {
+            i += 1;
+            let from = i;
+            while let Some(d) = text
+                .get(i)
+                .map(|c| c.wrapping_sub(b'0'))
+                .filter(|d| *d <= 9)
+            {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+                i += 1;
+            }
+            fraction_digits = i - from;
+            if fraction_digits == 0 {
+                return None;
+            }
+        }
+        let mut exponent = false;
+        if matches!(text.get(i), Some(b'e' | b'E')) {
+            exponent = true;
+            i += 1;
+            if matches!(text.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let from = i;
+            while text.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == from {
+                return None;
+            }
+        }
+        self.at = i;
+        let short = !exponent && int_digits + fraction_digits <= 15;
+        let value = short.then(|| {
+            let v = mantissa as f64 / POW10[fraction_digits];
+            if negative {
+                -v
+            } else {
+                v
+            }
+        });
+        Some(Number {
+            text: &text[start..i],
+            integer: !exponent && fraction_digits == 0,
+            value,
+        })
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.peek()?;
+        let end = self.at + word.len();
+        (self.text.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// Reads one value without comparing it (ignored or outside the selection).
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => {
+                self.at += 1;
+                if self.eat(b'}').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.skip(depth + 1)?;
+                    if self.eat(b',').is_none() {
+                        return self.eat(b'}');
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                if self.eat(b']').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    if self.eat(b',').is_none() {
+                        return self.eat(b']');
+                    }
+                }
+            }
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number().map(drop),
+        }
+    }
+}
+
+/// What the prediction's shape says about classes, as far as it has been read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Labels {
+    /// Not (yet) a classification output.
+    Unknown,
+    /// Label strings: equal on both sides, since they matched.
+    Texts,
+    /// Rows of class probabilities: whether every row's argmax agreed so far.
+    Rows(bool),
+    /// Something the labels heuristics do not call a classification.
+    None,
+}
+
+impl Labels {
+    fn agreement(self) -> Option<bool> {
+        match self {
+            Labels::Texts => Some(true),
+            Labels::Rows(agree) => Some(agree),
+            Labels::Unknown | Labels::None => None,
+        }
+    }
+}
+
+struct Walk<'t> {
+    a: Cursor<'t>,
+    b: Cursor<'t>,
+    abs: f64,
+    rel: f64,
+    max_abs_deviation: Option<f64>,
+    labels: Labels,
+}
+
+impl<'t> Walk<'t> {
+    /// The whole answer: only the selected member (or, by default, the whole value)
+    /// is compared; the prediction read for labels is the selection, else the root's
+    /// `predictions` member, else a root array — the shapes the full comparison reads
+    /// labels from too. Other shapes give up.
+    fn document(&mut self, select: Option<&str>, ignore: &[&str]) -> Option<()> {
+        if self.a.peek()? != b'{' {
+            if select.is_some() {
+                return None;
+            }
+            self.prediction(0)?;
+        } else {
+            self.a.eat(b'{')?;
+            self.b.eat(b'{')?;
+            let mut found = false;
+            let mut seen: Vec<&[u8]> = Vec::new();
+            if self.a.eat(b'}').is_none() {
+                loop {
+                    let (ka, kb) = (self.a.string()?, self.b.string()?);
+                    // Keys in another order, repeated keys, V2 outputs and V2 data
+                    // are the full comparison's to handle.
+                    if ka != kb || seen.contains(&ka) || ka == b"outputs" || ka == b"data" {
+                        return None;
+                    }
+                    seen.push(ka);
+                    self.a.eat(b':')?;
+                    self.b.eat(b':')?;
+                    let key = std::str::from_utf8(ka).ok()?;
+                    let is_prediction = select.map_or(key == "predictions", |s| s == key);
+                    if is_prediction {
+                        if ignore.contains(&key) {
+                            return None;
+                        }
+                        found = true;
+                        self.prediction(1)?;
+                    } else if select.is_some() || ignore.contains(&key) {
+                        self.a.skip(1)?;
+                        self.b.skip(1)?;
+                    } else {
+                        self.value(1)?;
+                    }
+                    match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
+                        (true, true) => {}
+                        (false, false) => break,
+                        _ => return None,
+                    }
+                }
+                self.a.eat(b'}')?;
+            }
+            self.b.eat(b'}')?;
+            if !found {
+                return None;
+            }
+        }
+        // Nothing may follow the value.
+        (self.a.peek().is_none() && self.b.peek().is_none()).then_some(())
+    }
+
+    /// The prediction value: compared, and read for labels the way the full
+    /// comparison reads them (the first item decides the kind, every item must fit).
+    fn prediction(&mut self, depth: usize) -> Option<()> {
+        match self.a.peek()? {
+            b'[' => {}
+            b'{' => return None,
+            _ => {
+                self.labels = Labels::None;
+                return self.value(depth);
+            }
+        }
+        self.a.eat(b'[')?;
+        self.b.eat(b'[')?;
+        if self.a.eat(b']').is_some() {
+            self.labels = Labels::None;
+            return self.b.eat(b']');
+        }
+        let kind = self.a.peek()?;
+        if kind == b'{' {
+            // A list of objects may be V2-style named outputs: the full comparison
+            // pairs them by name.
+            return None;
+        }
+        let (mut fits, mut agree) = (true, true);
+        let mut flat: Vec<(f64, f64)> = Vec::new();
+        loop {
+            match (kind, self.a.peek()?) {
+                (b'[', b'[') => match self.row(depth + 1)? {
+                    (Some(x), Some(y)) => agree &= x == y,
+                    _ => fits = false,
+                },
+                (b'"', b'"') => self.value(depth + 1)?,
+                (b'-' | b'0'..=b'9', b'-' | b'0'..=b'9') => flat.push(self.number_pair()?),
+                _ => {
+                    fits = false;
+                    self.value(depth + 1)?;
+                }
+            }
+            match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
+                (true, true) => {}
+                (false, false) => break,
+                _ => return None,
+            }
+        }
+        self.a.eat(b']')?;
+        self.b.eat(b']')?;
+        self.labels = match (fits, kind) {
+            (true, b'[') => Labels::Rows(agree),
+            (true, b'"') => Labels::Texts,
+            (true, b'-' | b'0'..=b'9') => flat_labels(&flat),
+            _ => Labels::None,
+        };
+        Some(())
+    }
+
+    /// One row of numbers: compared, with each side's argmax (None when it is not a
+    /// row of at least two numbers).
+    fn row(&mut self, depth: usize) -> Option<(Option<usize>, Option<usize>)> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.a.eat(b'[')?;
+        self.b.eat(b'[')?;
+        if self.a.eat(b']').is_some() {
+            self.b.eat(b']')?;
+            return Some((None, None));
+        }
+        let (mut best_a, mut best_b) = ((0, f64::NEG_INFINITY), (0, f64::NEG_INFINITY));
+        let mut count = 0;
+        let mut numeric = true;
+        loop {
+            if matches!(self.a.peek()?, b'-' | b'0'..=b'9') {
+                let (x, y) = self.number_pair()?;
+                if x > best_a.1 {
+                    best_a = (count, x);
+                }
+                if y > best_b.1 {
+                    best_b = (count, y);
+                }
+            } else {
+                numeric = false;
+                self.value(depth + 1)?;
+            }
+            count += 1;
+            match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
+                (true, true) => {}
+                (false, false) => break,
+                _ => return None,
+            }
+        }
+        self.a.eat(b']')?;
+        self.b.eat(b']')?;
+        Some(if numeric && count >= 2 {
+            (Some(best_a.0), Some(best_b.0))
+        } else {
+            (None, None)
+        })
+    }
+
+    /// Any value, compared.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.a.peek()? {
+            b'{' => {
+                self.a.eat(b'{')?;
+                self.b.eat(b'{')?;
+                if self.a.eat(b'}').is_some() {
+                    return self.b.eat(b'}');
+                }
+                let mut seen: Vec<&[u8]> = Vec::new();
+                loop {
+                    let (ka, kb) = (self.a.string()?, self.b.string()?);
+                    if ka != kb || seen.contains(&ka) {
+                        return None;
+                    }
+                    seen.push(ka);
+                    self.a.eat(b':')?;
+                    self.b.eat(b':')?;
+                    self.value(depth + 1)?;
+                    match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
+                        (true, true) => {}
+                        (false, false) => break,
+                        _ => return None,
+                    }
+                }
+                self.a.eat(b'}')?;
+                self.b.eat(b'}')
+            }
+            b'[' => {
+                self.a.eat(b'[')?;
+                self.b.eat(b'[')?;
+                if self.a.eat(b']').is_some() {
+                    return self.b.eat(b']');
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
+                        (true, true) => {}
+                        (false, false) => break,
+                        _ => return None,
+                    }
+                }
+                self.a.eat(b']')?;
+                self.b.eat(b']')
+            }
+            b'"' => (self.a.string()? == self.b.string()?).then_some(()),
+            b't' => self
+                .a
+                .literal(b"true")
+                .and_then(|()| self.b.literal(b"true")),
+            b'f' => self
+                .a
+                .literal(b"false")
+                .and_then(|()| self.b.literal(b"false")),
+            b'n' => self
+                .a
+                .literal(b"null")
+                .and_then(|()| self.b.literal(b"null")),
+            _ => self.number_pair().map(drop),
+        }
+    }
+
+    /// Two numbers that must be equal within tolerance; their values.
+    fn number_pair(&mut self) -> Option<(f64, f64)> {
+        let (x, y) = (self.a.number()?, self.b.number()?);
+        let (equal, deviation, vx, vy) = if x.integer && y.integer {
+            let (p, q) = (parse_int(x.text)?, parse_int(y.text)?);
+            let deviation = (p - q).unsigned_abs() as f64;
+            let scale = p.unsigned_abs().max(q.unsigned_abs()) as f64;
+            (
+                p == q || deviation <= self.abs || deviation <= self.rel * scale,
+                deviation,
+                p as f64,
+                q as f64,
+            )
+        } else {
+            let (p, q) = (x.float()?, y.float()?);
+            let deviation = (p - q).abs();
+            let equal =
+                p == q || deviation <= self.abs || deviation <= self.rel * p.abs().max(q.abs());
+            (equal, deviation, p, q)
+        };
+        if !equal {
+            return None;
+        }
+        self.max_abs_deviation = Some(
+            self.max_abs_deviation
+                .map_or(deviation, |m| m.max(deviation)),
+        );
+        Some((vx, vy))
+    }
+}
+
+/// A number as read: its text, and its value when the fast path knew it.
+struct Number<'t> {
+    text: &'t [u8],
+    integer: bool,
+    value: Option<f64>,
+}
+
+impl Number<'_> {
+    /// The correctly rounded value (the standard parser past the fast path; values
+    /// beyond f64 are refused, as the full comparison's parser refuses them).
+    fn float(&self) -> Option<f64> {
+        match self.value {
+            Some(v) => Some(v),
+            None => {
+                let v: f64 = std::str::from_utf8(self.text).ok()?.parse().ok()?;
+                v.is_finite().then_some(v)
+            }
+        }
+    }
+}
+
+/// A flat row: a single probability vector only when each side looks like one.
+fn flat_labels(row: &[(f64, f64)]) -> Labels {
+    let is_distribution = |side: &dyn Fn(&(f64, f64)) -> f64| {
+        row.len() >= 2
+            && row.iter().all(|v| (0.0..=1.0).contains(&side(v)))
+            && (row.iter().map(side).sum::<f64>() - 1.0).abs() <= 1e-3
+    };
+    let argmax = |side: &dyn Fn(&(f64, f64)) -> f64| {
+        let mut best = (0, f64::NEG_INFINITY);
+        for (i, v) in row.iter().enumerate() {
+            if side(v) > best.1 {
+                best = (i, side(v));
+            }
+        }
+        best.0
+    };
+    let (live, shadow) = (|v: &(f64, f64)| v.0, |v: &(f64, f64)| v.1);
+    if is_distribution(&live) && is_distribution(&shadow) {
+        Labels::Rows(argmax(&live) == argmax(&shadow))
+    } else {
+        Labels::None
+    }
+}
+
+/// An integer the way the full comparison reads it (i64, else u64, as i128).
+fn parse_int(text: &[u8]) -> Option<i128> {
+    let s = std::str::from_utf8(text).ok()?;
+    let v: i128 = s.parse().ok()?;
+    (i128::from(i64::MIN)..=i128::from(u64::MAX))
+        .contains(&v)
+        .then_some(v)
+}
+
+/// Exact powers of ten up to 10^22: the range where a float is exactly representable.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_float_path_is_exact() {
+        for text in [
+            "0.123456",
+            "-0.5",
+            "12.25",
+            "0.1",
+            "3",
+            "1e-7",
+            "123456789012345678901234.5",
+            "2.5E+3",
+            "0.999999999999999",
+        ] {
+            let mut c = Cursor {
+                text: text.as_bytes(),
+                at: 0,
+            };
+            let n = c.number().expect("a number");
+            assert_eq!(n.float(), text.parse::<f64>().ok(), "{text}");
+            assert_eq!(c.at, text.len());
+        }
+    }
+
+    #[test]
+    fn the_grammar_is_enforced() {
+        for bad in ["01", "1.", "-", ".5", "1e", "1e+"] {
+            let mut c = Cursor {
+                text: bad.as_bytes(),
+                at: 0,
+            };
+            let whole = c.number().is_some_and(|n| n.text.len() == bad.len());
+            assert!(!whole, "{bad} accepted");
+        }
+    }
+}
