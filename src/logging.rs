@@ -17,7 +17,12 @@ pub enum Format {
 /// their own, so a request never waits on stderr; keep the guard until exit so the
 /// last lines are flushed.
 pub fn init(format: Format) -> WorkerGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info")
+}
+
+/// [`init`] with another default filter when `RUST_LOG` is unset.
+pub fn init_with_default(format: Format, default: &str) -> WorkerGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -5,6 +5,7 @@
 
 mod admin;
 mod check;
+mod demo;
 mod logging;
 mod reload;
 mod run;
@@ -33,6 +34,9 @@ enum Command {
         #[arg(long, default_value = "config/veer.toml")]
         config: PathBuf,
     },
+    /// Run two demo model versions, veer in front (canary + shadow), traffic and the
+    /// dashboard, all in this process; nothing is downloaded.
+    Demo(demo::DemoArgs),
     /// Validate the routing file and print each route's strategy.
     Check {
         /// The routing file.
@@ -45,6 +49,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check::check(&config),
+        Command::Demo(args) => {
+            // The demo prints its own summary; the log shows only what goes wrong.
+            let _flush_on_exit = logging::init_with_default(cli.log_format, "warn");
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(demo::demo(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("veer demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let _flush_on_exit = logging::init(cli.log_format);
             match run::run(&config) {

@@ -1,6 +1,6 @@
 //! `veer run`: bind, serve, reload on SIGHUP, drain on SIGTERM/SIGINT.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,22 +14,37 @@ use veer_telemetry::admin::{self, Admin};
 use crate::admin::Hooks;
 use crate::reload::{self, Reloader};
 
-/// Loads the routing file and serves it until told to stop.
+/// Loads the routing file and serves it until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> anyhow::Result<()> {
-    let (loaded, source) = reload::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    reload::log_warnings(&loaded.warnings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(serve(path.to_owned(), loaded.config, source))
+    runtime.block_on(async {
+        let stop = shutdown_signal()?;
+        serve(path, stop, |_| {}).await
+    })
 }
 
-async fn serve(
-    path: PathBuf,
-    config: veer_config::Config,
-    source: veer_proxy::Source,
+/// Where a started veer listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// Client traffic.
+    pub http: std::net::SocketAddr,
+    /// Admin endpoints and the dashboard.
+    pub admin: std::net::SocketAddr,
+}
+
+/// Serves the routing file at `path` until `stop` resolves, then drains. `bound` is
+/// told the listening addresses once both listeners are up.
+pub async fn serve(
+    path: &Path,
+    stop: impl std::future::Future<Output = ()>,
+    bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
+    let (loaded, source) = reload::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    reload::log_warnings(&loaded.warnings);
+    let (config, path) = (loaded.config, path.to_owned());
     let metrics = veer_telemetry::exporter::install().context("install the metrics recorder")?;
     veer_telemetry::exporter::spawn_upkeep(metrics.clone());
     veer_telemetry::record_reload(true);
@@ -65,11 +80,10 @@ async fn serve(
             let _ = reloader.reload();
         }
     });
-    let terminate = shutdown_signal()?;
     let draining = {
         let admin = admin.clone();
         async move {
-            terminate.await;
+            stop.await;
             admin.set_draining();
         }
     };
@@ -78,6 +92,10 @@ async fn serve(
     let addr = listener.local_addr().context("read the bound address")?;
     tracing::info!(%addr, "listening");
     tracing::info!(addr = %admin_addr, "admin listening");
+    bound(Bound {
+        http: addr,
+        admin: admin_addr,
+    });
     let drained = server::serve(listener, proxy, draining, defaults::DRAIN_TIMEOUT).await;
     let _ = stop_admin.send(true);
     if drained {
@@ -89,7 +107,7 @@ async fn serve(
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
     Ok(async move {

@@ -4,6 +4,7 @@
 mod admin;
 mod check;
 mod dashboard;
+mod demo;
 mod errors;
 mod grafana;
 mod reload;

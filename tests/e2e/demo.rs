@@ -1,0 +1,115 @@
+//! `veer demo` and scale-out, as a newcomer and an operator would meet them.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use veer_testkit::{Behavior, TestBackend, TestClient};
+
+use crate::{start, two_versions, VEER};
+
+#[test]
+fn the_demo_shows_traffic_canary_and_shadow_then_exits_cleanly() {
+    let out = Command::new(VEER)
+        .args([
+            "demo",
+            "--duration",
+            "4s",
+            "--rps",
+            "100",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+        ])
+        .output()
+        .expect("run veer demo");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("dashboard:    http://127.0.0.1:"),
+        "{stdout}"
+    );
+    for line in [
+        "churn-v1  live",
+        "churn-v2  live",
+        "churn-v2  shadow",
+        "shadow churn-v2: divergence",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    let divergence = stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split("divergence ")
+                .nth(1)?
+                .split('%')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .expect("a divergence figure");
+    assert!(
+        (1.0..60.0).contains(&divergence),
+        "v2 differs on one segment, not everywhere: {divergence}%"
+    );
+}
+
+/// Three replicas on one config: every user meets one version whichever replica
+/// answers, and the replicas' counters, summed by backend as Prometheus would, add up
+/// to the requests sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_agree_on_every_user_and_their_metrics_add_up() {
+    let (a, b) = (
+        TestBackend::start(Behavior::Fixed("a".into())).await,
+        TestBackend::start(Behavior::Fixed("b".into())).await,
+    );
+    let config = two_versions(&a.url(), &b.url(), 70, 30, "{ header = \"x-user-id\" }");
+    let replicas = [start(&config), start(&config), start(&config)];
+    let clients: Vec<TestClient> = replicas.iter().map(|r| TestClient::new(r.addr())).collect();
+    let mut sent = 0;
+    for user in 0..300 {
+        let user = format!("user-{user}");
+        let mut seen = Vec::new();
+        for client in &clients {
+            let answer = client
+                .get("/v1/p", &[("x-user-id", &user)])
+                .await
+                .expect("answer");
+            seen.push(answer.header("x-veer-backend").to_owned());
+            sent += 1;
+        }
+        assert!(seen.iter().all(|s| *s == seen[0]), "{user}: {seen:?}");
+    }
+    let mut by_backend: HashMap<String, f64> = HashMap::new();
+    for replica in &replicas {
+        let text = TestClient::new(replica.admin_addr())
+            .get("/metrics", &[])
+            .await
+            .expect("metrics")
+            .text();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("veer_requests_total{"))
+        {
+            let backend = line
+                .split("backend=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default();
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            *by_backend.entry(backend.to_owned()).or_default() += value;
+        }
+    }
+    let total: f64 = by_backend.values().sum();
+    assert_eq!(total, f64::from(sent), "{by_backend:?}");
+    assert_eq!(by_backend["v1"] + by_backend["v2"], f64::from(sent));
+    assert_eq!(by_backend["v1"], a.requests() as f64);
+}
