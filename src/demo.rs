@@ -39,8 +39,8 @@ pub struct DemoArgs {
     /// Admin port: metrics and the dashboard (0: any free port).
     #[arg(long, default_value_t = 9901)]
     pub admin_port: u16,
-    /// Serve only this model version (`v1` or `v2`) on `--port`, for compose or for
-    /// trying veer against your own config.
+    /// Serve only this model version (`v1` or `v2`) on `--port`, on all interfaces,
+    /// for compose or for trying veer against your own config.
     #[arg(long, value_parser = ["v1", "v2"])]
     pub backend_only: Option<String>,
 }
@@ -209,7 +209,9 @@ abs_tolerance = 0.05
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(version) = &args.backend_only {
         let model = if version == "v1" { V1 } else { V2 };
-        let listener = TcpListener::bind(("127.0.0.1", args.port))
+        // All interfaces: this mode is for containers (deploy/compose), where veer
+        // reaches the model over the container network.
+        let listener = TcpListener::bind(("0.0.0.0", args.port))
             .await
             .with_context(|| format!("bind port {}", args.port))?;
         println!(

@@ -5,6 +5,7 @@ mod admin;
 mod check;
 mod dashboard;
 mod demo;
+mod deploy;
 mod errors;
 mod grafana;
 mod reload;
