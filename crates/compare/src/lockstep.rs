@@ -304,10 +304,8 @@ impl<'t> Walk<'t> {
                     } else {
                         self.value(1)?;
                     }
-                    match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
-                        (true, true) => {}
-                        (false, false) => break,
-                        _ => return None,
+                    if !self.more()? {
+                        break;
                     }
                 }
                 self.a.eat(b'}')?;
@@ -359,10 +357,8 @@ impl<'t> Walk<'t> {
                     self.value(depth + 1)?;
                 }
             }
-            match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
-                (true, true) => {}
-                (false, false) => break,
-                _ => return None,
+            if !self.more()? {
+                break;
             }
         }
         self.a.eat(b']')?;
@@ -405,10 +401,8 @@ impl<'t> Walk<'t> {
                 self.value(depth + 1)?;
             }
             count += 1;
-            match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
-                (true, true) => {}
-                (false, false) => break,
-                _ => return None,
+            if !self.more()? {
+                break;
             }
         }
         self.a.eat(b']')?;
@@ -418,6 +412,16 @@ impl<'t> Walk<'t> {
         } else {
             (None, None)
         })
+    }
+
+    /// After an item: `Some(true)` when both sides go on (a comma), `Some(false)`
+    /// when both end, `None` when one side has more items than the other.
+    fn more(&mut self) -> Option<bool> {
+        match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
+            (true, true) => Some(true),
+            (false, false) => Some(false),
+            _ => None,
+        }
     }
 
     /// Any value, compared.
@@ -442,10 +446,8 @@ impl<'t> Walk<'t> {
                     self.a.eat(b':')?;
                     self.b.eat(b':')?;
                     self.value(depth + 1)?;
-                    match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
-                        (true, true) => {}
-                        (false, false) => break,
-                        _ => return None,
+                    if !self.more()? {
+                        break;
                     }
                 }
                 self.a.eat(b'}')?;
@@ -459,10 +461,8 @@ impl<'t> Walk<'t> {
                 }
                 loop {
                     self.value(depth + 1)?;
-                    match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
-                        (true, true) => {}
-                        (false, false) => break,
-                        _ => return None,
+                    if !self.more()? {
+                        break;
                     }
                 }
                 self.a.eat(b']')?;
