@@ -41,7 +41,7 @@ fn kubernetes_manifests_validate_against_the_openapi_schemas() {
         .args(&manifests)
         .output()
     else {
-        println!("SKIPPED manifest validation: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run installs it)");
+        crate::skipped("SKIPPED manifest validation: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run installs it)");
         return;
     };
     let report = format!(

@@ -55,3 +55,10 @@ pub async fn two_backends() -> (TestBackend, TestBackend) {
         TestBackend::start(Behavior::Fixed("b".into())).await,
     )
 }
+
+/// Says why a test did not run, on the real stderr: the test harness captures
+/// `println!`, and a skip must not pass silently.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{reason}");
+}
