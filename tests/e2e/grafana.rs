@@ -179,7 +179,14 @@ async fn a_real_prometheus_scrapes_veer_and_answers_a_dashboard_query() {
             client.get("/v1/p", &[]).await.expect("answer");
         }
         let query = format!("/api/v1/query?query={}", encode(&divergence));
-        if let Ok(a) = api.get(&query, &[]).await {
+        // Until Prometheus is ready it answers 503 in plain text: keep waiting.
+        if let Ok(a) = api.get(&query, &[]).await.map_err(drop).and_then(|a| {
+            if a.status == 200 {
+                Ok(a)
+            } else {
+                Err(())
+            }
+        }) {
             let body = a.json();
             if body["data"]["result"]
                 .as_array()
