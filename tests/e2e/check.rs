@@ -58,24 +58,15 @@ fn check_prints_each_routes_strategy() {
 
 #[test]
 fn a_broken_file_exits_1_with_file_line_col_and_the_reason() {
-    let path = std::env::temp_dir().join(format!("veer-check-broken-{}.toml", std::process::id()));
-    std::fs::write(
-        &path,
+    let (out, path) = crate::check_toml(
         "[backends.v1]\nurl = \"http://127.0.0.1:1\"\n\n[[routes]]\nname = \"r\"\nsplit = [ { backend = \"v1\", weight = 1.5 } ]\n",
-    )
-    .expect("write");
-    let out = Command::new(VEER)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run veer check");
-    let _ = std::fs::remove_file(&path);
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let first = stderr.lines().next().unwrap_or_default();
     assert_eq!(
         first,
-        format!("{}:6:38: error: invalid weight 1.5 in route \"r\"; expected a whole number from 0 to 1000000", path.display())
+        format!("{path}:6:38: error: invalid weight 1.5 in route \"r\"; expected a whole number from 0 to 1000000")
     );
     assert!(
         !stderr.contains("panicked") && !stderr.contains("RawConfig"),

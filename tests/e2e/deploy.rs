@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::VEER;
-
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -112,15 +110,7 @@ fn every_shipped_routing_file_passes_veer_check() {
         configs.iter().map(|c| &c.0).collect::<Vec<_>>()
     );
     for (origin, toml) in configs {
-        let path =
-            std::env::temp_dir().join(format!("veer-deploy-check-{}.toml", std::process::id()));
-        std::fs::write(&path, &toml).expect("write");
-        let out = Command::new(VEER)
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run veer check");
-        let _ = std::fs::remove_file(&path);
+        let (out, _) = crate::check_toml(&toml);
         assert!(
             out.status.success(),
             "{origin}: {}",

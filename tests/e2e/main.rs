@@ -62,3 +62,23 @@ pub fn skipped(reason: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{reason}");
 }
+
+/// Runs `veer check` on `toml` written to a fresh file; the output, and the file name
+/// veer was given (it appears in error messages).
+pub fn check_toml(toml: &str) -> (std::process::Output, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "veer-check-{}-{}.toml",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, toml).expect("write the routing file");
+    let out = std::process::Command::new(VEER)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run veer check");
+    let _ = std::fs::remove_file(&path);
+    (out, path.display().to_string())
+}

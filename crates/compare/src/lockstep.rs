@@ -123,14 +123,7 @@ impl<'t> Cursor<'t> {
         let negative = text.get(i) == Some(&b'-');
         i += usize::from(negative);
         let (mut mantissa, int_start) = (0u64, i);
-        while let Some(d) = text
-            .get(i)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|d| *d <= 9)
-        {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-            i += 1;
-        }
+        i = digits(text, i, &mut mantissa);
         let int_digits = i - int_start;
         if int_digits == 0 || (int_digits > 1 && text[int_start] == b'0') {
             return None;
@@ -139,14 +132,7 @@ impl<'t> Cursor<'t> {
         if text.get(i) == Some(&b'.') {
             i += 1;
             let from = i;
-            while let Some(d) = text
-                .get(i)
-                .map(|c| c.wrapping_sub(b'0'))
-                .filter(|d| *d <= 9)
-            {
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-                i += 1;
-            }
+            i = digits(text, i, &mut mantissa);
             fraction_digits = i - from;
             if fraction_digits == 0 {
                 return None;
@@ -514,6 +500,20 @@ impl<'t> Walk<'t> {
         );
         Some((vx, vy))
     }
+}
+
+/// Reads the decimal digits of `text` from `at` into `mantissa` (wrapping: the value
+/// is only used when there are at most 15 of them); returns where they end.
+fn digits(text: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
+    while let Some(d) = text
+        .get(at)
+        .map(|c| c.wrapping_sub(b'0'))
+        .filter(|d| *d <= 9)
+    {
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        at += 1;
+    }
+    at
 }
 
 /// A number as read: its text, and its value when the fast path knew it.
