@@ -1,9 +1,9 @@
 //! Prediction comparison cost.
 //!
-//! Target (issue 3): a 1 KiB KServe V1 prediction pair judged in under 5 µs. Run with
-//! `cargo bench --bench compare`.
+//! Targets: a 1 KiB KServe V1 prediction pair judged in under 5 µs; a large object
+//! judged in time linear in its size. Run with `cargo bench --bench compare`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use veer_compare::{compare, Answer};
 use veer_config::Compare;
 
@@ -58,5 +58,43 @@ fn judge(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, judge);
+/// A flat object of `n` keys, shuffled on the shadow side so the fast path gives up
+/// and every key is paired by the full comparison. The time per key must stay flat
+/// as `n` grows (5k, 20k, 60k keys: a lookup per key made it 40 ms, 430 ms, 3 s).
+fn flat_object(n: usize, reversed: bool) -> String {
+    let mut keys: Vec<usize> = (0..n).collect();
+    if reversed {
+        keys.reverse();
+    }
+    let members: Vec<String> = keys.iter().map(|i| format!("\"k{i:05}\":0.5")).collect();
+    format!("{{{}}}", members.join(","))
+}
+
+fn scaling(c: &mut Criterion) {
+    let settings = Compare::default();
+    let mut group = c.benchmark_group("flat object");
+    group.sample_size(10);
+    for n in [5_000, 20_000, 60_000] {
+        let (live, shadow) = (flat_object(n, false), flat_object(n, true));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("{n} keys"), |b| {
+            b.iter(|| {
+                compare(
+                    &settings,
+                    Answer {
+                        status: 200,
+                        body: black_box(live.as_bytes()),
+                    },
+                    Answer {
+                        status: 200,
+                        body: black_box(shadow.as_bytes()),
+                    },
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, judge, scaling);
 criterion_main!(benches);

@@ -12,7 +12,9 @@
 //! say whether the predicted class flipped, not only how far probabilities moved.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
+use crate::numbers;
 use sonic_rs::{
     JsonContainerTrait, JsonNumberTrait, JsonValueMutTrait, JsonValueTrait, Object, Value, ValueRef,
 };
@@ -41,9 +43,10 @@ fn by_name(list: &Value) -> Option<Value> {
         return None;
     }
     let mut map = Object::new();
+    let mut names = HashSet::with_capacity(items.len());
     for item in items.iter() {
         let name = item.get("name")?.as_str()?;
-        if map.contains_key(&name) {
+        if !names.insert(name) {
             return None;
         }
         map.insert(name, item.clone());
@@ -117,14 +120,11 @@ fn array_labels(items: &[Value]) -> Option<Vec<Label<'_>>> {
         ValueRef::Number(_) => {
             // One flat row is a single probability vector only when it looks like
             // one: otherwise it is as likely a list of regression outputs.
-            let (mut sum, mut in_unit_range) = (0.0, true);
-            for item in items {
-                let p = as_f64(item)?;
-                sum += p;
-                in_unit_range &= (0.0..=1.0).contains(&p);
+            let values = items.iter().map(as_f64).collect::<Option<Vec<f64>>>()?;
+            if !numbers::is_distribution(values.iter().copied()) {
+                return None;
             }
-            let is_distribution = items.len() >= 2 && in_unit_range && (sum - 1.0).abs() <= 1e-3;
-            is_distribution.then(|| vec![Label::Index(argmax(items).unwrap_or(0))])
+            numbers::argmax(values).map(|class| vec![Label::Index(class)])
         }
         _ => None,
     }
@@ -143,14 +143,21 @@ fn v2_output_labels<'a>(output: &'a Value, data: &'a Value) -> Option<Vec<Label<
     }
     let shape = output.get("shape")?;
     let shape = shape.as_array()?;
-    match (
-        shape.first().and_then(|d| d.as_u64()),
-        shape.get(1).and_then(|d| d.as_u64()),
-    ) {
+    // Both dimensions come from a backend's answer: multiplied with a check, so a
+    // shape of [2^40, 2^40] is simply not a match for the data.
+    let dimension = |i: usize| {
+        shape
+            .get(i)
+            .and_then(|d| d.as_u64())
+            .and_then(|d| usize::try_from(d).ok())
+    };
+    match (dimension(0), dimension(1)) {
         (Some(rows), Some(classes))
-            if shape.len() == 2 && classes >= 2 && (rows * classes) as usize == data.len() =>
+            if shape.len() == 2
+                && classes >= 2
+                && rows.checked_mul(classes) == Some(data.len()) =>
         {
-            data.chunks(classes as usize)
+            data.chunks(classes)
                 .map(|row| argmax(row).map(Label::Index))
                 .collect()
         }
@@ -158,19 +165,14 @@ fn v2_output_labels<'a>(output: &'a Value, data: &'a Value) -> Option<Vec<Label<
     }
 }
 
-/// Index of the first largest of at least two numbers (ties go to the lower class).
+/// Index of the first largest of at least two numbers (ties go to the lower class);
+/// `None` when any item is not a number.
 fn argmax(row: &[Value]) -> Option<usize> {
-    if row.len() < 2 {
-        return None;
+    let mut argmax = numbers::Argmax::default();
+    for item in row {
+        argmax.push(as_f64(item)?);
     }
-    let (mut best, mut best_value) = (0, f64::NEG_INFINITY);
-    for (i, item) in row.iter().enumerate() {
-        let v = as_f64(item)?;
-        if v > best_value {
-            (best, best_value) = (i, v);
-        }
-    }
-    Some(best)
+    argmax.finish()
 }
 
 /// A number's value, straight from the parsed number (sonic-rs's `Value::as_f64`
@@ -233,6 +235,10 @@ mod tests {
             r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.5, 0.4, 0.1]}]}"#,
         ));
         assert_eq!(labels(&probs), Some(vec![Label::Index(2), Label::Index(0)]));
+        let overflowing = normalize_owned(json(
+            r#"{"outputs": [{"name": "p", "shape": [4294967296, 4294967296], "data": [0.1, 0.9]}]}"#,
+        ));
+        assert_eq!(labels(&overflowing), None);
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! per shadowed request it parses about four times faster than serde_json's `Value`,
 //! which is what keeps a comparison within its 5 µs budget (`benches/compare.rs`).
 
+use std::cmp::Ordering;
+
 use sonic_rs::{JsonNumberTrait, Number, Value, ValueRef};
 use veer_config::Compare;
 
+use crate::numbers::{Tolerance, Verdict};
 use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
 
 /// Deeper nesting than this is not a prediction: the answer is refused before it is
@@ -62,9 +65,11 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
     };
     let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
     let ignore = relative_ignores(&settings.ignore, prefix);
-    let mut walk = Walk {
-        abs_tolerance: settings.abs_tolerance,
-        rel_tolerance: settings.rel_tolerance,
+    let mut walk = TreeWalk {
+        tolerance: Tolerance {
+            abs: settings.abs_tolerance,
+            rel: settings.rel_tolerance,
+        },
         ignore: &ignore,
         prefix,
         path: Vec::new(),
@@ -158,32 +163,17 @@ fn nesting_depth_exceeds(body: &[u8], limit: usize) -> bool {
     false
 }
 
-/// True when two numbers are equal under the tolerances: `|a - b| <= abs` OR
-/// `|a - b| <= rel · max(|a|, |b|)`. Returns the absolute difference too. Integers
-/// are compared as integers, so ids above 2^53 are not rounded into equality.
-pub fn numbers_equal(a: &Number, b: &Number, abs: f64, rel: f64) -> (bool, f64) {
-    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
-        let deviation = (i128::from(x) - i128::from(y)).unsigned_abs() as f64;
-        let scale = x.unsigned_abs().max(y.unsigned_abs()) as f64;
-        return (
-            x == y || deviation <= abs || deviation <= rel * scale,
-            deviation,
-        );
+/// Two JSON numbers under `tolerance`: integers as integers (so ids above 2^53 are not
+/// rounded into equality), anything else as floats.
+pub fn judge_numbers(a: &Number, b: &Number, tolerance: Tolerance) -> Verdict {
+    let integer = |n: &Number| n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+    match (integer(a), integer(b)) {
+        (Some(x), Some(y)) => tolerance.integers(x, y),
+        _ => tolerance.floats(
+            a.as_f64().unwrap_or(f64::NAN),
+            b.as_f64().unwrap_or(f64::NAN),
+        ),
     }
-    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
-        let deviation = x.abs_diff(y) as f64;
-        return (
-            x == y || deviation <= abs || deviation <= rel * (x.max(y) as f64),
-            deviation,
-        );
-    }
-    let (x, y) = (
-        a.as_f64().unwrap_or(f64::NAN),
-        b.as_f64().unwrap_or(f64::NAN),
-    );
-    let deviation = (x - y).abs();
-    let equal = x == y || deviation <= abs || deviation <= rel * x.abs().max(y.abs());
-    (equal, deviation)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -192,9 +182,9 @@ enum Segment<'a> {
     Index(usize),
 }
 
-struct Walk<'a> {
-    abs_tolerance: f64,
-    rel_tolerance: f64,
+/// The full comparison's walk over two parsed answers, in step.
+struct TreeWalk<'a> {
+    tolerance: Tolerance,
     ignore: &'a [Vec<String>],
     prefix: &'a str,
     path: Vec<Segment<'a>>,
@@ -203,12 +193,11 @@ struct Walk<'a> {
     differing: usize,
 }
 
-impl<'a> Walk<'a> {
+impl<'a> TreeWalk<'a> {
     fn values(&mut self, live: &'a Value, shadow: &'a Value) {
         match (live.as_ref(), shadow.as_ref()) {
             (ValueRef::Number(a), ValueRef::Number(b)) => {
-                let (equal, deviation) =
-                    numbers_equal(&a, &b, self.abs_tolerance, self.rel_tolerance);
+                let Verdict { equal, deviation } = judge_numbers(&a, &b, self.tolerance);
                 self.max_abs_deviation = Some(
                     self.max_abs_deviation
                         .map_or(deviation, |m| m.max(deviation)),
@@ -233,18 +222,29 @@ impl<'a> Walk<'a> {
                 }
             }
             (ValueRef::Object(a), ValueRef::Object(b)) => {
-                // Keys of both sides in one sorted order, so the differences listed do
-                // not depend on which side is live, nor on either server's key order.
-                let mut keys: Vec<&'a str> = a
-                    .iter()
-                    .map(|(k, _)| k)
-                    .chain(b.iter().map(|(k, _)| k).filter(|k| !a.contains_key(k)))
-                    .collect();
-                keys.sort_unstable();
-                for key in keys {
+                // Both sides' members in one sorted order, merged: linear after the
+                // sort (a lookup per key would be quadratic, sonic-rs objects being
+                // lists), and the differences listed do not depend on which side is
+                // live, nor on either server's key order.
+                let (a, b) = (sorted_members(a.iter()), sorted_members(b.iter()));
+                let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+                loop {
+                    let order = match (a.peek(), b.peek()) {
+                        (None, None) => break,
+                        (Some(_), None) => Ordering::Less,
+                        (None, Some(_)) => Ordering::Greater,
+                        (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+                    };
+                    let (x, y) = match order {
+                        Ordering::Less => (a.next(), None),
+                        Ordering::Greater => (None, b.next()),
+                        Ordering::Equal => (a.next(), b.next()),
+                    };
+                    let Some((key, _)) = x.or(y) else { break };
+                    let (x, y) = (x.map(|(_, v)| v), y.map(|(_, v)| v));
                     self.path.push(Segment::Key(key));
                     if !self.ignored() {
-                        match (a.get(&key), b.get(&key)) {
+                        match (x, y) {
                             (Some(x), Some(y)) => self.values(x, y),
                             (x, y) => self.differ(x, y),
                         }
@@ -292,6 +292,17 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// An object's members sorted by key, each key once (the first occurrence, as a
+/// lookup would find it).
+fn sorted_members<'v>(
+    members: impl Iterator<Item = (&'v str, &'v Value)>,
+) -> Vec<(&'v str, &'v Value)> {
+    let mut members: Vec<(&str, &Value)> = members.collect();
+    members.sort_by_key(|(key, _)| *key);
+    members.dedup_by_key(|(key, _)| *key);
+    members
+}
+
 /// A differing value for the report (off the fast path: at most a few per pair).
 fn to_serde(value: &Value) -> serde_json::Value {
     sonic_rs::to_string(value)
@@ -334,30 +345,36 @@ mod tests {
         sonic_rs::from_str(text).unwrap()
     }
 
-    #[test]
-    fn tolerance_edges_are_inclusive() {
-        assert_eq!(numbers_equal(&n("1.0"), &n("1.5"), 0.5, 0.0), (true, 0.5));
-        assert!(!numbers_equal(&n("1.0"), &n("1.5000001"), 0.5, 0.0).0);
-        assert!(numbers_equal(&n("100"), &n("110"), 0.0, 0.1).0);
-        assert!(!numbers_equal(&n("100"), &n("112"), 0.0, 0.1).0);
-        assert!(numbers_equal(&n("0"), &n("0.0"), 0.0, 0.0).0);
-    }
+    const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
 
     #[test]
-    fn big_integers_compare_exactly_not_through_f64() {
-        let (a, b) = (n("9007199254740993"), n("9007199254740992"));
-        assert_eq!(numbers_equal(&a, &b, 0.0, 0.0), (false, 1.0));
-        let (a, b) = (n("18446744073709551615"), n("18446744073709551614"));
-        assert_eq!(numbers_equal(&a, &b, 0.0, 0.0), (false, 1.0));
-        let (a, b) = (n("-9223372036854775808"), n("9223372036854775807"));
-        assert!(!numbers_equal(&a, &b, 0.0, 0.0).0);
+    fn json_integers_compare_as_integers_whatever_their_width() {
+        let v = judge_numbers(&n("9007199254740993"), &n("9007199254740992"), EXACT);
+        assert_eq!((v.equal, v.deviation), (false, 1.0));
+        let v = judge_numbers(&n("18446744073709551615"), &n("-1"), EXACT);
+        assert_eq!(v.deviation, 18446744073709551616.0);
+        assert!(judge_numbers(&n("0"), &n("0.0"), EXACT).equal);
     }
 
     #[test]
     fn huge_floats_do_not_overflow_into_a_panic() {
-        let (equal, deviation) = numbers_equal(&n("1e308"), &n("-1e308"), 0.0, 0.0);
-        assert!(!equal);
-        assert!(deviation.is_infinite());
+        let v = judge_numbers(&n("1e308"), &n("-1e308"), EXACT);
+        assert!(!v.equal);
+        assert!(v.deviation.is_infinite());
+    }
+
+    #[test]
+    fn objects_are_compared_by_key_once_whatever_the_order_or_repeats() {
+        let settings = Compare::default();
+        let c = full_comparison(
+            &settings,
+            br#"{"b": 1, "a": 2, "a": 3}"#,
+            br#"{"a": 2, "b": 1}"#,
+        );
+        assert_eq!(c.outcome, Outcome::Match, "{c:?}");
+        let c = full_comparison(&settings, br#"{"c": 1, "a": 1}"#, br#"{"b": 1, "a": 2}"#);
+        let pointers: Vec<&str> = c.differences.iter().map(|d| d.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/a", "/b", "/c"]);
     }
 
     #[test]

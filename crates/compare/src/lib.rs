@@ -12,11 +12,15 @@
 //! Prediction formats are understood ([`formats`]): Open Inference Protocol V2
 //! `outputs` are compared by name rather than position, and classification outputs
 //! (class-probability rows, label strings) also yield whether the predicted class
-//! agrees ([`Comparison::label_agreement`]).
+//! agrees ([`Comparison::label_agreement`]). Both the fast path ([`lockstep`]) and the
+//! full comparison ([`json`]) judge numbers and classes through [`numbers`], and the
+//! full one indexes object keys, so a comparison is linear in the answers' size
+//! (a 60,000-key object takes milliseconds, not seconds).
 
 pub mod formats;
 pub mod json;
 pub mod lockstep;
+pub mod numbers;
 
 use veer_config::{Compare, CompareMode};
 

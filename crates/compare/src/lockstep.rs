@@ -13,6 +13,7 @@
 use veer_config::Compare;
 
 use crate::json::MAX_DEPTH;
+use crate::numbers::{self, Argmax, Tolerance, Verdict};
 
 /// A proven match.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,16 +46,18 @@ pub fn quick_match(settings: &Compare, live: &[u8], shadow: &[u8]) -> Option<Qui
         .into_iter()
         .flatten()
         .collect();
-    let mut walk = Walk {
+    let mut walk = Lockstep {
         a: Cursor { text: live, at: 0 },
         b: Cursor {
             text: shadow,
             at: 0,
         },
-        abs: settings.abs_tolerance,
-        rel: settings.rel_tolerance,
+        tolerance: Tolerance {
+            abs: settings.abs_tolerance,
+            rel: settings.rel_tolerance,
+        },
         max_abs_deviation: None,
-        labels: Labels::Unknown,
+        labels: Labels::Unread,
     };
     walk.document(select, &ignore)?;
     Some(QuickMatch {
@@ -217,17 +220,17 @@ impl<'t> Cursor<'t> {
     }
 }
 
-/// What the prediction's shape says about classes, as far as it has been read.
+/// What the prediction's shape says about classes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Labels {
-    /// Not (yet) a classification output.
-    Unknown,
+    /// The prediction has not been read (yet).
+    Unread,
     /// Label strings: equal on both sides, since they matched.
     Texts,
     /// Rows of class probabilities: whether every row's argmax agreed so far.
     Rows(bool),
-    /// Something the labels heuristics do not call a classification.
-    None,
+    /// Read, and not a classification output by the labels heuristics.
+    NotClasses,
 }
 
 impl Labels {
@@ -235,21 +238,31 @@ impl Labels {
         match self {
             Labels::Texts => Some(true),
             Labels::Rows(agree) => Some(agree),
-            Labels::Unknown | Labels::None => None,
+            Labels::Unread | Labels::NotClasses => None,
         }
     }
 }
 
-struct Walk<'t> {
+/// Objects with more keys than this are left to the full comparison, which indexes
+/// keys; here each key is checked against those before it (a repeated key gives up).
+const MAX_KEYS: usize = 32;
+
+/// Notes `key` among an object's `seen` keys; `None` (give up) when it repeats one or
+/// the object has more than [`MAX_KEYS`].
+fn first_sighting<'t>(seen: &mut Vec<&'t [u8]>, key: &'t [u8]) -> Option<()> {
+    (seen.len() < MAX_KEYS && !seen.contains(&key)).then(|| seen.push(key))
+}
+
+/// Both answers' cursors, advanced together.
+struct Lockstep<'t> {
     a: Cursor<'t>,
     b: Cursor<'t>,
-    abs: f64,
-    rel: f64,
+    tolerance: Tolerance,
     max_abs_deviation: Option<f64>,
     labels: Labels,
 }
 
-impl<'t> Walk<'t> {
+impl<'t> Lockstep<'t> {
     /// The whole answer: only the selected member (or, by default, the whole value)
     /// is compared; the prediction read for labels is the selection, else the root's
     /// `predictions` member, else a root array — the shapes the full comparison reads
@@ -270,10 +283,10 @@ impl<'t> Walk<'t> {
                     let (ka, kb) = (self.a.string()?, self.b.string()?);
                     // Keys in another order, repeated keys, V2 outputs and V2 data
                     // are the full comparison's to handle.
-                    if ka != kb || seen.contains(&ka) || ka == b"outputs" || ka == b"data" {
+                    if ka != kb || ka == b"outputs" || ka == b"data" {
                         return None;
                     }
-                    seen.push(ka);
+                    first_sighting(&mut seen, ka)?;
                     self.a.eat(b':')?;
                     self.b.eat(b':')?;
                     let key = std::str::from_utf8(ka).ok()?;
@@ -312,14 +325,14 @@ impl<'t> Walk<'t> {
             b'[' => {}
             b'{' => return None,
             _ => {
-                self.labels = Labels::None;
+                self.labels = Labels::NotClasses;
                 return self.value(depth);
             }
         }
         self.a.eat(b'[')?;
         self.b.eat(b'[')?;
         if self.a.eat(b']').is_some() {
-            self.labels = Labels::None;
+            self.labels = Labels::NotClasses;
             return self.b.eat(b']');
         }
         let kind = self.a.peek()?;
@@ -353,7 +366,7 @@ impl<'t> Walk<'t> {
             (true, b'[') => Labels::Rows(agree),
             (true, b'"') => Labels::Texts,
             (true, b'-' | b'0'..=b'9') => flat_labels(&flat),
-            _ => Labels::None,
+            _ => Labels::NotClasses,
         };
         Some(())
     }
@@ -370,31 +383,25 @@ impl<'t> Walk<'t> {
             self.b.eat(b']')?;
             return Some((None, None));
         }
-        let (mut best_a, mut best_b) = ((0, f64::NEG_INFINITY), (0, f64::NEG_INFINITY));
-        let mut count = 0;
+        let (mut live, mut shadow) = (Argmax::default(), Argmax::default());
         let mut numeric = true;
         loop {
             if matches!(self.a.peek()?, b'-' | b'0'..=b'9') {
                 let (x, y) = self.number_pair()?;
-                if x > best_a.1 {
-                    best_a = (count, x);
-                }
-                if y > best_b.1 {
-                    best_b = (count, y);
-                }
+                live.push(x);
+                shadow.push(y);
             } else {
                 numeric = false;
                 self.value(depth + 1)?;
             }
-            count += 1;
             if !self.more()? {
                 break;
             }
         }
         self.a.eat(b']')?;
         self.b.eat(b']')?;
-        Some(if numeric && count >= 2 {
-            (Some(best_a.0), Some(best_b.0))
+        Some(if numeric {
+            (live.finish(), shadow.finish())
         } else {
             (None, None)
         })
@@ -425,10 +432,10 @@ impl<'t> Walk<'t> {
                 let mut seen: Vec<&[u8]> = Vec::new();
                 loop {
                     let (ka, kb) = (self.a.string()?, self.b.string()?);
-                    if ka != kb || seen.contains(&ka) {
+                    if ka != kb {
                         return None;
                     }
-                    seen.push(ka);
+                    first_sighting(&mut seen, ka)?;
                     self.a.eat(b':')?;
                     self.b.eat(b':')?;
                     self.value(depth + 1)?;
@@ -474,23 +481,14 @@ impl<'t> Walk<'t> {
     /// Two numbers that must be equal within tolerance; their values.
     fn number_pair(&mut self) -> Option<(f64, f64)> {
         let (x, y) = (self.a.number()?, self.b.number()?);
-        let (equal, deviation, vx, vy) = if x.integer && y.integer {
+        let (verdict, vx, vy) = if x.integer && y.integer {
             let (p, q) = (parse_int(x.text)?, parse_int(y.text)?);
-            let deviation = (p - q).unsigned_abs() as f64;
-            let scale = p.unsigned_abs().max(q.unsigned_abs()) as f64;
-            (
-                p == q || deviation <= self.abs || deviation <= self.rel * scale,
-                deviation,
-                p as f64,
-                q as f64,
-            )
+            (self.tolerance.integers(p, q), p as f64, q as f64)
         } else {
             let (p, q) = (x.float()?, y.float()?);
-            let deviation = (p - q).abs();
-            let equal =
-                p == q || deviation <= self.abs || deviation <= self.rel * p.abs().max(q.abs());
-            (equal, deviation, p, q)
+            (self.tolerance.floats(p, q), p, q)
         };
+        let Verdict { equal, deviation } = verdict;
         if !equal {
             return None;
         }
@@ -539,25 +537,11 @@ impl Number<'_> {
 
 /// A flat row: a single probability vector only when each side looks like one.
 fn flat_labels(row: &[(f64, f64)]) -> Labels {
-    let is_distribution = |side: &dyn Fn(&(f64, f64)) -> f64| {
-        row.len() >= 2
-            && row.iter().all(|v| (0.0..=1.0).contains(&side(v)))
-            && (row.iter().map(side).sum::<f64>() - 1.0).abs() <= 1e-3
-    };
-    let argmax = |side: &dyn Fn(&(f64, f64)) -> f64| {
-        let mut best = (0, f64::NEG_INFINITY);
-        for (i, v) in row.iter().enumerate() {
-            if side(v) > best.1 {
-                best = (i, side(v));
-            }
-        }
-        best.0
-    };
-    let (live, shadow) = (|v: &(f64, f64)| v.0, |v: &(f64, f64)| v.1);
-    if is_distribution(&live) && is_distribution(&shadow) {
-        Labels::Rows(argmax(&live) == argmax(&shadow))
+    let (live, shadow) = (row.iter().map(|v| v.0), row.iter().map(|v| v.1));
+    if numbers::is_distribution(live.clone()) && numbers::is_distribution(shadow.clone()) {
+        Labels::Rows(numbers::argmax(live) == numbers::argmax(shadow))
     } else {
-        Labels::None
+        Labels::NotClasses
     }
 }
 

@@ -456,3 +456,77 @@ fn the_fast_path_takes_the_common_kserve_pair() {
     assert_eq!(quick.label_agreement, Some(true));
     assert!((quick.max_abs_deviation.unwrap() - 0.005).abs() < 1e-12);
 }
+
+/// A flat JSON object of `n` keys `k00000`… with value 0.5, in reverse order when
+/// `reversed`, with the key at `changed` set to 0.9 and the key at `missing` left out.
+fn flat_object(n: usize, reversed: bool, changed: Option<usize>, missing: Option<usize>) -> String {
+    let mut keys: Vec<usize> = (0..n).filter(|i| Some(*i) != missing).collect();
+    if reversed {
+        keys.reverse();
+    }
+    let members: Vec<String> = keys
+        .iter()
+        .map(|&i| {
+            let value = if Some(i) == changed { 0.9 } else { 0.5 };
+            format!("\"k{i:05}\":{value}")
+        })
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+/// Object members are paired by an index, not by a lookup per key: a 60,000-key
+/// answer in another key order is compared key by key, and its differences named.
+#[test]
+fn a_flat_object_of_60k_keys_is_paired_key_by_key() {
+    let live = flat_object(60_000, false, None, None);
+    let shadow = flat_object(60_000, true, Some(31_337), Some(59_999));
+    assert!(
+        live.len() < 1024 * 1024,
+        "under the default compare.max_body"
+    );
+    fn answer(body: &str) -> Answer<'_> {
+        Answer {
+            status: 200,
+            body: body.as_bytes(),
+        }
+    }
+    let c = compare(&json_settings(), answer(&live), answer(&shadow));
+    assert_eq!(c.outcome, Outcome::Diverged);
+    let pointers: Vec<&str> = c.differences.iter().map(|d| d.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/k31337", "/k59999"]);
+    assert_eq!(c.differences[1].shadow, None);
+    let same = compare(
+        &json_settings(),
+        answer(&live),
+        answer(&flat_object(60_000, true, None, None)),
+    );
+    assert_eq!(same.outcome, Outcome::Match);
+}
+
+#[test]
+fn the_fast_path_leaves_objects_of_many_keys_to_the_full_comparison() {
+    let with_meta = |keys| {
+        format!(
+            r#"{{"predictions": [0.5], "meta": {}}}"#,
+            flat_object(keys, false, None, None)
+        )
+    };
+    let (small, large) = (with_meta(32), with_meta(33));
+    let quick = |body: &str| {
+        veer_compare::lockstep::quick_match(&json_settings(), body.as_bytes(), body.as_bytes())
+    };
+    assert!(quick(&small).is_some());
+    assert!(quick(&large).is_none());
+    let c = compare(
+        &json_settings(),
+        Answer {
+            status: 200,
+            body: large.as_bytes(),
+        },
+        Answer {
+            status: 200,
+            body: large.as_bytes(),
+        },
+    );
+    assert_eq!(c.outcome, Outcome::Match);
+}

@@ -1,0 +1,165 @@
+//! How numbers are judged, in one place for both the fast ([`crate::lockstep`]) and
+//! the full ([`crate::json`]) comparison: equality within tolerance, and what a row of
+//! numbers says about a predicted class.
+
+/// Two paired numbers under the tolerances: whether they are equal, and their
+/// absolute difference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// `|a - b| <= abs` OR `|a - b| <= rel · max(|a|, |b|)` (or simply `a == b`).
+    pub equal: bool,
+    /// `|a - b|`.
+    pub deviation: f64,
+}
+
+/// The tolerances of one comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Numbers this close are equal.
+    pub abs: f64,
+    /// Numbers this close relative to the larger magnitude are equal.
+    pub rel: f64,
+}
+
+impl Tolerance {
+    /// Two integers, compared as integers so ids above 2^53 are not rounded into
+    /// equality (JSON integers fit `i128`: they are `i64` or `u64`).
+    #[inline]
+    pub fn integers(self, a: i128, b: i128) -> Verdict {
+        let deviation = (a - b).unsigned_abs() as f64;
+        let scale = a.unsigned_abs().max(b.unsigned_abs()) as f64;
+        Verdict {
+            equal: a == b || self.within(deviation, scale),
+            deviation,
+        }
+    }
+
+    /// Two floats.
+    #[inline]
+    pub fn floats(self, a: f64, b: f64) -> Verdict {
+        let deviation = (a - b).abs();
+        Verdict {
+            equal: a == b || self.within(deviation, a.abs().max(b.abs())),
+            deviation,
+        }
+    }
+
+    #[inline]
+    fn within(self, deviation: f64, scale: f64) -> bool {
+        deviation <= self.abs || deviation <= self.rel * scale
+    }
+}
+
+/// The index of the first largest of at least two values (ties go to the lower
+/// class); `None` for fewer than two.
+pub fn argmax(values: impl IntoIterator<Item = f64>) -> Option<usize> {
+    let mut argmax = Argmax::default();
+    values.into_iter().for_each(|v| argmax.push(v));
+    argmax.finish()
+}
+
+/// [`argmax`] fed one value at a time, for walks that cannot hold the row.
+#[derive(Debug, Clone, Copy)]
+pub struct Argmax {
+    best: usize,
+    best_value: f64,
+    count: usize,
+}
+
+impl Default for Argmax {
+    fn default() -> Self {
+        Argmax {
+            best: 0,
+            best_value: f64::NEG_INFINITY,
+            count: 0,
+        }
+    }
+}
+
+impl Argmax {
+    /// The next value of the row.
+    #[inline]
+    pub fn push(&mut self, value: f64) {
+        if value > self.best_value {
+            (self.best, self.best_value) = (self.count, value);
+        }
+        self.count += 1;
+    }
+
+    /// The index of the first largest value, when there were at least two.
+    #[inline]
+    pub fn finish(self) -> Option<usize> {
+        (self.count >= 2).then_some(self.best)
+    }
+}
+
+/// How far from 1 the sum of a probability row may be: float32 softmax outputs
+/// printed with a few digits do not sum to exactly 1.
+const DISTRIBUTION_SLACK: f64 = 1e-3;
+
+/// True when a flat row looks like one vector of class probabilities: at least two
+/// values, each in `0..=1`, summing to 1. Anything else is as likely a list of
+/// regression outputs, which have no classes.
+pub fn is_distribution(values: impl IntoIterator<Item = f64>) -> bool {
+    let (mut sum, mut count, mut in_unit_range) = (0.0, 0, true);
+    for v in values {
+        sum += v;
+        count += 1;
+        in_unit_range &= (0.0..=1.0).contains(&v);
+    }
+    count >= 2 && in_unit_range && (sum - 1.0).abs() <= DISTRIBUTION_SLACK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
+
+    #[test]
+    fn tolerance_edges_are_inclusive() {
+        let half = Tolerance { abs: 0.5, rel: 0.0 };
+        assert_eq!(
+            half.floats(1.0, 1.5),
+            Verdict {
+                equal: true,
+                deviation: 0.5
+            }
+        );
+        assert!(!half.floats(1.0, 1.5000001).equal);
+        let tenth = Tolerance { abs: 0.0, rel: 0.1 };
+        assert!(tenth.integers(100, 110).equal);
+        assert!(!tenth.integers(100, 112).equal);
+        assert!(EXACT.floats(0.0, -0.0).equal);
+    }
+
+    #[test]
+    fn big_integers_compare_exactly() {
+        let v = EXACT.integers(9_007_199_254_740_993, 9_007_199_254_740_992);
+        assert_eq!((v.equal, v.deviation), (false, 1.0));
+        let v = EXACT.integers(i128::from(u64::MAX), i128::from(u64::MAX) - 1);
+        assert_eq!((v.equal, v.deviation), (false, 1.0));
+        assert!(
+            !EXACT
+                .integers(i128::from(i64::MIN), i128::from(u64::MAX))
+                .equal
+        );
+    }
+
+    #[test]
+    fn argmax_takes_the_first_largest_of_two_or_more() {
+        assert_eq!(argmax([0.1, 0.9, 0.9]), Some(1));
+        assert_eq!(argmax([0.7, 0.3]), Some(0));
+        assert_eq!(argmax([0.9]), None);
+        assert_eq!(argmax([]), None);
+    }
+
+    #[test]
+    fn distributions_sum_to_one_inside_the_unit_range() {
+        assert!(is_distribution([0.2, 0.8]));
+        assert!(is_distribution([0.3333, 0.3333, 0.3334]));
+        assert!(!is_distribution([3.5, 7.25]));
+        assert!(!is_distribution([1.0]));
+        assert!(!is_distribution([1.5, -0.5]));
+    }
+}
