@@ -6,11 +6,11 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use veer_config::Config;
-use veer_route::{RequestHead, RouteTable};
+use veer_route::{decide, RequestHead, Rule};
 
 /// Ten routes on distinct model paths, each a sticky canary; the last one is the
 /// catch-all a request falls through to after nine failed matches.
-fn ten_routes() -> RouteTable {
+fn ten_routes() -> Vec<Rule> {
     let mut toml = String::from(
         "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n",
     );
@@ -28,7 +28,7 @@ fn ten_routes() -> RouteTable {
     );
     let loaded = Config::from_toml("bench.toml", &toml).expect("bench config is valid");
     assert_eq!(loaded.config.routes.len(), 10);
-    RouteTable::new(loaded.config)
+    loaded.config.routes.iter().map(Rule::new).collect()
 }
 
 fn headers() -> HeaderMap {
@@ -43,7 +43,7 @@ fn headers() -> HeaderMap {
     h
 }
 
-fn decide(c: &mut Criterion) {
+fn decisions(c: &mut Criterion) {
     let table = ten_routes();
     let headers = headers();
     let mut rng = rand::rng();
@@ -57,7 +57,7 @@ fn decide(c: &mut Criterion) {
             uri: &last,
             headers: &headers,
         };
-        b.iter(|| table.decide(black_box(&head), &mut rng))
+        b.iter(|| decide(&table, black_box(&head), &mut rng))
     });
     group.bench_function("10 routes, first matches, sticky header", |b| {
         let head = RequestHead {
@@ -65,7 +65,7 @@ fn decide(c: &mut Criterion) {
             uri: &first,
             headers: &headers,
         };
-        b.iter(|| table.decide(black_box(&head), &mut rng))
+        b.iter(|| decide(&table, black_box(&head), &mut rng))
     });
     let empty = HeaderMap::new();
     group.bench_function("10 routes, last matches, no key (random)", |b| {
@@ -74,10 +74,10 @@ fn decide(c: &mut Criterion) {
             uri: &last,
             headers: &empty,
         };
-        b.iter(|| table.decide(black_box(&head), &mut rng))
+        b.iter(|| decide(&table, black_box(&head), &mut rng))
     });
     group.finish();
 }
 
-criterion_group!(benches, decide);
+criterion_group!(benches, decisions);
 criterion_main!(benches);

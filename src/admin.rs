@@ -1,22 +1,19 @@
 //! The admin endpoints' view of the running proxy.
 
 use veer_proxy::Routes;
-use veer_telemetry::admin::AdminHooks;
+use veer_telemetry::admin::{AdminHooks, ReloadFuture, ReloadRefusal};
 use veer_telemetry::exporter::Gauges;
 use veer_telemetry::names;
 
-use crate::reload::Reloader;
-
-/// [`AdminHooks`] over the proxy's routes and the routing file.
+/// [`AdminHooks`] over the proxy's routes.
 pub struct Hooks {
     routes: Routes,
-    reloader: Reloader,
 }
 
 impl Hooks {
-    /// Hooks reading `routes` and reloading through `reloader`.
-    pub fn new(routes: Routes, reloader: Reloader) -> Hooks {
-        Hooks { routes, reloader }
+    /// Hooks reading and reloading `routes`.
+    pub fn new(routes: Routes) -> Hooks {
+        Hooks { routes }
     }
 }
 
@@ -25,13 +22,13 @@ impl AdminHooks for Hooks {
     /// backend removed by a reload is gone from the next scrape.
     fn gauges(&self) -> String {
         let snapshot = self.routes.load();
-        let config = snapshot.table.config();
+        let config = snapshot.config();
         let mut g = Gauges::default();
         g.family(
             names::CONFIG_GENERATION,
             "Generation of the serving config: 1 at start, +1 per successful reload.",
         )
-        .series(names::CONFIG_GENERATION, &[], snapshot.generation as f64);
+        .series(names::CONFIG_GENERATION, &[], snapshot.generation() as f64);
         g.family(
             names::ROUTE_WEIGHT,
             "Live split weight of each backend of each route, as configured now.",
@@ -60,17 +57,28 @@ impl AdminHooks for Hooks {
 
     fn config(&self) -> serde_json::Value {
         let snapshot = self.routes.load();
-        let mut described = snapshot.table.config().describe();
-        described["generation"] = snapshot.generation.into();
+        let source = snapshot.source();
+        let mut described = snapshot.config().describe();
+        described["generation"] = snapshot.generation().into();
         described["source"] = serde_json::json!({
-            "file": snapshot.source.file,
-            "sha256": snapshot.source.sha256,
-            "loaded_at": humantime::format_rfc3339_seconds(snapshot.source.loaded_at).to_string(),
+            "file": source.file,
+            "sha256": source.sha256,
+            "loaded_at": humantime::format_rfc3339_seconds(source.loaded_at).to_string(),
         });
         described
     }
 
-    fn reload(&self) -> Result<u64, String> {
-        self.reloader.reload()
+    fn stats(&self) -> serde_json::Value {
+        self.routes.stats()
+    }
+
+    fn reload(&self) -> ReloadFuture {
+        let routes = self.routes.clone();
+        Box::pin(async move {
+            match routes.reload().await {
+                Ok(reloaded) => Ok(reloaded.generation),
+                Err(refused) => Err(Box::new(refused) as ReloadRefusal),
+            }
+        })
     }
 }

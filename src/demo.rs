@@ -19,8 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use tokio::net::TcpListener;
 
@@ -152,19 +151,13 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
 
 /// Serves `model` on `listener` until the runtime ends.
 pub async fn serve_model(listener: TcpListener, model: Model) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = service_fn(move |req| async move {
-                Ok::<_, std::convert::Infallible>(model.answer(req).await)
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let per_connection = move |_peer| {
+        service_fn(
+            move |req| async move { Ok::<_, std::convert::Infallible>(model.answer(req).await) },
+        )
+    };
+    let forever = std::future::pending();
+    veer_proxy::server::serve(listener, per_connection, forever, Duration::ZERO).await;
 }
 
 /// The demo's routing file: v1 live, v2 canary at 10 % by `x-user-id`, v2 shadowed.
@@ -273,11 +266,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let counts = Arc::new(Counts::default());
     let load = tokio::spawn(drive(bound.http, args.rps, counts.clone()));
-    let report = tokio::spawn(report(counts));
+    let report = tokio::spawn(report(counts, bound.routes.clone()));
     let result = veer.await.context("veer task")?;
     load.abort();
     report.abort();
-    println!("{}", summary(&veer_telemetry::stats::global().snapshot()));
+    println!("{}", summary(&bound.routes.stats()));
     let _ = std::fs::remove_file(&path);
     result
 }
@@ -356,7 +349,7 @@ async fn drive(addr: SocketAddr, rps: u32, counts: Arc<Counts>) {
 }
 
 /// Prints a summary every five seconds.
-async fn report(counts: Arc<Counts>) {
+async fn report(counts: Arc<Counts>, routes: veer_proxy::Routes) {
     let started = Instant::now();
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.tick().await;
@@ -369,7 +362,7 @@ async fn report(counts: Arc<Counts>) {
             counts.ok.load(Ordering::Relaxed),
             counts.failed.load(Ordering::Relaxed)
         );
-        println!("{}", summary(&veer_telemetry::stats::global().snapshot()));
+        println!("{}", summary(&routes.stats()));
     }
 }
 

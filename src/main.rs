@@ -7,7 +7,6 @@ mod admin;
 mod check;
 mod demo;
 mod logging;
-mod reload;
 mod run;
 
 use std::path::PathBuf;

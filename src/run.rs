@@ -1,18 +1,25 @@
 //! `veer run`: bind, serve, reload on SIGHUP, drain on SIGTERM/SIGINT.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use veer_config::defaults;
 use veer_proxy::{server, Proxy, Routes};
-use veer_telemetry::admin::{self, Admin};
+use veer_telemetry::admin::Admin;
+use veer_telemetry::Telemetry;
 
 use crate::admin::Hooks;
-use crate::reload::{self, Reloader};
+
+/// How often histogram upkeep runs (the recorder's own default is 5 s too).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Loads the routing file and serves it until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> anyhow::Result<()> {
@@ -26,13 +33,15 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Where a started veer listens.
-#[derive(Debug, Clone, Copy)]
+/// A started veer: where it listens, and the routes it serves.
+#[derive(Debug, Clone)]
 pub struct Bound {
     /// Client traffic.
-    pub http: std::net::SocketAddr,
+    pub http: SocketAddr,
     /// Admin endpoints and the dashboard.
-    pub admin: std::net::SocketAddr,
+    pub admin: SocketAddr,
+    /// The serving routes (their figures, for the demo's summaries).
+    pub routes: Routes,
 }
 
 /// Serves the routing file at `path` until `stop` resolves, then drains. `bound` is
@@ -42,42 +51,61 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
     bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
-    let (loaded, source) = reload::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    reload::log_warnings(&loaded.warnings);
-    let (config, path) = (loaded.config, path.to_owned());
-    let metrics = veer_telemetry::exporter::install().context("install the metrics recorder")?;
-    veer_telemetry::exporter::spawn_upkeep(metrics.clone());
-    veer_telemetry::record_reload(true);
-
-    let (http, admin_addr) = (config.listen.http, config.listen.admin);
-    let listener = TcpListener::bind(http)
+    let telemetry = Telemetry::new().context("build the metrics recorder")?;
+    let routes = Routes::open(path, telemetry.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listen = routes.load().config().listen;
+    let listener = TcpListener::bind(listen.http)
         .await
-        .with_context(|| format!("bind the client listener on {http}"))?;
-    let admin_listener = TcpListener::bind(admin_addr)
+        .with_context(|| format!("bind the client listener on {}", listen.http))?;
+    let admin_listener = TcpListener::bind(listen.admin)
         .await
-        .with_context(|| format!("bind the admin listener on {admin_addr}"))?;
-    let routes = Routes::new(config, source);
-    reload::log_routes(&routes);
-    let reloader = Reloader::new(path, routes.clone());
+        .with_context(|| format!("bind the admin listener on {}", listen.admin))?;
+    tokio::spawn({
+        let telemetry = telemetry.clone();
+        async move {
+            let mut every = tokio::time::interval(UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                telemetry.run_upkeep();
+            }
+        }
+    });
 
-    let admin = Arc::new(Admin::new(
-        metrics,
-        Arc::new(Hooks::new(routes.clone(), reloader.clone())),
-    ));
+    let admin = Arc::new(Admin::new(telemetry, Arc::new(Hooks::new(routes.clone()))));
     let (stop_admin, admin_stopped) = watch::channel(false);
     let admin_addr = admin_listener
         .local_addr()
         .context("read the admin address")?;
-    tokio::spawn(admin::serve(admin_listener, admin.clone(), async move {
+    let admin_service = {
+        let admin = admin.clone();
+        move |_peer| {
+            let admin = admin.clone();
+            service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            })
+        }
+    };
+    let admin_stopped = async move {
         let mut stopped = admin_stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
-    }));
+    };
+    tokio::spawn(server::serve(
+        admin_listener,
+        admin_service,
+        admin_stopped,
+        Duration::ZERO,
+    ));
 
     let mut hangups = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            // Reading a small file: brief enough to do on the signal task.
-            let _ = reloader.reload();
+    tokio::spawn({
+        let routes = routes.clone();
+        async move {
+            while hangups.recv().await.is_some() {
+                // Logged and counted by the reload itself; the old routes keep
+                // serving when it is refused.
+                let _ = routes.reload().await;
+            }
         }
     });
     let draining = {
@@ -88,15 +116,16 @@ pub async fn serve(
         }
     };
 
-    let proxy = Arc::new(Proxy::new(routes));
+    let proxy = Arc::new(Proxy::new(routes.clone()));
     let addr = listener.local_addr().context("read the bound address")?;
     tracing::info!(%addr, "listening");
     tracing::info!(addr = %admin_addr, "admin listening");
     bound(Bound {
         http: addr,
         admin: admin_addr,
+        routes,
     });
-    let drained = server::serve(listener, proxy, draining, defaults::DRAIN_TIMEOUT).await;
+    let drained = server::serve_proxy(listener, proxy, draining, defaults::DRAIN_TIMEOUT).await;
     let _ = stop_admin.send(true);
     if drained {
         tracing::info!("drained, exiting");

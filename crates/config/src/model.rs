@@ -87,7 +87,7 @@ pub struct Shadow {
 }
 
 /// The JSON-lines file of sampled divergent pairs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DivergenceLog {
     /// File path, as written in the config.
     pub path: std::path::PathBuf,

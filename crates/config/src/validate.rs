@@ -21,28 +21,39 @@ impl Config {
     /// (divergence logs) are taken relative to the file's own folder, so the config
     /// means the same whatever directory veer is started from.
     pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
-        let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(source) => {
-                let mut loaded = Config::from_toml(&file, &source)?;
-                let folder = path.parent().unwrap_or(Path::new(""));
-                for shadow in loaded
-                    .config
-                    .routes
-                    .iter_mut()
-                    .filter_map(|r| r.shadow.as_mut())
-                {
-                    if let Some(log) = shadow.divergence_log.as_mut() {
-                        log.path = folder.join(&log.path);
-                    }
-                }
-                Ok(loaded)
-            }
+        match std::fs::read(path) {
+            Ok(bytes) => Config::from_file_bytes(path, &bytes),
             Err(e) => Err(Diagnostics(vec![Diagnostic::whole_file(
-                &file,
+                &path.display().to_string(),
                 format!("cannot read the routing file: {e}"),
             )])),
         }
+    }
+
+    /// Validates `bytes`, already read from the routing file at `path`, as
+    /// [`Config::load`] does: a caller that also hashes or keeps the bytes validates
+    /// exactly what it read.
+    pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, Diagnostics> {
+        let file = path.display().to_string();
+        let source = std::str::from_utf8(bytes).map_err(|e| {
+            Diagnostics(vec![Diagnostic::whole_file(
+                &file,
+                format!("the routing file is not UTF-8 text: {e}"),
+            )])
+        })?;
+        let mut loaded = Config::from_toml(&file, source)?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        for shadow in loaded
+            .config
+            .routes
+            .iter_mut()
+            .filter_map(|r| r.shadow.as_mut())
+        {
+            if let Some(log) = shadow.divergence_log.as_mut() {
+                log.path = folder.join(&log.path);
+            }
+        }
+        Ok(loaded)
     }
 
     /// Validates `source`, the text of the routing file `file` (used in messages only).
@@ -51,6 +62,7 @@ impl Config {
             file,
             source,
             found: Vec::new(),
+            divergence_logs: Vec::new(),
         };
         let raw: RawConfig = match toml::from_str(source) {
             Ok(raw) => raw,
@@ -75,6 +87,8 @@ struct Validator<'a> {
     file: &'a str,
     source: &'a str,
     found: Vec<Diagnostic>,
+    /// Divergence logs seen so far, with the route that named each.
+    divergence_logs: Vec<(String, DivergenceLog)>,
 }
 
 impl Validator<'_> {
@@ -276,6 +290,7 @@ impl Validator<'_> {
         let max_body = raw.max_body.map_or(defaults::SHADOW_MAX_BODY, |b| {
             self.size(route, "shadow.max_body", &b, defaults::SHADOW_MAX_BODY)
         });
+        let log_span = raw.divergence_log.as_ref().map(|p| p.span());
         let divergence_log = raw.divergence_log.map(|path| DivergenceLog {
             path: path.into_inner().into(),
             per_sec: raw
@@ -294,6 +309,9 @@ impl Validator<'_> {
                     )
                 }),
         });
+        if let (Some(log), Some(span)) = (&divergence_log, log_span) {
+            self.one_writer_per_log(route, log, span);
+        }
         Some(Shadow {
             backend,
             percent,
@@ -301,6 +319,25 @@ impl Validator<'_> {
             max_body,
             divergence_log,
         })
+    }
+
+    /// Routes may share a divergence log, but one file has one rate and one size.
+    fn one_writer_per_log(&mut self, route: &str, log: &DivergenceLog, span: Range<usize>) {
+        let other = self
+            .divergence_logs
+            .iter()
+            .find(|(_, seen)| seen.path == log.path && seen != log)
+            .map(|(other, _)| other.clone());
+        match other {
+            Some(other) => self.error(
+                span,
+                format!(
+                    "route \"{route}\" writes divergence log \"{}\" with other divergence_log_per_sec or divergence_log_max than route \"{other}\"; routes sharing a log must give it the same settings",
+                    log.path.display()
+                ),
+            ),
+            None => self.divergence_logs.push((route.to_owned(), log.clone())),
+        }
     }
 
     fn compare(&mut self, route: &str, raw: RawCompare) -> Compare {
@@ -729,6 +766,30 @@ hash_seed = -1
                 "veer.toml:16:13: error: invalid hash_seed -1 in route \"a\"; expected a whole number of 0 or more",
             ]
         );
+    }
+
+    #[test]
+    fn routes_sharing_a_divergence_log_must_agree_on_its_settings() {
+        let route = |name: &str, per_sec: u32| {
+            format!(
+                "[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"/{name}\" }}\nsplit = [ {{ backend = \"v1\", weight = 1 }} ]\n\
+                 [routes.shadow]\nbackend = \"v2\"\ndivergence_log = \"d.jsonl\"\ndivergence_log_per_sec = {per_sec}\n"
+            )
+        };
+        assert!(load(&format!("{}{}", route("a", 5), route("b", 5))).is_ok());
+        let lines = headlines(&format!("{}{}", route("a", 5), route("b", 6)));
+        assert_eq!(
+            lines,
+            ["veer.toml:22:18: error: route \"b\" writes divergence log \"d.jsonl\" with other divergence_log_per_sec or divergence_log_max than route \"a\"; routes sharing a log must give it the same settings"]
+        );
+    }
+
+    #[test]
+    fn file_bytes_that_are_not_text_are_an_error_naming_the_file() {
+        let err = Config::from_file_bytes(Path::new("conf/veer.toml"), b"[listen]\xff")
+            .expect_err("rejected");
+        assert!(err.to_string().starts_with("conf/veer.toml"), "{err}");
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! two places a shadowed request's bytes are kept (the buffered request, the teed
 //! live response), both bounded.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,7 +14,7 @@ use tokio::sync::oneshot;
 
 /// A request body on its way to a backend.
 #[derive(Debug)]
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     /// Streamed from the client as it arrives (no shadow).
     Streamed(Incoming),
     /// Buffered whole, so a shadow gets the same bytes.
@@ -60,10 +61,12 @@ impl Body for RequestBody {
             RequestBody::Replayed { prefix, rest } => {
                 let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
                 let mut hint = rest.size_hint();
-                hint.set_lower(hint.lower() + buffered);
+                // Upper first: `set_lower` asserts the lower bound stays at or below
+                // the upper one.
                 if let Some(upper) = hint.upper() {
-                    hint.set_upper(upper + buffered);
+                    hint.set_upper(upper.saturating_add(buffered));
                 }
+                hint.set_lower(hint.lower().saturating_add(buffered));
                 hint
             }
         }
@@ -80,30 +83,70 @@ fn poll_full(
         .map(|f| f.map(|f| f.map_err(|never| match never {})))
 }
 
-/// What reading a client body up to a limit came to.
-pub enum Limited {
-    /// The whole body, within the limit.
+/// What reading a client body for a mirror came to.
+pub(crate) enum Limited {
+    /// The whole body, within the limits.
     Whole(Bytes),
-    /// Over the limit: forward it as [`RequestBody::Replayed`].
-    Over(RequestBody),
+    /// Not the whole body: forward what was read and the rest as it arrives
+    /// ([`RequestBody::Replayed`]); the mirror is skipped.
+    Partial {
+        /// The body for the live request, intact.
+        body: RequestBody,
+        /// Why the mirror cannot have it.
+        cut: Cut,
+    },
 }
 
-/// Reads `body` whole if it is at most `limit` bytes; otherwise stops at the first
-/// chunk past the limit and hands back what it read with the rest still streaming.
-pub async fn read_limited(mut body: Incoming, limit: u64) -> Result<Limited, hyper::Error> {
+/// Why a body was not read whole for a mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Larger than `shadow.max_body`.
+    TooLarge,
+    /// Not complete by the deadline: the client is uploading slowly or has stalled.
+    TooSlow,
+}
+
+/// Reads `body` whole if it is at most `limit` bytes and complete by `deadline`;
+/// otherwise stops at the first chunk past the limit (or at the deadline) and hands
+/// back what it read with the rest still streaming, so the live request loses
+/// nothing and waits no longer than the deadline for the mirror's sake.
+pub(crate) async fn read_limited(
+    mut body: Incoming,
+    limit: u64,
+    deadline: std::time::Instant,
+) -> Result<Limited, hyper::Error> {
     if body.size_hint().lower() > limit {
-        return Ok(Limited::Over(RequestBody::Streamed(body)));
+        return Ok(Limited::Partial {
+            body: RequestBody::Streamed(body),
+            cut: Cut::TooLarge,
+        });
     }
+    let deadline = tokio::time::Instant::from_std(deadline);
     let mut prefix = VecDeque::new();
     let mut read = 0u64;
-    while let Some(frame) = body.frame().await {
-        let Ok(chunk) = frame?.into_data() else {
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame?,
+            Ok(None) => break,
+            Err(_) => {
+                let body = RequestBody::Replayed { prefix, rest: body };
+                return Ok(Limited::Partial {
+                    body,
+                    cut: Cut::TooSlow,
+                });
+            }
+        };
+        let Ok(chunk) = frame.into_data() else {
             continue;
         };
         read += chunk.len() as u64;
         prefix.push_back(chunk);
         if read > limit {
-            return Ok(Limited::Over(RequestBody::Replayed { prefix, rest: body }));
+            let body = RequestBody::Replayed { prefix, rest: body };
+            return Ok(Limited::Partial {
+                body,
+                cut: Cut::TooLarge,
+            });
         }
     }
     let mut whole = BytesMut::with_capacity(read as usize);
@@ -115,7 +158,7 @@ pub async fn read_limited(mut body: Incoming, limit: u64) -> Result<Limited, hyp
 
 /// The live response as the shadow's comparison sees it.
 #[derive(Debug)]
-pub enum LiveCapture {
+pub(crate) enum LiveCapture {
     /// The live answer, complete and within the compare limit.
     Complete {
         /// Its status.
@@ -126,13 +169,13 @@ pub enum LiveCapture {
     /// Complete, but larger than the compare limit.
     TooLarge,
     /// The live request failed, or the response ended early (the client left, the
-    /// backend reset).
-    Failed(String),
+    /// backend reset): why.
+    Failed(Cow<'static, str>),
 }
 
 /// A response body on its way to the client.
 #[derive(Debug)]
-pub enum ResponseBody {
+pub(crate) enum ResponseBody {
     /// A backend's body, streamed through.
     Streamed(Incoming),
     /// A backend's body, streamed through while a copy is kept for the shadow.
@@ -143,7 +186,7 @@ pub enum ResponseBody {
 
 impl ResponseBody {
     /// A body veer wrote.
-    pub fn local(bytes: Bytes) -> ResponseBody {
+    pub(crate) fn local(bytes: Bytes) -> ResponseBody {
         ResponseBody::Local(Full::new(bytes))
     }
 }
@@ -184,7 +227,7 @@ impl Body for ResponseBody {
 /// when it ends (or is dropped early) the capture goes to the waiting shadow task.
 /// Chunks are kept by reference count, not copied, until the end.
 #[derive(Debug)]
-pub struct Tee {
+pub(crate) struct Tee {
     inner: Incoming,
     status: u16,
     kept: Vec<Bytes>,
@@ -196,7 +239,7 @@ pub struct Tee {
 
 impl Tee {
     /// Tees `inner` (a response with `status`) into `done`.
-    pub fn new(
+    pub(crate) fn new(
         inner: Incoming,
         status: u16,
         limit: u64,
@@ -263,7 +306,7 @@ impl Body for Tee {
             }
             Poll::Ready(Some(Err(e))) => {
                 let reason = format!("live response broke: {e}");
-                this.finish(LiveCapture::Failed(reason));
+                this.finish(LiveCapture::Failed(reason.into()));
             }
             Poll::Ready(None) => {
                 let capture = this.complete();
@@ -278,7 +321,7 @@ impl Body for Tee {
 impl Drop for Tee {
     fn drop(&mut self) {
         self.finish(LiveCapture::Failed(
-            "the live response was not sent to the end (client gone?)".to_owned(),
+            "the live response was not sent to the end (client gone?)".into(),
         ));
     }
 }

@@ -1,92 +1,144 @@
 //! The divergence log: one JSON line per sampled divergent pair, written by a thread
-//! of its own so neither the live path nor the shadow tasks ever wait on a disk.
+//! of its own so neither the live path nor the compare pool ever waits on a disk.
 //!
-//! Bounded three ways: a per-second rate (`divergence_log_per_sec`), a queue of
-//! [`QUEUE`] lines (full: dropped), and a size (`divergence_log_max`: the file rotates
-//! to `FILE.1`, keeping one previous file). A write error (full disk, unwritable
-//! path) is logged once and counted; lines are dropped until writes succeed again.
+//! Bounded every way a user can be hurt by it:
+//! - a line is at most [`MAX_LINE`] bytes: bodies, difference values and pointers are
+//!   cut (and the cut is marked) before it is written;
+//! - a per-second rate (`divergence_log_per_sec`);
+//! - the writer's queue holds at most [`QUEUE_BYTES`] (full: the line is dropped);
+//! - a size (`divergence_log_max`): the file rotates to `FILE.1`, keeping one previous
+//!   file.
+//!
+//! Every line not written is counted in `veer_divergence_log_dropped_total` with its
+//! reason. A write error (full disk, unwritable path) is logged once; lines are
+//! dropped until writes succeed again.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
-use veer_telemetry::record_divergence_log_drop;
+use serde_json::{json, Value};
+use veer_compare::Comparison;
+use veer_telemetry::{ComparisonSeries, LogDrop};
 
-/// Lines waiting for the writer: a burst beyond this is dropped, never queued.
-const QUEUE: usize = 1024;
+/// Longest line written: a few divergent pairs a second stay cheap to write, ship and
+/// read, whatever the model answered.
+pub const MAX_LINE: usize = 16 * 1024;
 
-/// Each body in a line is cut to this many bytes: enough to see the prediction.
-pub const BODY_EXCERPT: usize = 4 * 1024;
+/// Bytes waiting for the writer, at most: 64 lines of the longest kind, several
+/// seconds of the default rate. A stuck disk costs this much memory, no more.
+pub const QUEUE_BYTES: usize = 1024 * 1024;
+
+/// What a line keeps of each part, before any further cut for [`MAX_LINE`]: enough of
+/// a body to see the prediction, of a value to see its start, of a pointer to find it.
+const BODY_EXCERPT: usize = 4 * 1024;
+const VALUE_EXCERPT: usize = 512;
+pub(crate) const POINTER_EXCERPT: usize = 256;
+const ID_EXCERPT: usize = 256;
 
 /// A divergence log file and its writer thread.
 #[derive(Debug)]
-pub struct DivergenceLog {
-    path: PathBuf,
-    per_sec: u32,
-    window: Mutex<(Instant, u32)>,
-    lines: SyncSender<(String, String)>,
+pub(crate) struct DivergenceLog {
+    rate: Rate,
+    queued: Arc<AtomicUsize>,
+    lines: Sender<Queued>,
+}
+
+/// A line on its way to the writer, with the series its drops are counted in.
+struct Queued {
+    line: String,
+    series: Arc<ComparisonSeries>,
 }
 
 impl DivergenceLog {
-    /// Starts the writer for `config`'s file (created on the first line).
-    pub fn open(config: &veer_config::DivergenceLog) -> DivergenceLog {
-        let (lines, queue) = sync_channel(QUEUE);
+    /// Starts the writer for `settings`' file (created on the first line).
+    pub(crate) fn open(settings: &veer_config::DivergenceLog) -> DivergenceLog {
+        let (lines, queue) = channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
-            path: config.path.clone(),
-            max_bytes: config.max_bytes,
+            path: settings.path.clone(),
+            max_bytes: settings.max_bytes,
             file: None,
             size: 0,
             failing: false,
+            queued: queued.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name("veer-divergence-log".to_owned())
             .spawn(move || writer.run(queue));
         if let Err(e) = spawned {
-            tracing::warn!(path = %config.path.display(), error = %e, "cannot start the divergence log writer; divergent pairs will not be logged");
+            tracing::warn!(path = %settings.path.display(), error = %e, "cannot start the divergence log writer; divergent pairs will not be logged");
         }
         DivergenceLog {
-            path: config.path.clone(),
-            per_sec: config.per_sec,
-            window: Mutex::new((Instant::now(), 0)),
+            rate: Rate::new(settings.per_sec),
+            queued,
             lines,
         }
     }
 
-    /// The file written to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Queues one line for `route`, unless this second's quota is spent or the queue
-    /// is full (counted either way). Never blocks.
-    pub fn submit(&self, route: &str, line: serde_json::Value) {
-        if !self.take_quota() {
-            record_divergence_log_drop(route, "rate_limited");
-            return;
+    /// Queues `line` (at most [`MAX_LINE`] bytes, see [`line`]), unless this second's
+    /// quota is spent or the queue is full; a drop is counted in `series`. Never
+    /// blocks.
+    pub(crate) fn submit(&self, line: String, series: &Arc<ComparisonSeries>) {
+        if !self.rate.take() {
+            return series.record_log_drop(LogDrop::RateLimited);
         }
-        match self.lines.try_send((route.to_owned(), line.to_string())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => record_divergence_log_drop(route, "queue_full"),
-            Err(TrySendError::Disconnected(_)) => record_divergence_log_drop(route, "write_error"),
+        let size = line.len();
+        let admitted = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + size <= QUEUE_BYTES).then_some(queued + size)
+            });
+        if admitted.is_err() {
+            return series.record_log_drop(LogDrop::QueueFull);
         }
-    }
-
-    fn take_quota(&self) -> bool {
-        let Ok(mut window) = self.window.lock() else {
-            return false;
+        let queued = Queued {
+            line,
+            series: series.clone(),
         };
-        let (started, used) = &mut *window;
-        if started.elapsed() >= Duration::from_secs(1) {
-            (*started, *used) = (Instant::now(), 0);
+        if let Err(unsent) = self.lines.send(queued) {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
+            unsent.0.series.record_log_drop(LogDrop::WriteError);
         }
-        if *used >= self.per_sec {
-            return false;
+    }
+}
+
+/// At most `per_sec` lines in each second, counted without a lock: the second and
+/// the count so far share one atomic word.
+#[derive(Debug)]
+struct Rate {
+    per_sec: u32,
+    started: Instant,
+    /// `second << 32 | used`.
+    window: AtomicU64,
+}
+
+impl Rate {
+    fn new(per_sec: u32) -> Rate {
+        Rate {
+            per_sec,
+            started: Instant::now(),
+            window: AtomicU64::new(0),
         }
-        *used += 1;
-        true
+    }
+
+    /// Takes one line of this second's quota, if any is left.
+    fn take(&self) -> bool {
+        let second = self.started.elapsed().as_secs() & u64::from(u32::MAX);
+        self.window
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |window| {
+                let used = if window >> 32 == second {
+                    window & u64::from(u32::MAX)
+                } else {
+                    0
+                };
+                (used < u64::from(self.per_sec)).then_some(second << 32 | (used + 1))
+            })
+            .is_ok()
     }
 }
 
@@ -96,12 +148,16 @@ struct Writer {
     file: Option<File>,
     size: u64,
     failing: bool,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Writer {
-    fn run(mut self, queue: Receiver<(String, String)>) {
-        while let Ok((route, line)) = queue.recv() {
-            match self.write(&line) {
+    /// Writes lines until every sender is gone (the log was released).
+    fn run(mut self, queue: Receiver<Queued>) {
+        while let Ok(Queued { line, series }) = queue.recv() {
+            let written = self.write(&line);
+            self.queued.fetch_sub(line.len(), Ordering::AcqRel);
+            match written {
                 Ok(()) => {
                     if self.failing {
                         tracing::info!(path = %self.path.display(), "divergence log writable again");
@@ -114,7 +170,7 @@ impl Writer {
                         self.failing = true;
                     }
                     self.file = None;
-                    record_divergence_log_drop(&route, "write_error");
+                    series.record_log_drop(LogDrop::WriteError);
                 }
             }
         }
@@ -133,7 +189,11 @@ impl Writer {
             self.reopen()?;
         }
         let file = self.file.as_mut().ok_or(std::io::ErrorKind::NotFound)?;
-        file.write_all(format!("{line}\n").as_bytes())?;
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        // One write per line: lines from writers sharing the file never interleave.
+        file.write_all(&bytes)?;
         self.size += needed;
         Ok(())
     }
@@ -149,12 +209,230 @@ impl Writer {
     }
 }
 
-/// The first [`BODY_EXCERPT`] bytes of a body as text.
-pub fn excerpt(body: &[u8]) -> String {
-    let cut = &body[..body.len().min(BODY_EXCERPT)];
-    let mut text = String::from_utf8_lossy(cut).into_owned();
-    if body.len() > BODY_EXCERPT {
-        text.push('…');
+/// Who a divergent pair belongs to and what each side answered, for its line.
+pub(crate) struct Pair<'a> {
+    pub(crate) request_id: &'a [u8],
+    pub(crate) route: &'a str,
+    pub(crate) live_backend: &'a str,
+    pub(crate) shadow_backend: &'a str,
+    /// Status and body, when the live side answered.
+    pub(crate) live: Option<(u16, &'a [u8])>,
+    /// Status and body, when the shadow side answered.
+    pub(crate) shadow: Option<(u16, &'a [u8])>,
+}
+
+/// The log line of a divergent pair: time, request id, route, both backends and
+/// statuses, the largest deviation, label agreement, the first differences (pointer
+/// and both values) and both bodies, each part cut so the line stays within
+/// [`MAX_LINE`] bytes. A cut value becomes the start of its JSON text ending in `…`
+/// with `"cut": true` beside it; a cut body ends in `…`, and `*_body_bytes` gives
+/// its whole size.
+pub(crate) fn line(pair: &Pair<'_>, comparison: &Comparison, at: SystemTime) -> String {
+    let mut limits = Limits {
+        body: BODY_EXCERPT,
+        value: VALUE_EXCERPT,
+        pointer: POINTER_EXCERPT,
+    };
+    // Escaping can grow a cut part (quotes, control bytes): halve the parts until
+    // the line fits; at the last step bodies and values are gone entirely.
+    for _ in 0..8 {
+        let text = render(pair, comparison, at, &limits).to_string();
+        if text.len() <= MAX_LINE {
+            return text;
+        }
+        limits = Limits {
+            body: limits.body / 2,
+            value: limits.value / 2,
+            pointer: limits.pointer / 2,
+        };
     }
+    let bare = Limits {
+        body: 0,
+        value: 0,
+        pointer: 0,
+    };
+    render(pair, comparison, at, &bare).to_string()
+}
+
+struct Limits {
+    body: usize,
+    value: usize,
+    pointer: usize,
+}
+
+fn render(pair: &Pair<'_>, comparison: &Comparison, at: SystemTime, limits: &Limits) -> Value {
+    let differences: Vec<Value> = comparison
+        .differences
+        .iter()
+        .map(|d| {
+            let (live, live_cut) = value_excerpt(d.live.as_ref(), limits.value);
+            let (shadow, shadow_cut) = value_excerpt(d.shadow.as_ref(), limits.value);
+            let mut entry = json!({
+                "pointer": excerpt(d.pointer.as_bytes(), limits.pointer),
+                "live": live,
+                "shadow": shadow,
+            });
+            if live_cut || shadow_cut {
+                entry["cut"] = true.into();
+            }
+            entry
+        })
+        .collect();
+    let body = |side: Option<(u16, &[u8])>| side.map(|(_, b)| excerpt(b, limits.body));
+    json!({
+        "time": humantime::format_rfc3339_millis(at).to_string(),
+        "request_id": excerpt(pair.request_id, ID_EXCERPT),
+        "route": pair.route,
+        "live_backend": pair.live_backend,
+        "shadow_backend": pair.shadow_backend,
+        "live_status": pair.live.map(|(s, _)| s),
+        "shadow_status": pair.shadow.map(|(s, _)| s),
+        "max_abs_deviation": comparison.max_abs_deviation,
+        "label_agreement": comparison.label_agreement,
+        "differences": differences,
+        "live_body": body(pair.live).unwrap_or_default(),
+        "live_body_bytes": pair.live.map(|(_, b)| b.len()),
+        "shadow_body": body(pair.shadow).unwrap_or_default(),
+        "shadow_body_bytes": pair.shadow.map(|(_, b)| b.len()),
+    })
+}
+
+/// A differing value as the line shows it: whole when its JSON text fits `limit`,
+/// else the start of that text as a string ending in `…`. Whether it was cut.
+fn value_excerpt(value: Option<&Value>, limit: usize) -> (Value, bool) {
+    let Some(value) = value else {
+        return (Value::Null, false);
+    };
+    let text = value.to_string();
+    if text.len() <= limit {
+        return (value.clone(), false);
+    }
+    (Value::String(excerpt(text.as_bytes(), limit)), true)
+}
+
+/// The first `limit` bytes of `bytes` as text (cut on a character boundary when the
+/// bytes are UTF-8), ending in `…` when anything was left out.
+pub(crate) fn excerpt(bytes: &[u8], limit: usize) -> String {
+    if bytes.len() <= limit {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut end = limit;
+    // Back off to the start of a UTF-8 character (continuation bytes are 0b10xxxxxx).
+    while end > 0 && bytes.get(end).is_some_and(|b| b & 0xC0 == 0x80) {
+        end -= 1;
+    }
+    let mut text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    text.push('…');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use veer_compare::{Difference, Outcome};
+
+    use super::*;
+
+    fn comparison(differences: Vec<Difference>) -> Comparison {
+        Comparison {
+            outcome: Outcome::Diverged,
+            max_abs_deviation: Some(0.5),
+            differences,
+            label_agreement: Some(false),
+        }
+    }
+
+    fn pair<'a>(live: &'a [u8], shadow: &'a [u8]) -> Pair<'a> {
+        Pair {
+            request_id: b"r-1",
+            route: "churn",
+            live_backend: "v1",
+            shadow_backend: "v2",
+            live: Some((200, live)),
+            shadow: Some((200, shadow)),
+        }
+    }
+
+    #[test]
+    fn a_megabyte_differing_value_gives_a_line_of_at_most_16_kib() {
+        let big = "x".repeat(1024 * 1024);
+        let (live, shadow) = (
+            format!(r#"{{"predictions":"{big}"}}"#),
+            format!(r#"{{"predictions":"{big}y"}}"#),
+        );
+        let c = comparison(vec![Difference {
+            pointer: "/predictions".into(),
+            live: Some(Value::String(big.clone())),
+            shadow: Some(Value::String(format!("{big}y"))),
+        }]);
+        let text = line(
+            &pair(live.as_bytes(), shadow.as_bytes()),
+            &c,
+            SystemTime::now(),
+        );
+        assert!(text.len() <= MAX_LINE, "{} bytes", text.len());
+        let v: Value = serde_json::from_str(&text).expect("a JSON line");
+        assert_eq!(v["differences"][0]["cut"], true);
+        assert!(v["differences"][0]["live"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('…')));
+        assert!(v["live_body"].as_str().is_some_and(|s| s.ends_with('…')));
+        assert_eq!(v["live_body_bytes"], live.len());
+        assert_eq!(v["shadow_status"], 200);
+    }
+
+    #[test]
+    fn escaping_cannot_push_a_line_past_16_kib() {
+        // Control bytes escape to six characters each: the cut parts shrink until
+        // the line fits.
+        let nasty = vec![1u8; 64 * 1024];
+        let pointer = "/\u{1}".repeat(10_000);
+        let differences = (0..8)
+            .map(|_| Difference {
+                pointer: pointer.clone(),
+                live: Some(Value::String("\u{1}".repeat(10_000))),
+                shadow: None,
+            })
+            .collect();
+        let text = line(
+            &pair(&nasty, &nasty),
+            &comparison(differences),
+            SystemTime::now(),
+        );
+        assert!(text.len() <= MAX_LINE, "{} bytes", text.len());
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
+    }
+
+    #[test]
+    fn small_pairs_are_written_whole() {
+        let c = comparison(vec![Difference {
+            pointer: "/predictions/0".into(),
+            live: Some(json!(0.1)),
+            shadow: Some(json!(0.7)),
+        }]);
+        let v: Value = serde_json::from_str(&line(
+            &pair(b"{\"predictions\":[0.1]}", b"{\"predictions\":[0.7]}"),
+            &c,
+            SystemTime::now(),
+        ))
+        .expect("json");
+        assert_eq!(
+            v["differences"][0],
+            json!({"pointer": "/predictions/0", "live": 0.1, "shadow": 0.7})
+        );
+        assert_eq!(v["live_body"], "{\"predictions\":[0.1]}");
+    }
+
+    #[test]
+    fn excerpts_cut_on_character_boundaries() {
+        assert_eq!(excerpt("héllo".as_bytes(), 2), "h…");
+        assert_eq!(excerpt(b"abc", 3), "abc");
+        assert_eq!(excerpt(b"abcd", 0), "…");
+    }
+
+    #[test]
+    fn the_rate_allows_per_sec_lines_in_a_second() {
+        let rate = Rate::new(3);
+        let taken = (0..10).filter(|_| rate.take()).count();
+        assert_eq!(taken, 3);
+    }
 }

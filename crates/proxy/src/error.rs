@@ -6,7 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-/// A request that veer answers itself instead of with a backend's response.
+/// A request that veer answers itself instead of with a backend's response. Each
+/// variant says where it went wrong (downstream: the client; upstream: the backend)
+/// and keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// Downstream: no route's match took the request.
@@ -18,26 +20,29 @@ pub enum ProxyError {
         path: String,
     },
     /// Downstream: the client's request body could not be read.
-    #[error("the request body could not be read: {reason}")]
+    #[error("the request body could not be read: {source}")]
     ClientBody {
         /// What broke.
-        reason: String,
+        #[source]
+        source: hyper::Error,
     },
     /// Upstream: the backend could not be connected to.
-    #[error("backend \"{backend}\" is unreachable: {reason}")]
+    #[error("backend \"{backend}\" is unreachable: {}", root_cause(.source))]
     Unreachable {
         /// Backend name.
         backend: String,
         /// The connect error.
-        reason: String,
+        #[source]
+        source: UpstreamError,
     },
     /// Upstream: connected, but the exchange broke (reset, closed early, bad HTTP).
-    #[error("backend \"{backend}\" failed: {reason}")]
+    #[error("backend \"{backend}\" failed: {}", root_cause(.source))]
     Upstream {
         /// Backend name.
         backend: String,
         /// What broke.
-        reason: String,
+        #[source]
+        source: UpstreamError,
     },
     /// Upstream: no response head within the backend's timeout.
     #[error("backend \"{backend}\" did not answer within {timeout:?}")]
@@ -47,6 +52,19 @@ pub enum ProxyError {
         /// The budget it exceeded.
         timeout: Duration,
     },
+}
+
+/// An error of the upstream pool.
+pub type UpstreamError = hyper_util::client::legacy::Error;
+
+/// The innermost error's message: "Connection refused (os error 111)" rather than
+/// hyper-util's "client error (Connect)".
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 impl ProxyError {

@@ -1,4 +1,4 @@
-//! Forwarding one request to its backend over the pooled client, body streaming.
+//! Forwarding one request to its backend over the upstream pool, body streaming.
 
 use std::time::Duration;
 
@@ -10,18 +10,22 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::RequestBody;
 use crate::headers::{self, Downstream};
-use crate::{ProxyError, Upstream};
+use crate::snapshot::Upstream;
+use crate::ProxyError;
 
-/// The pooled keep-alive client every request goes out on. One per process: its pool
-/// is keyed by backend authority, so it survives reloads that keep a backend.
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+pub(crate) use crate::error::root_cause;
+
+/// The pool of keep-alive connections to backends that every request goes out on.
+/// One per proxy: it is keyed by backend authority, so it survives reloads that keep
+/// a backend.
+pub(crate) type UpstreamPool = Client<HttpConnector, RequestBody>;
 
 /// 90 s: longer than the keep-alive of typical model servers would make veer race
 /// their close; shorter keeps idle sockets to removed backends from lingering.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Builds the client: no Nagle delay (requests are small and latency-bound).
-pub fn client() -> UpstreamClient {
+/// Builds the pool: no Nagle delay (requests are small and latency-bound).
+pub(crate) fn upstream_pool() -> UpstreamPool {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
@@ -33,16 +37,16 @@ pub fn client() -> UpstreamClient {
 /// Rewrites a client request for `upstream`: same method, path, query and body;
 /// absolute URI on the backend's authority; HTTP/1.1; headers per
 /// [`headers::to_upstream`].
-pub fn upstream_request(
+pub(crate) fn upstream_request(
     req: Request<Incoming>,
     upstream: &Upstream,
-    client: &Downstream,
+    peer: &Downstream,
     request_id: &HeaderValue,
 ) -> Request<Incoming> {
     let (mut parts, body) = req.into_parts();
     headers::to_upstream(
         &mut parts.headers,
-        client,
+        peer,
         parts.uri.authority(),
         &upstream.host_header,
         request_id,
@@ -64,34 +68,24 @@ pub fn upstream_request(
 }
 
 /// Sends `req` and waits for the response head within the backend's timeout.
-pub async fn send(
-    client: &UpstreamClient,
+pub(crate) async fn send(
+    pool: &UpstreamPool,
     req: Request<RequestBody>,
     upstream: &Upstream,
 ) -> Result<Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(upstream.timeout, client.request(req)).await {
+    match tokio::time::timeout(upstream.timeout, pool.request(req)).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) if e.is_connect() => Err(ProxyError::Unreachable {
+        Ok(Err(source)) if source.is_connect() => Err(ProxyError::Unreachable {
             backend: upstream.name.clone(),
-            reason: root_cause(&e),
+            source,
         }),
-        Ok(Err(e)) => Err(ProxyError::Upstream {
+        Ok(Err(source)) => Err(ProxyError::Upstream {
             backend: upstream.name.clone(),
-            reason: root_cause(&e),
+            source,
         }),
         Err(_) => Err(ProxyError::Timeout {
             backend: upstream.name.clone(),
             timeout: upstream.timeout,
         }),
     }
-}
-
-/// The innermost error's message: "Connection refused (os error 111)" rather than
-/// hyper-util's "client error (Connect)".
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    cause.to_string()
 }

@@ -7,9 +7,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
 
 /// `x-request-id`: kept when the client sent one, generated otherwise.
-pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `x-veer-backend`: which backend answered, on every proxied response.
-pub static VEER_BACKEND: HeaderName = HeaderName::from_static("x-veer-backend");
+pub(crate) static VEER_BACKEND: HeaderName = HeaderName::from_static("x-veer-backend");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -28,7 +28,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 /// `Upgrade` goes too: veer does not tunnel upgraded connections.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over their few names beats eight removals.
     let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE;
     if !headers.keys().any(is_hop) {
@@ -50,24 +50,22 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// The client end of a connection, prepared once per connection rather than per
 /// request.
 #[derive(Debug, Clone)]
-pub struct Downstream {
-    /// The client's socket address.
-    pub addr: SocketAddr,
-    /// Its IP, ready for `x-forwarded-for`.
-    pub ip: HeaderValue,
+pub(crate) struct Downstream {
+    /// The client's IP, ready for `x-forwarded-for`.
+    pub(crate) ip: HeaderValue,
 }
 
 impl Downstream {
     /// Prepares the headers a connection from `addr` contributes.
-    pub fn new(addr: SocketAddr) -> Downstream {
+    pub(crate) fn new(addr: SocketAddr) -> Downstream {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
-        Downstream { addr, ip }
+        Downstream { ip }
     }
 }
 
 /// The client's request id, or a fresh random one (128 bits, hex).
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     match headers.get(&REQUEST_ID) {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
@@ -87,7 +85,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 /// `x-forwarded-host`), `x-forwarded-for` extended with the client's address,
 /// `x-forwarded-proto` set and the request id set. `authority` is the request URI's,
 /// which HTTP/2 clients send instead of `Host`.
-pub fn to_upstream(
+pub(crate) fn to_upstream(
     headers: &mut HeaderMap,
     client: &Downstream,
     authority: Option<&Authority>,
@@ -114,7 +112,7 @@ pub fn to_upstream(
 }
 
 /// Prepares a backend response's headers for the client.
-pub fn to_downstream(headers: &mut HeaderMap, backend: &HeaderValue, id: &HeaderValue) {
+pub(crate) fn to_downstream(headers: &mut HeaderMap, backend: &HeaderValue, id: &HeaderValue) {
     remove_hop_by_hop(headers);
     headers.insert(VEER_BACKEND.clone(), backend.clone());
     if !headers.contains_key(&REQUEST_ID) {

@@ -1,35 +1,46 @@
-//! veer's data plane: the hyper server that takes client requests, the pooled client
-//! that forwards them, and the reloadable snapshot of routes both work from.
+//! veer's data plane: the hyper server that takes client requests, the upstream pool
+//! that forwards them, and the reloadable, compiled routes both work from.
 //!
-//! A request's way through this crate, top to bottom in [`Proxy::handle`]:
+//! A request's way through this crate, top to bottom in `Proxy::handle`:
 //!
 //! 1. load the current [`Snapshot`] once ([`Routes::load`]); the request keeps it to
-//!    its end, whatever reloads happen meanwhile;
-//! 2. ask it for a [`veer_route::Decision`]: which route, which backend;
-//! 3. rewrite the head for the upstream ([`headers`]); when the request is mirrored,
-//!    buffer its body (bounded) and start the shadow as a detached task under the
-//!    backend's in-flight limit ([`shadow`]);
-//! 4. forward, body streaming, under the backend's timeout ([`forward`]);
-//! 5. stream the upstream answer back — teed for the shadow's comparison when
-//!    mirrored ([`body::Tee`]) — or answer 404/502/504 with a short JSON body naming
-//!    the backend ([`error`]);
-//! 6. record the exchange ([`veer_telemetry`]).
+//!    its end, whatever reloads happen meanwhile. A snapshot is a set of compiled
+//!    routes, each with its rule, settings and handles to what it records into;
+//! 2. ask it for a decision: which route, which backend, mirrored or not
+//!    ([`veer_route`]);
+//! 3. rewrite the head for the upstream (`headers`); when the request is mirrored,
+//!    buffer its body (bounded in size and time) and start the shadow as a detached
+//!    task under the backend's in-flight permit (`shadow`);
+//! 4. forward, body streaming, under the backend's timeout (`forward`);
+//! 5. stream the upstream answer back (teed for the shadow's comparison when
+//!    mirrored, `body`), or answer 404/502/504 with a short JSON body naming the
+//!    backend ([`ProxyError`]);
+//! 6. record the exchange on the route's handles ([`veer_telemetry`]).
 //!
 //! The live answer never waits on the shadow: nothing on the live path awaits a
-//! shadow future; the shadow task waits on the live answer, not the other way round.
+//! shadow future, and shadow pairs are judged on a pool of threads of their own
+//! (`pool`), never on the async workers.
 //!
-//! [`server::serve`] runs the accept loop and drains connections on shutdown.
+//! Long-lived things (shadow limiters, divergence logs, telemetry series) live in a
+//! registry owned by [`Routes`], keyed by their full settings and carried across
+//! reloads; every reload goes through one serialised path ([`Routes::reload`]).
+//! [`server`] runs the accept loop for this and every other listener.
 
-pub mod body;
-pub mod divergence;
-pub mod error;
-pub mod forward;
-pub mod headers;
+mod body;
+mod divergence;
+mod error;
+mod forward;
+mod headers;
+mod pool;
 mod proxy;
+mod registry;
+mod routes;
 pub mod server;
-pub mod shadow;
+mod shadow;
 mod snapshot;
 
-pub use error::ProxyError;
+pub use error::{ProxyError, UpstreamError};
 pub use proxy::Proxy;
-pub use snapshot::{ReloadError, Routes, ShadowResources, Snapshot, Source, Upstream};
+pub use registry::RegistrySize;
+pub use routes::{RejectedChange, ReloadError, Reloaded, Routes};
+pub use snapshot::{Snapshot, Source};

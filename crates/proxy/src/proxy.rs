@@ -6,20 +6,23 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Body, Incoming};
 use tokio::sync::oneshot;
-use veer_route::{Decision, RequestHead};
-use veer_telemetry::{record_request, InFlight, RequestRecord, Role};
+use veer_route::RequestHead;
+use veer_telemetry::{Exchange, Role};
 
-use crate::body::{LiveCapture, RequestBody, ResponseBody, Tee};
-use crate::forward::{self, UpstreamClient};
+use crate::body::{LiveCapture, ResponseBody, Tee};
+use crate::forward::{self, UpstreamPool};
 use crate::headers::{self, Downstream};
+use crate::pool::ComparePool;
 use crate::shadow;
 use crate::{ProxyError, Routes, Snapshot};
 
-/// The reverse proxy: current routes plus the upstream connection pool.
+/// The reverse proxy: the current routes, the pool of upstream connections, and the
+/// pool of threads shadow pairs are judged on.
 #[derive(Debug, Clone)]
 pub struct Proxy {
     routes: Routes,
-    client: UpstreamClient,
+    upstream: UpstreamPool,
+    judges: ComparePool,
 }
 
 impl Proxy {
@@ -27,7 +30,8 @@ impl Proxy {
     pub fn new(routes: Routes) -> Proxy {
         Proxy {
             routes,
-            client: forward::client(),
+            upstream: forward::upstream_pool(),
+            judges: ComparePool::start(),
         }
     }
 
@@ -36,16 +40,16 @@ impl Proxy {
         &self.routes
     }
 
-    /// Serves one client request from `client`.
-    pub async fn handle(
+    /// Serves one client request from `peer`.
+    pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
-        client: &Downstream,
+        peer: &Downstream,
     ) -> Response<ResponseBody> {
-        let _in_flight = InFlight::start(Role::Live);
+        let _in_flight = self.routes.telemetry().in_flight(Role::Live);
         let snapshot = self.routes.load();
         let request_id = headers::request_id(req.headers());
-        match self.forward(&snapshot, req, client, &request_id).await {
+        match self.forward(&snapshot, req, peer, &request_id).await {
             Ok(response) => response,
             Err(error) => {
                 let id = String::from_utf8_lossy(request_id.as_bytes());
@@ -67,63 +71,57 @@ impl Proxy {
         }
     }
 
-    /// Route, mirror (when sampled), forward, and hand back the live answer.
+    /// Route, mirror (when sampled), forward, record, and hand back the live answer.
     async fn forward(
         &self,
         snapshot: &Arc<Snapshot>,
         req: Request<Incoming>,
-        client: &Downstream,
+        peer: &Downstream,
         request_id: &HeaderValue,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let decision = decide(snapshot, &req)?;
+        let decision =
+            snapshot
+                .decide(&RequestHead::of(&req))
+                .ok_or_else(|| ProxyError::NoRoute {
+                    method: req.method().to_string(),
+                    path: req.uri().path().to_owned(),
+                })?;
+        let route = snapshot.route(decision.route);
         let upstream = snapshot.upstream(decision.backend);
-        let outbound = forward::upstream_request(req, upstream, client, request_id);
-        let (outbound, mirror) = match decision.shadow {
-            Some(shadow) => {
-                shadow::prepare(
-                    snapshot,
-                    decision,
-                    shadow,
-                    outbound,
-                    &self.client,
-                    request_id,
-                )
-                .await?
-            }
-            None => (outbound.map(RequestBody::Streamed), None),
-        };
+        let outbound = forward::upstream_request(req, upstream, peer, request_id);
+        let (outbound, mirror) =
+            shadow::prepare(snapshot, decision, outbound, &self.upstream, request_id).await?;
         // The mirror is under way before the live request is sent; it waits for the
         // live answer's capture, never the other way round.
         let live_capture = mirror.map(|mirror| {
             let (capture, captured) = oneshot::channel();
-            mirror.spawn(captured);
+            mirror.spawn(captured, &self.judges);
             capture
         });
         let started = Instant::now();
-        let result = forward::send(&self.client, outbound, upstream).await;
-        record_request(&RequestRecord {
-            route: &snapshot.table.route(decision.route).name,
-            backend: &upstream.name,
-            role: Role::Live,
-            status: result.as_ref().ok().map(|r| r.status().as_u16()),
-            duration: started.elapsed(),
-            request_id: request_id.to_str().unwrap_or("-"),
-            upstream: upstream.authority.as_str(),
-            bytes: result
-                .as_ref()
-                .ok()
-                .and_then(|r| r.body().size_hint().exact()),
-        });
+        let result = forward::send(&self.upstream, outbound, upstream).await;
+        if let Some(series) = route.live_series(decision.backend) {
+            series.record(&Exchange {
+                status: result.as_ref().ok().map(|r| r.status().as_u16()),
+                started,
+                request_id: request_id.to_str().unwrap_or("-"),
+                upstream: upstream.authority.as_str(),
+                bytes: result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.body().size_hint().exact()),
+            });
+        }
         let mut response = match (result, live_capture) {
             (Ok(response), None) => response.map(ResponseBody::Streamed),
             (Ok(response), Some(capture)) => {
                 let status = response.status().as_u16();
-                let limit = snapshot.table.route(decision.route).compare.max_body;
+                let limit = route.compare.max_body;
                 response.map(|body| ResponseBody::Teed(Tee::new(body, status, limit, capture)))
             }
             (Err(error), capture) => {
                 if let Some(capture) = capture {
-                    let _ = capture.send(LiveCapture::Failed(error.to_string()));
+                    let _ = capture.send(LiveCapture::Failed(error.to_string().into()));
                 }
                 return Err(error);
             }
@@ -131,14 +129,4 @@ impl Proxy {
         headers::to_downstream(response.headers_mut(), &upstream.name_header, request_id);
         Ok(response)
     }
-}
-
-fn decide(snapshot: &Snapshot, req: &Request<Incoming>) -> Result<Decision, ProxyError> {
-    snapshot
-        .table
-        .decide(&RequestHead::of(req), &mut rand::rng())
-        .ok_or_else(|| ProxyError::NoRoute {
-            method: req.method().to_string(),
-            path: req.uri().path().to_owned(),
-        })
 }

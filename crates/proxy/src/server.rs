@@ -1,12 +1,16 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 (prior knowledge) on one listener, every
-//! connection watched so shutdown can drain it.
+//! Accepting connections: one loop for every listener veer runs (the client port, the
+//! admin port, the demo's model servers), serving HTTP/1.1 and HTTP/2 (prior
+//! knowledge) on each, every connection watched so shutdown can drain it.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,35 +23,38 @@ use crate::Proxy;
 /// the next: long enough for connections to close, short enough not to be noticed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting and waits up to
-/// `drain` for in-flight requests to finish. Returns true when all of them did.
-pub async fn serve(
+/// Serves `listener` until `shutdown` resolves, each connection with the service
+/// `make_service` makes for its peer; then stops accepting and waits up to `drain`
+/// for the connections' requests to finish. Returns true when all of them did.
+pub async fn serve<M, S, B>(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    mut make_service: M,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
-) -> bool {
+) -> bool
+where
+    M: FnMut(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, client)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let proxy = proxy.clone();
-                    let downstream = Downstream::new(client);
-                    let service = service_fn(move |req| {
-                        let (proxy, downstream) = (proxy.clone(), downstream.clone());
-                        async move { Ok::<_, Infallible>(proxy.handle(req, &downstream).await) }
-                    });
                     let connection = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(stream), make_service(peer))
                         .into_owned();
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         if let Err(e) = connection.await {
-                            tracing::debug!(%client, error = %e, "client connection ended with an error");
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
                 }
@@ -65,4 +72,21 @@ pub async fn serve(
         () = graceful.shutdown() => true,
         () = tokio::time::sleep(drain) => false,
     }
+}
+
+/// Serves client traffic through `proxy` on `listener`, as [`serve`] does.
+pub async fn serve_proxy(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> bool {
+    let per_connection = move |peer: SocketAddr| {
+        let (proxy, peer) = (proxy.clone(), Downstream::new(peer));
+        service_fn(move |req| {
+            let (proxy, peer) = (proxy.clone(), peer.clone());
+            async move { Ok::<_, Infallible>(proxy.handle(req, &peer).await) }
+        })
+    };
+    serve(listener, per_connection, shutdown, drain).await
 }

@@ -1,15 +1,25 @@
 //! Mirroring a request to its route's shadow backend, and judging the answer.
 //!
-//! [`prepare`] runs on the live path and never waits on the shadow: it takes an
-//! in-flight permit without waiting (none left: the mirror is dropped and counted),
-//! buffers the request body up to `shadow.max_body` (larger: the body goes live,
-//! streaming, and the mirror is skipped and counted) and builds the copy. The
-//! [`Mirror`] then runs as a detached task: it sends the copy at once, reads the
-//! shadow's answer, releases its permit, waits for the live answer's capture (sent
-//! by the [`Tee`](crate::body::Tee) when the live response ends), and compares.
+//! [`prepare`] runs on the live path and never waits on the shadow:
+//! - a saturated shadow (no in-flight permit free) drops the mirror at once, counted,
+//!   without buffering anything;
+//! - otherwise the request body is buffered up to `shadow.max_body`, for no longer
+//!   than the shadow backend's `timeout`; a larger or slower body goes live intact
+//!   (what was read, then the rest streaming) and the mirror is skipped, counted;
+//! - the permit is taken only once the body is whole, so a client that stalls its
+//!   upload never holds one.
+//!
+//! The [`Mirror`] then runs as a detached task holding its permit until the pair is
+//! judged: it sends the copy at once and reads the shadow's answer within the
+//! backend's `timeout`; a failed shadow is judged at once; otherwise it waits for the
+//! live answer's capture (sent by the [`Tee`](crate::body::Tee) when the live
+//! response ends), again for at most `timeout` (past it: `timeout`), and hands the
+//! pair to the compare pool. A full pool queue drops the pair, counted. So at most
+//! `max_in_flight` pairs' bodies are held per shadow backend, whatever the live side
+//! does.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Uri};
@@ -17,28 +27,27 @@ use http_body_util::{BodyExt, Full, Limited as LimitedBody};
 use hyper::body::Incoming;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use veer_compare::{Comparison, Outcome};
-use veer_config::{BackendId, Route};
+use veer_config::{BackendId, Compare};
 use veer_route::{Decision, RouteId};
 use veer_telemetry::stats::Divergence;
-use veer_telemetry::{
-    record_comparison, record_divergence, record_request, ComparisonRecord, InFlight,
-    RequestRecord, Role, ShadowOutcome,
-};
+use veer_telemetry::{Exchange, Judged, ShadowOutcome};
 
 use crate::body::{read_limited, Limited, LiveCapture, RequestBody};
-use crate::divergence::excerpt;
-use crate::forward::UpstreamClient;
-use crate::{ProxyError, Snapshot, Upstream};
+use crate::divergence;
+use crate::forward::{self, UpstreamPool};
+use crate::pool::ComparePool;
+use crate::snapshot::{ShadowPlan, Snapshot, Upstream};
+use crate::ProxyError;
 
 /// `x-veer-shadow: 1` on every mirrored request, so a backend can skip side effects.
-pub static VEER_SHADOW: HeaderName = HeaderName::from_static("x-veer-shadow");
+pub(crate) static VEER_SHADOW: HeaderName = HeaderName::from_static("x-veer-shadow");
 
 /// A mirrored request, ready to run.
-pub struct Mirror {
+pub(crate) struct Mirror {
     pair: Pair,
     request: Request<RequestBody>,
     permit: OwnedSemaphorePermit,
-    client: UpstreamClient,
+    pool: UpstreamPool,
 }
 
 /// Who a live/shadow pair belongs to, for its metrics and its log line.
@@ -46,56 +55,70 @@ struct Pair {
     snapshot: Arc<Snapshot>,
     route: RouteId,
     live_backend: BackendId,
-    backend: BackendId,
+    shadow_backend: BackendId,
     request_id: HeaderValue,
+}
+
+impl Pair {
+    fn plan(&self) -> Option<&ShadowPlan> {
+        self.snapshot.route(self.route).shadow.as_ref()
+    }
 }
 
 /// Splits `request` (already rewritten for the live backend) into the live request
 /// and, when the shadow can take it, its mirror.
-pub async fn prepare(
+pub(crate) async fn prepare(
     snapshot: &Arc<Snapshot>,
     decision: Decision,
-    shadow: BackendId,
     request: Request<Incoming>,
-    client: &UpstreamClient,
+    pool: &UpstreamPool,
     request_id: &HeaderValue,
 ) -> Result<(Request<RequestBody>, Option<Mirror>), ProxyError> {
-    let route = decision.route;
-    let config = snapshot.table.route(route);
-    let (Some(resources), Some(settings)) = (snapshot.shadow(route), config.shadow.as_ref()) else {
-        return Ok((request.map(RequestBody::Streamed), None));
+    let streamed = |request: Request<Incoming>| Ok((request.map(RequestBody::Streamed), None));
+    let (Some(shadow_backend), Some(plan)) = (
+        decision.shadow,
+        snapshot.route(decision.route).shadow.as_ref(),
+    ) else {
+        return streamed(request);
     };
-    let Ok(permit) = resources.limiter.clone().try_acquire_owned() else {
-        record_outcome(snapshot, route, shadow, ShadowOutcome::Dropped);
-        return Ok((request.map(RequestBody::Streamed), None));
-    };
+    if plan.limiter.available_permits() == 0 {
+        plan.comparisons
+            .record(&Judged::only(ShadowOutcome::Dropped));
+        return streamed(request);
+    }
+    let shadow = snapshot.upstream(shadow_backend);
     let (parts, body) = request.into_parts();
-    let bytes = match read_limited(body, settings.max_body).await {
+    let deadline = Instant::now() + shadow.timeout;
+    let bytes = match read_limited(body, plan.max_body, deadline).await {
         Ok(Limited::Whole(bytes)) => bytes,
-        Ok(Limited::Over(body)) => {
-            record_outcome(snapshot, route, shadow, ShadowOutcome::Skipped);
+        Ok(Limited::Partial { body, cut }) => {
+            tracing::debug!(?cut, route = %snapshot.route(decision.route).name, "request body not mirrored");
+            plan.comparisons
+                .record(&Judged::only(ShadowOutcome::Skipped));
             return Ok((Request::from_parts(parts, body), None));
         }
-        Err(e) => {
-            return Err(ProxyError::ClientBody {
-                reason: e.to_string(),
-            })
-        }
+        Err(e) => return Err(ProxyError::ClientBody { source: e }),
+    };
+    let buffered = |bytes| RequestBody::Buffered(Full::new(bytes));
+    let Ok(permit) = plan.limiter.clone().try_acquire_owned() else {
+        // Taken meanwhile by another request.
+        plan.comparisons
+            .record(&Judged::only(ShadowOutcome::Dropped));
+        return Ok((Request::from_parts(parts, buffered(bytes)), None));
     };
     let mirror = Mirror {
         pair: Pair {
             snapshot: snapshot.clone(),
-            route,
+            route: decision.route,
             live_backend: decision.backend,
-            backend: shadow,
+            shadow_backend,
             request_id: request_id.clone(),
         },
-        request: copy_for(&parts, snapshot.upstream(shadow), bytes.clone()),
+        request: copy_for(&parts, shadow, bytes.clone()),
         permit,
-        client: client.clone(),
+        pool: pool.clone(),
     };
-    let live = Request::from_parts(parts, RequestBody::Buffered(Full::new(bytes)));
-    Ok((live, Some(mirror)))
+    Ok((Request::from_parts(parts, buffered(bytes)), Some(mirror)))
 }
 
 /// The shadow's copy: same method, path, query, headers (already rewritten for the
@@ -119,7 +142,7 @@ fn copy_for(live: &http::request::Parts, shadow: &Upstream, body: Bytes) -> Requ
 
 /// Why there is no shadow answer to compare.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ShadowFailure {
+pub(crate) enum ShadowFailure {
     /// No complete answer within the backend's timeout.
     Timeout,
     /// Unreachable, reset, or the body broke.
@@ -128,87 +151,88 @@ pub enum ShadowFailure {
     TooLarge,
 }
 
+impl ShadowFailure {
+    fn outcome(&self) -> ShadowOutcome {
+        match self {
+            ShadowFailure::Timeout => ShadowOutcome::Timeout,
+            ShadowFailure::Failed(_) => ShadowOutcome::ShadowError,
+            ShadowFailure::TooLarge => ShadowOutcome::Skipped,
+        }
+    }
+}
+
 impl Mirror {
-    /// Starts the mirror as a detached task; it compares once `live` delivers.
-    pub fn spawn(self, live: oneshot::Receiver<LiveCapture>) {
-        tokio::spawn(self.run(live));
+    /// Starts the mirror as a detached task; it is judged on `judges` once `live`
+    /// delivers.
+    pub(crate) fn spawn(self, live: oneshot::Receiver<LiveCapture>, judges: &ComparePool) {
+        tokio::spawn(self.run(live, judges.clone()));
     }
 
-    async fn run(self, live: oneshot::Receiver<LiveCapture>) {
+    async fn run(self, live: oneshot::Receiver<LiveCapture>, judges: ComparePool) {
         let Mirror {
             pair,
             request,
             permit,
-            client,
+            pool,
         } = self;
-        let in_flight = InFlight::start(Role::Shadow);
-        let upstream = pair.snapshot.upstream(pair.backend);
-        let route = pair.snapshot.table.route(pair.route);
+        let Some(plan) = pair.plan() else { return };
+        let upstream = pair.snapshot.upstream(pair.shadow_backend);
+        let compare_limit = pair.snapshot.route(pair.route).compare.max_body;
+        let in_flight = plan.exchanges.in_flight();
         let started = Instant::now();
-        let exchange = exchange(&client, request, route.compare.max_body);
-        let answer = match tokio::time::timeout(upstream.timeout, exchange).await {
-            Ok(answer) => answer,
-            Err(_) => Err((None, ShadowFailure::Timeout)),
-        };
-        record_request(&RequestRecord {
-            route: &route.name,
-            backend: &upstream.name,
-            role: Role::Shadow,
+        let answer =
+            match tokio::time::timeout(upstream.timeout, exchange(&pool, request, compare_limit))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err((None, ShadowFailure::Timeout)),
+            };
+        plan.exchanges.record(&Exchange {
             status: match &answer {
                 Ok((status, _)) => Some(*status),
                 Err((status, _)) => *status,
             },
-            duration: started.elapsed(),
+            started,
             request_id: pair.request_id.to_str().unwrap_or("-"),
             upstream: upstream.authority.as_str(),
             bytes: answer.as_ref().ok().map(|(_, body)| body.len() as u64),
         });
-        drop((permit, in_flight));
-        let live = live.await.unwrap_or_else(|_| {
-            LiveCapture::Failed("the live request ended without an answer".to_owned())
-        });
-        let shadow = answer.map_err(|(_, failure)| failure);
-        let (outcome, comparison) = judge(route, &live, &shadow);
-        record_comparison(&ComparisonRecord {
-            route: &route.name,
-            backend: &upstream.name,
-            outcome,
-            max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
-            label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
-        });
-        if let (Some(c), ShadowOutcome::Diverged) = (&comparison, outcome) {
-            record_divergence(Divergence {
-                unix_time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64()),
-                route: route.name.clone(),
-                backend: upstream.name.clone(),
-                request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
-                pointers: c.differences.iter().map(|d| d.pointer.clone()).collect(),
-                max_abs_deviation: c.max_abs_deviation,
-            });
-        }
-        let log = pair
-            .snapshot
-            .shadow(pair.route)
-            .and_then(|r| r.log.as_ref());
-        if let (Some(log), Some(c), ShadowOutcome::Diverged) = (log, &comparison, outcome) {
-            let line = divergence_line(&pair, &live, &shadow, c);
-            log.submit(&route.name, line);
+        drop(in_flight);
+        let shadow = match answer {
+            Ok(answer) => answer,
+            // Without a shadow answer the live one does not matter: judged now.
+            Err((_, failure)) => return plan.comparisons.record(&Judged::only(failure.outcome())),
+        };
+        // The permit is still held: the wait for the live answer counts against the
+        // shadow's limit, and has the shadow backend's timeout as its deadline.
+        let live = match tokio::time::timeout(upstream.timeout, live).await {
+            Ok(Ok(capture)) => capture,
+            Ok(Err(_)) => LiveCapture::Failed("the live request ended without an answer".into()),
+            Err(_) => {
+                return plan
+                    .comparisons
+                    .record(&Judged::only(ShadowOutcome::Timeout))
+            }
+        };
+        let comparisons = plan.comparisons.clone();
+        let judgement = Box::new(move || judge_and_record(&pair, &live, &shadow, permit));
+        if judges.submit(judgement).is_err() {
+            // The pool is behind: the pair is dropped (its permit with it), not queued.
+            comparisons.record(&Judged::only(ShadowOutcome::Dropped));
         }
     }
 }
 
 /// Sends the mirror and reads its answer whole (up to `max_body`).
 async fn exchange(
-    client: &UpstreamClient,
+    pool: &UpstreamPool,
     request: Request<RequestBody>,
     max_body: u64,
 ) -> Result<(u16, Bytes), (Option<u16>, ShadowFailure)> {
-    let response = client
+    let response = pool
         .request(request)
         .await
-        .map_err(|e| (None, ShadowFailure::Failed(crate::forward::root_cause(&e))))?;
+        .map_err(|e| (None, ShadowFailure::Failed(forward::root_cause(&e))))?;
     let status = response.status().as_u16();
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     match LimitedBody::new(response.into_body(), limit)
@@ -223,33 +247,102 @@ async fn exchange(
     }
 }
 
-/// The verdict on one mirrored request: the outcome, and the comparison when the two
-/// answers could be compared at all.
-pub fn judge(
-    route: &Route,
+/// On a compare-pool thread: judges the pair, records the verdict, lists and logs a
+/// divergence, and only then lets the permit go.
+fn judge_and_record(
+    pair: &Pair,
     live: &LiveCapture,
-    shadow: &Result<(u16, Bytes), ShadowFailure>,
-) -> (ShadowOutcome, Option<Comparison>) {
-    let (shadow_status, shadow_body) = match shadow {
-        Err(ShadowFailure::Timeout) => return (ShadowOutcome::Timeout, None),
-        Err(ShadowFailure::Failed(_)) => return (ShadowOutcome::ShadowError, None),
-        Err(ShadowFailure::TooLarge) => return (ShadowOutcome::Skipped, None),
-        Ok(answer) => answer,
+    shadow: &(u16, Bytes),
+    permit: OwnedSemaphorePermit,
+) {
+    let (Some(plan), route) = (pair.plan(), pair.snapshot.route(pair.route)) else {
+        return;
     };
+    let (outcome, comparison) = judge(&route.compare, live, shadow);
+    plan.comparisons.record(&Judged {
+        outcome,
+        max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
+        label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
+    });
+    if let (Some(c), ShadowOutcome::Diverged) = (&comparison, outcome) {
+        record_divergence(pair, plan, live, shadow, c);
+    }
+    drop(permit);
+}
+
+/// Lists a divergent pair on the dashboard and writes it to the route's log.
+fn record_divergence(
+    pair: &Pair,
+    plan: &ShadowPlan,
+    live: &LiveCapture,
+    shadow: &(u16, Bytes),
+    comparison: &Comparison,
+) {
+    let snapshot = &pair.snapshot;
+    let (route, live_backend, shadow_backend) = (
+        &snapshot.route(pair.route).name,
+        &snapshot.upstream(pair.live_backend).name,
+        &snapshot.upstream(pair.shadow_backend).name,
+    );
+    let now = SystemTime::now();
+    plan.comparisons.record_divergence(Divergence {
+        unix_time: now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        route: route.clone(),
+        backend: shadow_backend.clone(),
+        request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
+        pointers: comparison
+            .differences
+            .iter()
+            .map(|d| divergence::excerpt(d.pointer.as_bytes(), divergence::POINTER_EXCERPT))
+            .collect(),
+        max_abs_deviation: comparison.max_abs_deviation,
+    });
+    let Some(log) = &plan.log else { return };
+    let live = match live {
+        LiveCapture::Complete { status, body } => Some((*status, &body[..])),
+        _ => None,
+    };
+    let line = divergence::line(
+        &divergence::Pair {
+            request_id: pair.request_id.as_bytes(),
+            route,
+            live_backend,
+            shadow_backend,
+            live,
+            shadow: Some((shadow.0, &shadow.1[..])),
+        },
+        comparison,
+        now,
+    );
+    log.submit(line, &plan.comparisons);
+}
+
+/// The verdict on one mirrored request whose shadow answered: the outcome, and the
+/// comparison when the two answers could be compared at all.
+pub(crate) fn judge(
+    settings: &Compare,
+    live: &LiveCapture,
+    shadow: &(u16, Bytes),
+) -> (ShadowOutcome, Option<Comparison>) {
     let (live_status, live_body) = match live {
-        LiveCapture::Failed(_) => return (ShadowOutcome::LiveError, None),
+        LiveCapture::Failed(reason) => {
+            tracing::debug!(%reason, "no live answer to compare with");
+            return (ShadowOutcome::LiveError, None);
+        }
         LiveCapture::TooLarge => return (ShadowOutcome::Skipped, None),
         LiveCapture::Complete { status, body } => (*status, body),
     };
     let comparison = veer_compare::compare(
-        &route.compare,
+        settings,
         veer_compare::Answer {
             status: live_status,
             body: live_body,
         },
         veer_compare::Answer {
-            status: *shadow_status,
-            body: shadow_body,
+            status: shadow.0,
+            body: &shadow.1,
         },
     );
     let outcome = match comparison.outcome {
@@ -259,50 +352,4 @@ pub fn judge(
         Outcome::ShadowError(_) => ShadowOutcome::ShadowError,
     };
     (outcome, Some(comparison))
-}
-
-fn record_outcome(snapshot: &Snapshot, route: RouteId, backend: BackendId, outcome: ShadowOutcome) {
-    record_comparison(&ComparisonRecord {
-        route: &snapshot.table.route(route).name,
-        backend: &snapshot.upstream(backend).name,
-        outcome,
-        max_abs_deviation: None,
-        label_agreement: None,
-    });
-}
-
-fn divergence_line(
-    mirror: &Pair,
-    live: &LiveCapture,
-    answer: &Result<(u16, Bytes), ShadowFailure>,
-    comparison: &Comparison,
-) -> serde_json::Value {
-    let snapshot = &mirror.snapshot;
-    let (live_status, live_body) = match live {
-        LiveCapture::Complete { status, body } => (Some(*status), excerpt(body)),
-        _ => (None, String::new()),
-    };
-    let (shadow_status, shadow_body) = match answer {
-        Ok((status, body)) => (Some(*status), excerpt(body)),
-        Err(_) => (None, String::new()),
-    };
-    let differences: Vec<serde_json::Value> = comparison
-        .differences
-        .iter()
-        .map(|d| serde_json::json!({ "pointer": d.pointer, "live": d.live, "shadow": d.shadow }))
-        .collect();
-    serde_json::json!({
-        "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        "request_id": String::from_utf8_lossy(mirror.request_id.as_bytes()),
-        "route": snapshot.table.route(mirror.route).name,
-        "live_backend": snapshot.upstream(mirror.live_backend).name,
-        "shadow_backend": snapshot.upstream(mirror.backend).name,
-        "live_status": live_status,
-        "shadow_status": shadow_status,
-        "max_abs_deviation": comparison.max_abs_deviation,
-        "label_agreement": comparison.label_agreement,
-        "differences": differences,
-        "live_body": live_body,
-        "shadow_body": shadow_body,
-    })
 }

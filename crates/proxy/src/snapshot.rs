@@ -1,158 +1,224 @@
-//! One config generation, swapped whole: routes, splits and upstreams together.
+//! One config generation, compiled and swapped whole: a set of [`CompiledRoute`]s,
+//! one struct per route, each holding what a request on it needs (its rule, its
+//! compare and shadow settings) and handles to everything it records into.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use tokio::sync::Semaphore;
-use veer_config::{Backend, BackendId, Config};
-use veer_route::{RouteId, RouteTable};
+use veer_config::{Backend, BackendId, Compare, Config};
+use veer_route::{Decision, RequestHead, RouteId, Rule};
+use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
+use crate::registry::Registry;
 
 /// Where a config came from, for `/config` and the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     /// The routing file as named on the command line.
     pub file: String,
-    /// SHA-256 of its bytes, hex.
+    /// SHA-256 of the bytes that were validated and compiled, hex.
     pub sha256: String,
     /// When it was loaded.
     pub loaded_at: SystemTime,
 }
 
-impl Default for Source {
-    fn default() -> Self {
-        Source {
-            file: String::new(),
-            sha256: String::new(),
-            loaded_at: SystemTime::UNIX_EPOCH,
-        }
-    }
-}
-
 /// Everything a request needs from the config, as of one generation. Requests hold
-/// an `Arc<Snapshot>` from arrival to end, so weights and backends can never be
-/// seen half-updated.
+/// an `Arc<Snapshot>` from arrival to end, so weights, backends and handles can never
+/// be seen half-updated.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// 1 for the config veer started with, +1 per successful reload.
-    pub generation: u64,
-    /// Where this generation's config came from.
-    pub source: Source,
-    /// The compiled routes.
-    pub table: RouteTable,
-    /// Forwarding details per backend, indexed like `table.config().backends`.
-    pub upstreams: Vec<Upstream>,
-    /// Per route: what its shadow needs at run time, if it has one.
-    shadows: Vec<Option<ShadowResources>>,
-    /// Shadow in-flight limits by backend name, handed on to the next generation.
-    limiters: HashMap<String, (usize, Arc<Semaphore>)>,
-    /// Divergence logs by path, handed on to the next generation.
-    logs: HashMap<PathBuf, Arc<DivergenceLog>>,
+    generation: u64,
+    source: Source,
+    config: Config,
+    routes: Vec<CompiledRoute>,
+    /// Forwarding details per backend, indexed by [`BackendId`].
+    upstreams: Vec<Upstream>,
 }
 
-/// The run-time parts of a route's shadow, shared across generations: mirrors still
-/// in flight from the previous config count against the same limit, and a log file
-/// keeps its writer (and its rotation state) across reloads.
-#[derive(Debug, Clone)]
-pub struct ShadowResources {
-    /// Permits for mirrors in flight to the shadow backend.
-    pub limiter: Arc<Semaphore>,
+/// A route as requests meet it.
+pub(crate) struct CompiledRoute {
+    /// The route's name: its metric label.
+    pub(crate) name: String,
+    /// Match, split and shadow sample: the pure decision.
+    rule: Rule,
+    /// The series of each backend of the split, in split order.
+    live: Vec<(BackendId, Arc<ExchangeSeries>)>,
+    /// How live and shadow answers are judged.
+    pub(crate) compare: Compare,
+    /// Mirroring, when the route has a `[routes.shadow]`.
+    pub(crate) shadow: Option<ShadowPlan>,
+}
+
+/// A route's shadow as requests meet it.
+pub(crate) struct ShadowPlan {
+    /// Largest request body mirrored.
+    pub(crate) max_body: u64,
+    /// Permits for mirrors in flight to the shadow backend (shared by every route
+    /// that shadows to it).
+    pub(crate) limiter: Arc<Semaphore>,
     /// Where divergent pairs go, if anywhere.
-    pub log: Option<Arc<DivergenceLog>>,
+    pub(crate) log: Option<Arc<DivergenceLog>>,
+    /// The mirrors' own requests.
+    pub(crate) exchanges: Arc<ExchangeSeries>,
+    /// Their comparisons.
+    pub(crate) comparisons: Arc<ComparisonSeries>,
 }
 
 /// A backend as the forwarder needs it, prepared once per generation.
 #[derive(Debug, Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// Config name, for logs and errors.
-    pub name: String,
+    pub(crate) name: String,
     /// The name as a ready `x-veer-backend` header value.
-    pub name_header: HeaderValue,
+    pub(crate) name_header: HeaderValue,
     /// `http`.
-    pub scheme: Scheme,
+    pub(crate) scheme: Scheme,
     /// `host:port` requests are sent to.
-    pub authority: Authority,
+    pub(crate) authority: Authority,
     /// The authority as a ready `Host` header value.
-    pub host_header: HeaderValue,
+    pub(crate) host_header: HeaderValue,
     /// Budget for the upstream exchange.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Snapshot {
-    /// Compiles `config` as generation `generation`, taking over the shadow limits
-    /// and divergence logs of `previous` that the new config still uses.
-    pub fn new(
+    /// Compiles `config` as generation `generation`, taking what its routes use from
+    /// `registry` (handed over when the settings are unchanged, made when not).
+    pub(crate) fn compile(
         config: Config,
         source: Source,
         generation: u64,
-        previous: Option<&Snapshot>,
+        registry: &mut Registry,
     ) -> Snapshot {
         let upstreams = config.backends.iter().map(Upstream::new).collect();
         // One limit per shadow backend; where routes disagree the smallest applies.
-        let mut wanted: HashMap<String, usize> = HashMap::new();
+        let mut limits: HashMap<BackendId, usize> = HashMap::new();
         for shadow in config.routes.iter().filter_map(|r| r.shadow.as_ref()) {
-            let name = config.backend(shadow.backend).name.clone();
-            let max = wanted.entry(name).or_insert(shadow.max_in_flight);
+            let max = limits.entry(shadow.backend).or_insert(shadow.max_in_flight);
             *max = (*max).min(shadow.max_in_flight);
         }
-        let limiters: HashMap<String, (usize, Arc<Semaphore>)> = wanted
-            .into_iter()
-            .map(|(name, max)| {
-                let kept = previous
-                    .and_then(|p| p.limiters.get(&name))
-                    .filter(|(old_max, _)| *old_max == max)
-                    .map(|(_, s)| s.clone());
-                let limiter = kept.unwrap_or_else(|| Arc::new(Semaphore::new(max)));
-                (name, (max, limiter))
-            })
-            .collect();
-        let mut logs: HashMap<PathBuf, Arc<DivergenceLog>> = HashMap::new();
-        let shadows = config
+        let routes = config
             .routes
             .iter()
             .map(|route| {
-                let shadow = route.shadow.as_ref()?;
-                let (_, limiter) = limiters.get(&config.backend(shadow.backend).name)?;
-                let log = shadow.divergence_log.as_ref().map(|c| {
-                    logs.entry(c.path.clone())
-                        .or_insert_with(|| {
-                            previous
-                                .and_then(|p| p.logs.get(&c.path).cloned())
-                                .unwrap_or_else(|| Arc::new(DivergenceLog::open(c)))
-                        })
-                        .clone()
+                let backend = |id: BackendId| config.backend(id).name.as_str();
+                let live = route
+                    .split
+                    .iter()
+                    .map(|s| {
+                        let series =
+                            registry.exchanges(&route.name, backend(s.backend), Role::Live);
+                        (s.backend, series)
+                    })
+                    .collect();
+                let shadow = route.shadow.as_ref().map(|s| {
+                    let name = backend(s.backend);
+                    ShadowPlan {
+                        max_body: s.max_body,
+                        limiter: registry.limiter(
+                            name,
+                            limits.get(&s.backend).copied().unwrap_or(s.max_in_flight),
+                        ),
+                        log: s
+                            .divergence_log
+                            .as_ref()
+                            .map(|l| registry.divergence_log(l)),
+                        exchanges: registry.exchanges(&route.name, name, Role::Shadow),
+                        comparisons: registry.comparisons(&route.name, name),
+                    }
                 });
-                Some(ShadowResources {
-                    limiter: limiter.clone(),
-                    log,
-                })
+                CompiledRoute {
+                    name: route.name.clone(),
+                    rule: Rule::new(route),
+                    live,
+                    compare: route.compare.clone(),
+                    shadow,
+                }
             })
             .collect();
         Snapshot {
             generation,
             source,
-            table: RouteTable::new(config),
+            config,
+            routes,
             upstreams,
-            shadows,
-            limiters,
-            logs,
         }
     }
 
-    /// The run-time parts of a route's shadow.
-    pub fn shadow(&self, route: RouteId) -> Option<&ShadowResources> {
-        self.shadows.get(route.0)?.as_ref()
+    /// 1 for the config veer started with, +1 per successful reload.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Where this generation's config came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The validated config this generation was compiled from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The first route `head` matches and the backend its split picks.
+    pub(crate) fn decide(&self, head: &RequestHead<'_>) -> Option<Decision> {
+        veer_route::decide(&self.routes, head, &mut rand::rng())
+    }
+
+    /// The route behind an id from this snapshot.
+    pub(crate) fn route(&self, id: RouteId) -> &CompiledRoute {
+        &self.routes[id.0]
     }
 
     /// The upstream behind a backend id of this snapshot.
-    pub fn upstream(&self, id: BackendId) -> &Upstream {
+    pub(crate) fn upstream(&self, id: BackendId) -> &Upstream {
         &self.upstreams[id.0]
+    }
+
+    /// Every request series this generation records into.
+    pub(crate) fn exchange_series(&self) -> impl Iterator<Item = &ExchangeSeries> {
+        self.routes.iter().flat_map(|route| {
+            let live = route.live.iter().map(|(_, series)| &**series);
+            live.chain(route.shadow.iter().map(|s| &*s.exchanges))
+        })
+    }
+
+    /// Every comparison series this generation records into.
+    pub(crate) fn comparison_series(&self) -> impl Iterator<Item = &ComparisonSeries> {
+        self.routes
+            .iter()
+            .filter_map(|route| route.shadow.as_ref().map(|s| &*s.comparisons))
+    }
+}
+
+impl CompiledRoute {
+    /// The series of requests this route sends to `backend`.
+    pub(crate) fn live_series(&self, backend: BackendId) -> Option<&ExchangeSeries> {
+        self.live
+            .iter()
+            .find(|(id, _)| *id == backend)
+            .map(|(_, series)| &**series)
+    }
+}
+
+impl AsRef<Rule> for CompiledRoute {
+    fn as_ref(&self) -> &Rule {
+        &self.rule
+    }
+}
+
+impl std::fmt::Debug for CompiledRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRoute")
+            .field("name", &self.name)
+            .field("rule", &self.rule)
+            .field("shadowed", &self.shadow.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,61 +241,5 @@ impl Upstream {
             authority,
             timeout: backend.timeout,
         }
-    }
-}
-
-/// Why a reload was refused; the running snapshot keeps serving.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReloadError {
-    /// Listeners are bound once; a new address needs a restart.
-    #[error("listen.{which} changed from {from} to {to}; listeners change only on restart, so the whole reload was rejected")]
-    ListenChanged {
-        /// `http` or `admin`.
-        which: &'static str,
-        /// The running address.
-        from: std::net::SocketAddr,
-        /// The address in the new file.
-        to: std::net::SocketAddr,
-    },
-}
-
-/// The current snapshot behind one [`ArcSwap`], shared by every connection.
-#[derive(Debug, Clone)]
-pub struct Routes {
-    current: Arc<ArcSwap<Snapshot>>,
-}
-
-impl Routes {
-    /// Serves `config` (from `source`) as generation 1.
-    pub fn new(config: Config, source: Source) -> Routes {
-        let first = Snapshot::new(config, source, 1, None);
-        Routes {
-            current: Arc::new(ArcSwap::from_pointee(first)),
-        }
-    }
-
-    /// The snapshot to serve one request with.
-    pub fn load(&self) -> Arc<Snapshot> {
-        self.current.load_full()
-    }
-
-    /// Swaps in `config` as the next generation, unless it moves a listener. Requests
-    /// already in flight finish on the snapshot they loaded.
-    pub fn reload(&self, config: Config, source: Source) -> Result<u64, ReloadError> {
-        let running = self.current.load();
-        let (old, new) = (running.table.config().listen, config.listen);
-        for (which, from, to) in [
-            ("http", old.http, new.http),
-            ("admin", old.admin, new.admin),
-        ] {
-            if from != to {
-                return Err(ReloadError::ListenChanged { which, from, to });
-            }
-        }
-        // Reloads come one at a time (the signal loop), so generation+1 is not raced.
-        let generation = running.generation + 1;
-        let next = Snapshot::new(config, source, generation, Some(&running));
-        self.current.store(Arc::new(next));
-        Ok(generation)
     }
 }

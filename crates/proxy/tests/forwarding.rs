@@ -11,7 +11,6 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use veer_config::Config;
 use veer_testkit::{Behavior, TestBackend};
 
 fn one_backend(url: &str, timeout: &str) -> String {
@@ -218,8 +217,11 @@ async fn a_request_in_flight_finishes_on_the_routes_it_started_with() {
     while slow.requests() == 0 {
         tokio::task::yield_now().await;
     }
-    let next = Config::from_toml("next.toml", &one_backend(&fast.url(), "5s")).expect("valid");
-    assert_eq!(proxy.routes.reload(next.config, Default::default()), Ok(2));
+    let reloaded = proxy
+        .reload(&one_backend(&fast.url(), "5s"))
+        .await
+        .expect("accepted");
+    assert_eq!(reloaded.generation, 2);
     let after = proxy.client.get("/v1/x", &[]).await.expect("answer");
     assert_eq!(after.text(), "fast");
     let before = in_flight.await.expect("task").expect("answer");

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{metric, metric_reaches, metrics, start};
+use common::{start, Harness};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -43,15 +43,14 @@ abs_tolerance = 0.01
     )
 }
 
-fn outcome(route: &str, outcome: &str) -> f64 {
-    metric(COMPARISONS, &[("route", route), ("outcome", outcome)])
+fn outcome(proxy: &Harness, route: &str, outcome: &str) -> f64 {
+    proxy.metric(COMPARISONS, &[("route", route), ("outcome", outcome)])
 }
 
 /// The 2 s shadow must not show up in the live latency: every one of 40 requests is
 /// answered far sooner than the shadow could answer even one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_shadow_does_not_delay_the_live_answer() {
-    metrics();
     let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
     let shadow = TestBackend::start(Behavior::Slow(Duration::from_secs(2))).await;
     let proxy = start(&shadowed("slow", &live.url(), &shadow.url(), "10s", "")).await;
@@ -78,7 +77,6 @@ async fn a_slow_shadow_does_not_delay_the_live_answer() {
 /// mirror; here 100 requests on one connection with a 1 s shadow finish well under 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_keep_alive_connection_is_not_held_by_the_shadow() {
-    metrics();
     let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
     let shadow = TestBackend::start(Behavior::Slow(Duration::from_secs(1))).await;
     let proxy = start(&shadowed(
@@ -116,12 +114,12 @@ async fn one_keep_alive_connection_is_not_held_by_the_shadow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_and_refused_shadows_leave_live_traffic_error_free() {
-    metrics();
     let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
     let hung = TestBackend::start(Behavior::Hangs).await;
     let refused = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let refused_url = format!("http://{}", refused.local_addr().expect("addr"));
     drop(refused);
+    let mut proxies = Vec::new();
     for (route, shadow_url) in [("hung", hung.url()), ("refused", refused_url)] {
         let proxy = start(&shadowed(route, &live.url(), &shadow_url, "300ms", "")).await;
         for _ in 0..200 {
@@ -132,20 +130,15 @@ async fn hung_and_refused_shadows_leave_live_traffic_error_free() {
                 .expect("answer");
             assert_eq!(answer.status, StatusCode::OK, "{route}: {}", answer.text());
         }
+        proxies.push(proxy);
     }
-    let timeouts = metric_reaches(
-        COMPARISONS,
-        &[("route", "hung"), ("outcome", "timeout")],
-        1.0,
-    )
-    .await;
+    let timeouts = proxies[0]
+        .metric_reaches(COMPARISONS, &[("outcome", "timeout")], 1.0)
+        .await;
     assert!(timeouts >= 1.0, "hung shadow timed out: {timeouts}");
-    let errors = metric_reaches(
-        COMPARISONS,
-        &[("route", "refused"), ("outcome", "shadow_error")],
-        200.0,
-    )
-    .await;
+    let errors = proxies[1]
+        .metric_reaches(COMPARISONS, &[("outcome", "shadow_error")], 200.0)
+        .await;
     assert_eq!(errors, 200.0);
 }
 
@@ -153,7 +146,6 @@ async fn hung_and_refused_shadows_leave_live_traffic_error_free() {
 /// dropped and counted, not queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrors_past_max_in_flight_are_dropped_and_counted_exactly() {
-    metrics();
     let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
     let hung = TestBackend::start(Behavior::Hangs).await;
     let proxy = start(&shadowed(
@@ -168,9 +160,10 @@ async fn mirrors_past_max_in_flight_are_dropped_and_counted_exactly() {
         let answer = proxy.client.get("/dropped/p", &[]).await.expect("answer");
         assert_eq!(answer.status, StatusCode::OK);
     }
-    assert_eq!(outcome("dropped", "dropped"), 92.0);
-    let in_flight: usize =
-        metric_reaches(COMPARISONS, &[("route", "dropped")], 92.0).await as usize;
+    assert_eq!(outcome(&proxy, "dropped", "dropped"), 92.0);
+    let in_flight: usize = proxy
+        .metric_reaches(COMPARISONS, &[("route", "dropped")], 92.0)
+        .await as usize;
     assert_eq!(
         in_flight, 92,
         "the 8 in flight are still waiting on the black hole"
@@ -185,7 +178,6 @@ async fn mirrors_past_max_in_flight_are_dropped_and_counted_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_max_body_goes_live_intact_and_the_mirror_is_skipped() {
-    metrics();
     let live = TestBackend::start(Behavior::Echo).await;
     let shadow = TestBackend::start(Behavior::Records("{}".into())).await;
     let proxy = start(&shadowed(
@@ -212,7 +204,7 @@ async fn a_body_over_max_body_goes_live_intact_and_the_mirror_is_skipped() {
         chunked == big,
         "chunked body reached the live backend intact"
     );
-    assert_eq!(outcome("skipped", "skipped"), 4.0);
+    assert_eq!(outcome(&proxy, "skipped", "skipped"), 4.0);
     assert!(shadow.received().is_empty());
 }
 
@@ -247,7 +239,6 @@ async fn chunked_post(addr: std::net::SocketAddr, path: &str, body: &Bytes) -> B
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shadow_gets_a_byte_identical_copy_marked_as_a_shadow() {
-    metrics();
     let live = TestBackend::start(Behavior::Records(r#"{"predictions":[1]}"#.into())).await;
     let shadow = TestBackend::start(Behavior::Records(r#"{"predictions":[1]}"#.into())).await;
     let proxy = start(&shadowed("copy", &live.url(), &shadow.url(), "5s", "")).await;
@@ -266,7 +257,9 @@ async fn the_shadow_gets_a_byte_identical_copy_marked_as_a_shadow() {
         .await
         .expect("answer");
     assert_eq!(answer.status, StatusCode::OK);
-    metric_reaches(COMPARISONS, &[("route", "copy")], 1.0).await;
+    proxy
+        .metric_reaches(COMPARISONS, &[("route", "copy")], 1.0)
+        .await;
     let (live_got, shadow_got) = (live.received(), shadow.received());
     assert_eq!((live_got.len(), shadow_got.len()), (1, 1));
     assert!(
@@ -283,12 +276,11 @@ async fn the_shadow_gets_a_byte_identical_copy_marked_as_a_shadow() {
     assert_eq!(h["content-type"], "application/octet-stream");
     assert_eq!(h["host"], shadow.addr().to_string());
     assert!(!live_got[0].headers.contains_key("x-veer-shadow"));
-    assert_eq!(outcome("copy", "match"), 1.0);
+    assert_eq!(outcome(&proxy, "copy", "match"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comparisons_are_counted_and_divergent_pairs_logged() {
-    metrics();
     let live = TestBackend::start(Behavior::Fixed(
         r#"{"predictions":[[0.1,0.9]],"model_version":"v1"}"#.into(),
     ))
@@ -312,16 +304,17 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
         proxy.client.get("/agree/p", &[]).await.expect("answer");
     }
     assert_eq!(
-        metric_reaches(
-            COMPARISONS,
-            &[("route", "agree"), ("outcome", "match")],
-            5.0
-        )
-        .await,
+        proxy
+            .metric_reaches(
+                COMPARISONS,
+                &[("route", "agree"), ("outcome", "match")],
+                5.0
+            )
+            .await,
         5.0
     );
     assert_eq!(
-        metric(
+        proxy.metric(
             "veer_shadow_label_agreements_total",
             &[("route", "agree"), ("agree", "true")]
         ),
@@ -340,23 +333,28 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
             .expect("answer");
     }
     assert_eq!(
-        metric_reaches(
-            COMPARISONS,
-            &[("route", "differ"), ("outcome", "diverged")],
-            3.0
-        )
-        .await,
+        proxy
+            .metric_reaches(
+                COMPARISONS,
+                &[("route", "differ"), ("outcome", "diverged")],
+                3.0
+            )
+            .await,
         3.0
     );
     assert_eq!(
-        metric(
+        proxy.metric(
             "veer_shadow_label_agreements_total",
             &[("route", "differ"), ("agree", "false")]
         ),
         3.0
     );
     assert!(
-        metrics().render().contains("veer_shadow_abs_deviation"),
+        proxy
+            .routes
+            .telemetry()
+            .render()
+            .contains("veer_shadow_abs_deviation"),
         "deviation recorded"
     );
 

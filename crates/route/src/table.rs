@@ -1,12 +1,12 @@
-//! The compiled route table: one config generation's routes, ready to decide.
+//! A route compiled for deciding ([`Rule`]), and the decision over a list of them.
 
 use http::{header::HOST, uri::Authority, HeaderMap, Method, Uri};
 use rand::Rng;
-use veer_config::{BackendId, Config, Route};
+use veer_config::{BackendId, Match, Route, SplitBy};
 
 use crate::{matcher, split::Split, sticky};
 
-/// Index of a route in [`RouteTable`] (file order).
+/// Index of a route in the slice [`decide`] was given (file order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RouteId(pub usize);
 
@@ -62,85 +62,107 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// One config generation's routes with their splits laid out.
+/// One route's decision data, compiled once per config generation: its match, its
+/// split laid out over buckets, how a request's key is found, and its shadow sample.
 #[derive(Debug, Clone)]
-pub struct RouteTable {
-    config: Config,
-    splits: Vec<Split>,
-    /// Per route: the shadow backend and how many of 10,000 buckets are mirrored.
-    shadows: Vec<Option<(BackendId, u32)>>,
+pub struct Rule {
+    matcher: Match,
+    split: Split,
+    split_by: SplitBy,
+    hash_seed: u64,
+    /// The shadow backend and how many of 10,000 buckets are mirrored.
+    shadow: Option<(BackendId, u32)>,
 }
 
-impl RouteTable {
-    /// Compiles a validated config.
-    pub fn new(config: Config) -> RouteTable {
-        let splits = config.routes.iter().map(|r| Split::new(&r.split)).collect();
-        let shadows = config
-            .routes
-            .iter()
-            .map(|r| {
-                r.shadow
-                    .as_ref()
-                    .map(|s| (s.backend, sticky::percent_buckets(s.percent)))
-            })
-            .collect();
-        RouteTable {
-            config,
-            splits,
-            shadows,
+/// What a route's rule picked for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// The live backend.
+    pub backend: BackendId,
+    /// The shadow backend, when this request is mirrored.
+    pub shadow: Option<BackendId>,
+}
+
+impl Rule {
+    /// Compiles a validated route.
+    pub fn new(route: &Route) -> Rule {
+        Rule {
+            matcher: route.matcher.clone(),
+            split: Split::new(&route.split),
+            split_by: route.split_by.clone(),
+            hash_seed: route.hash_seed,
+            shadow: route
+                .shadow
+                .as_ref()
+                .map(|s| (s.backend, sticky::percent_buckets(s.percent))),
         }
     }
 
-    /// The config this table was compiled from.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// True when `head` (whose path is `path`) meets every condition of the route's
+    /// match.
+    pub fn matches(&self, head: &RequestHead<'_>, path: &str) -> bool {
+        matcher::matches(&self.matcher, head, path)
     }
 
-    /// The route behind an id from this table.
-    pub fn route(&self, id: RouteId) -> &Route {
-        &self.config.routes[id.0]
-    }
-
-    /// The first route `head` matches and the backend its split picks, or `None` when
-    /// no route matches. `rng` is drawn from only for random splits and for sticky
-    /// splits whose key the request lacks.
-    pub fn decide<R: Rng + ?Sized>(&self, head: &RequestHead<'_>, rng: &mut R) -> Option<Decision> {
-        let path = head.uri.path();
-        let (index, route) = self
-            .config
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| matcher::matches(&r.matcher, head, path))?;
-        let split = &self.splits[index];
-        let key = sticky::key(&route.split_by, head.headers);
+    /// The backend this route's split picks for `head`, and whether the request is
+    /// mirrored. `rng` is drawn from only for random splits and for sticky splits
+    /// whose key the request lacks.
+    pub fn pick<R: Rng + ?Sized>(&self, head: &RequestHead<'_>, rng: &mut R) -> Pick {
+        let key = sticky::key(&self.split_by, head.headers);
         let backend = match key {
-            Some(key) => split.pick_sticky(key, route.hash_seed),
-            None => split.pick_random(rng.random_range(0..split.total())),
+            Some(key) => self.split.pick_sticky(key, self.hash_seed),
+            None => self
+                .split
+                .pick_random(rng.random_range(0..self.split.total())),
         };
-        let shadow = self.shadows[index].and_then(|(shadow, buckets)| {
+        let shadow = self.shadow.and_then(|(shadow, buckets)| {
             let bucket = match key {
-                Some(key) => sticky::bucket(key, route.hash_seed, sticky::SHADOW_LEVEL),
+                Some(key) => sticky::bucket(key, self.hash_seed, sticky::SHADOW_LEVEL),
                 None => rng.random_range(0..sticky::BUCKETS),
             };
             (bucket < buckets && shadow != backend).then_some(shadow)
         });
-        Some(Decision {
-            route: RouteId(index),
-            backend,
-            shadow,
-        })
+        Pick { backend, shadow }
     }
+}
+
+impl AsRef<Rule> for Rule {
+    fn as_ref(&self) -> &Rule {
+        self
+    }
+}
+
+/// The first of `routes` that `head` matches and what its rule picks, or `None` when
+/// no route matches. Routes are anything that holds a [`Rule`], so a caller's own
+/// per-route struct (with its handles and settings) is decided on directly.
+pub fn decide<T: AsRef<Rule>, R: Rng + ?Sized>(
+    routes: &[T],
+    head: &RequestHead<'_>,
+    rng: &mut R,
+) -> Option<Decision> {
+    let path = head.uri.path();
+    let (index, rule) = routes
+        .iter()
+        .map(AsRef::as_ref)
+        .enumerate()
+        .find(|(_, rule)| rule.matches(head, path))?;
+    let Pick { backend, shadow } = rule.pick(head, rng);
+    Some(Decision {
+        route: RouteId(index),
+        backend,
+        shadow,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue};
     use rand::SeedableRng;
+    use veer_config::Config;
 
     use super::*;
 
-    fn table(shadow: &str, split_by: &str) -> RouteTable {
+    fn table(shadow: &str, split_by: &str) -> Vec<Rule> {
         let toml = format!(
             r#"
 [backends.v1]
@@ -154,10 +176,11 @@ split_by = {split_by}
 {shadow}
 "#
         );
-        RouteTable::new(Config::from_toml("t.toml", &toml).expect("valid").config)
+        let config = Config::from_toml("t.toml", &toml).expect("valid").config;
+        config.routes.iter().map(Rule::new).collect()
     }
 
-    fn decide(table: &RouteTable, user: Option<&str>, rng: &mut rand::rngs::StdRng) -> Decision {
+    fn decide(table: &[Rule], user: Option<&str>, rng: &mut rand::rngs::StdRng) -> Decision {
         let mut headers = HeaderMap::new();
         if let Some(u) = user {
             headers.insert("x-user-id", HeaderValue::from_str(u).unwrap());
@@ -168,9 +191,7 @@ split_by = {split_by}
             uri: &uri,
             headers: &headers,
         };
-        table
-            .decide(&head, rng)
-            .expect("the catch-all route matches")
+        super::decide(table, &head, rng).expect("the catch-all route matches")
     }
 
     #[test]

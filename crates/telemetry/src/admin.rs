@@ -1,25 +1,27 @@
-//! The admin listener: the dashboard (`/`, `/stats`), `/metrics`, `/livez`, `/readyz`,
-//! `/config` and `POST /-/reload`,
-//! on its own address (loopback by default), never on the client port.
+//! The admin endpoints: the dashboard (`/`, `/stats`), `/metrics`, `/livez`,
+//! `/readyz`, `/config` and `POST /-/reload`, served on their own address (loopback by
+//! default), never on the client port.
 //!
-//! What it serves about the running proxy comes through [`AdminHooks`], implemented by
-//! the binary, so this crate needs nothing of the proxy's.
+//! What they tell about the running proxy comes through [`AdminHooks`], implemented
+//! by the binary, so this crate needs nothing of the proxy's; the binary serves
+//! [`Admin::handle`] with the proxy's accept loop.
 
-use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
+
+use crate::Telemetry;
+
+/// Why a reload was refused, as the hooks report it (its `Display` is the message).
+pub type ReloadRefusal = Box<dyn std::error::Error + Send + Sync>;
+
+/// A reload under way: the new generation, or why not.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<u64, ReloadRefusal>> + Send>>;
 
 /// What the admin endpoints need from the running proxy.
 pub trait AdminHooks: Send + Sync + 'static {
@@ -28,13 +30,15 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn gauges(&self) -> String;
     /// The effective config as JSON, for `/config`.
     fn config(&self) -> serde_json::Value;
-    /// Reloads the routing file as SIGHUP does: the new generation, or why not.
-    fn reload(&self) -> Result<u64, String>;
+    /// The dashboard's figures as JSON, for `/stats`.
+    fn stats(&self) -> serde_json::Value;
+    /// Reloads the routing file as SIGHUP does, through the same serialised path.
+    fn reload(&self) -> ReloadFuture;
 }
 
 /// The admin server's state.
 pub struct Admin {
-    metrics: PrometheusHandle,
+    telemetry: Telemetry,
     hooks: Arc<dyn AdminHooks>,
     draining: AtomicBool,
 }
@@ -43,14 +47,11 @@ pub struct Admin {
 /// polls `/stats` and `/config`.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// After a failed accept, wait this long before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
 impl Admin {
-    /// Admin endpoints over `metrics` and `hooks`.
-    pub fn new(metrics: PrometheusHandle, hooks: Arc<dyn AdminHooks>) -> Admin {
+    /// Admin endpoints over `telemetry` and `hooks`.
+    pub fn new(telemetry: Telemetry, hooks: Arc<dyn AdminHooks>) -> Admin {
         Admin {
-            metrics,
+            telemetry,
             hooks,
             draining: AtomicBool::new(false),
         }
@@ -62,10 +63,10 @@ impl Admin {
     }
 
     /// Answers one admin request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {
-                let mut text = self.metrics.render();
+                let mut text = self.telemetry.render();
                 text.push_str(&self.hooks.gauges());
                 respond(
                     StatusCode::OK,
@@ -74,7 +75,7 @@ impl Admin {
                 )
             }
             (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
-            (&Method::GET, "/stats") => json(StatusCode::OK, &crate::stats::global().snapshot()),
+            (&Method::GET, "/stats") => json(StatusCode::OK, &self.hooks.stats()),
             (&Method::GET, "/livez") => respond(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/readyz") => {
                 if self.draining.load(Ordering::SeqCst) {
@@ -84,24 +85,16 @@ impl Admin {
                 }
             }
             (&Method::GET, "/config") => json(StatusCode::OK, &self.hooks.config()),
-            (&Method::POST, "/-/reload") => {
-                let hooks = self.hooks.clone();
-                let outcome = tokio::task::spawn_blocking(move || hooks.reload()).await;
-                match outcome {
-                    Ok(Ok(generation)) => json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "generation": generation }),
-                    ),
-                    Ok(Err(error)) => json(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        &serde_json::json!({ "error": "reload_rejected", "message": error }),
-                    ),
-                    Err(e) => json(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &serde_json::json!({ "error": "reload_failed", "message": e.to_string() }),
-                    ),
-                }
-            }
+            (&Method::POST, "/-/reload") => match self.hooks.reload().await {
+                Ok(generation) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "generation": generation }),
+                ),
+                Err(refusal) => json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({ "error": "reload_rejected", "message": refusal.to_string() }),
+                ),
+            },
             (_, "/-/reload") => {
                 let mut response = json(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -135,34 +128,4 @@ fn respond(
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     respond(status, "application/json", body.to_string())
-}
-
-/// Serves the admin endpoints on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let admin = admin.clone();
-                    let service = service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle(req).await) }
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "admin connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
 }

@@ -1,11 +1,11 @@
-//! The Prometheus exposition: the `metrics` recorder, its histogram buckets, and the
-//! series derived from the serving config at scrape time.
+//! The Prometheus exposition: histogram buckets, and the gauge families derived from
+//! the serving config at scrape time.
 
-use std::time::Duration;
-
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::names;
+/// Config load buckets, 100 µs … 10 s: a small file loads in a millisecond, a file of
+/// thousands of routes in tens.
+pub const RELOAD_BUCKETS: [f64; 11] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0, 10.0,
+];
 
 /// Request duration buckets, 1 ms … 10 s: model inference from a cached lookup to a
 /// large batch. Explicit buckets (not summaries) so replicas can be summed.
@@ -17,33 +17,6 @@ pub const DURATION_BUCKETS: [f64; 13] = [
 pub const DEVIATION_BUCKETS: [f64; 13] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
-
-/// How often histogram upkeep runs (the recorder's own default is 5 s too).
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// Installs the Prometheus recorder as the process's global recorder.
-pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&DURATION_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full(names::SHADOW_ABS_DEVIATION.to_owned()),
-            &DEVIATION_BUCKETS,
-        )?
-        .install_recorder()?;
-    crate::describe();
-    Ok(handle)
-}
-
-/// Runs the recorder's upkeep (histogram maintenance) forever on the current runtime.
-pub fn spawn_upkeep(handle: PrometheusHandle) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(UPKEEP_EVERY);
-        loop {
-            every.tick().await;
-            handle.run_upkeep();
-        }
-    });
-}
 
 /// A gauge family rendered from current state at scrape time rather than recorded:
 /// when a reload removes a route, its series are gone from the next scrape.

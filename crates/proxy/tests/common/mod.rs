@@ -1,34 +1,49 @@
 //! Shared by the proxy's integration tests: the proxy in-process on a loopback port,
-//! and the Prometheus recorder its metrics go to.
+//! serving a routing file of the test's own, recording into telemetry of its own
+//! (so tests may share route names).
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::sync::OnceLock;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use veer_config::Config;
-use veer_proxy::{server, Proxy, Routes, Source};
+use veer_proxy::{server, Proxy, ReloadError, Reloaded, Routes};
+use veer_telemetry::Telemetry;
 use veer_testkit::TestClient;
 
-/// A proxy serving `config` on a fresh loopback port; stops when dropped.
+/// A proxy serving a routing file on a fresh loopback port; stops (and removes the
+/// file) when dropped.
 pub struct Harness {
     pub client: TestClient,
     pub routes: Routes,
     pub addr: std::net::SocketAddr,
+    pub config_path: PathBuf,
     _stop: oneshot::Sender<()>,
 }
 
+/// A fresh file name in the temp folder for this test process.
+pub fn temp_path(stem: &str, extension: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "veer-{stem}-{}-{}.{extension}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ))
+}
+
 pub async fn start(config: &str) -> Harness {
-    let loaded = Config::from_toml("test.toml", config).expect("test config is valid");
-    let routes = Routes::new(loaded.config, Source::default());
+    let config_path = temp_path("proxy-test", "toml");
+    std::fs::write(&config_path, config).expect("write the routing file");
+    let telemetry = Telemetry::new().expect("a recorder");
+    let routes = Routes::open(&config_path, telemetry).expect("test config is valid");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
-    tokio::spawn(server::serve(
+    tokio::spawn(server::serve_proxy(
         listener,
         proxy,
         async move {
@@ -40,44 +55,49 @@ pub async fn start(config: &str) -> Harness {
         client: TestClient::new(addr),
         routes,
         addr,
+        config_path,
         _stop: stop,
     }
 }
 
-/// The process-wide recorder (tests in one binary share it: give each test its own
-/// route names).
-pub fn metrics() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("install the Prometheus recorder once per test binary")
-    })
-}
+impl Harness {
+    /// Rewrites the routing file and reloads it, as SIGHUP does.
+    pub async fn reload(&self, config: &str) -> Result<Reloaded, ReloadError> {
+        std::fs::write(&self.config_path, config).expect("rewrite the routing file");
+        self.routes.reload().await
+    }
 
-/// The value of the series `name` whose labels include all of `labels` (0 when
-/// absent).
-pub fn metric(name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = metrics().render();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
+    /// The value of the series `name` whose labels include all of `labels`, summed
+    /// (0 when absent).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.routes.telemetry().render();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
 
-/// Waits (bounded) until `metric(name, labels)` reaches `at_least`; returns its value.
-pub async fn metric_reaches(name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let value = metric(name, labels);
-        if value >= at_least || Instant::now() > deadline {
-            return value;
+    /// Waits (bounded) until `metric(name, labels)` reaches `at_least`; returns its
+    /// value.
+    pub async fn metric_reaches(&self, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.metric(name, labels);
+            if value >= at_least || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config_path);
     }
 }

@@ -1,0 +1,180 @@
+//! The long-lived things routes use, kept across reloads: shadow limiters,
+//! divergence-log writers and telemetry series.
+//!
+//! Each entry is keyed by its **full settings**. A reload asks for what its routes
+//! need: an entry whose settings are unchanged is handed over (mirrors in flight keep
+//! counting against the same limiter, a log keeps its writer and its rotation state,
+//! a series keeps its last minute), a changed setting makes a new entry, and an entry
+//! no snapshot uses any more is released: the registry holds entries weakly, so the
+//! last snapshot (or in-flight request) that drops one frees it, and the next reload
+//! forgets its key.
+//!
+//! The registry belongs to [`crate::Routes`] and changes only under its reload lock.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::Semaphore;
+use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role, Telemetry};
+
+use crate::divergence::DivergenceLog;
+
+/// Entries of one kind by their settings, held weakly.
+struct Shelf<K, V> {
+    entries: HashMap<K, Weak<V>>,
+}
+
+impl<K, V> Default for Shelf<K, V> {
+    fn default() -> Self {
+        Shelf {
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Shelf<K, V> {
+    /// The live entry for `key`, or a new one from `make`.
+    fn get_or_make(&mut self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(kept) = self.entries.get(&key).and_then(Weak::upgrade) {
+            return kept;
+        }
+        let made = Arc::new(make());
+        self.entries.insert(key, Arc::downgrade(&made));
+        made
+    }
+
+    /// Forgets the keys of entries that were released.
+    fn forget_released(&mut self) {
+        self.entries.retain(|_, entry| entry.strong_count() > 0);
+    }
+
+    fn live(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.strong_count() > 0)
+            .count()
+    }
+}
+
+/// Every long-lived entry, by kind.
+pub(crate) struct Registry {
+    telemetry: Telemetry,
+    /// Shadow in-flight limits, by (shadow backend, max_in_flight).
+    limiters: Shelf<(String, usize), Semaphore>,
+    /// Divergence-log writers, by their whole `[routes.shadow]` log settings.
+    logs: Shelf<veer_config::DivergenceLog, DivergenceLog>,
+    /// Request series, by (route, backend, role).
+    exchanges: Shelf<(String, String, Role), ExchangeSeries>,
+    /// Comparison series, by (route, shadow backend).
+    comparisons: Shelf<(String, String), ComparisonSeries>,
+}
+
+/// How many entries of each kind are alive, for tests and the reload log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrySize {
+    /// Shadow limiters.
+    pub limiters: usize,
+    /// Divergence-log writers.
+    pub logs: usize,
+    /// Request series.
+    pub exchanges: usize,
+    /// Comparison series.
+    pub comparisons: usize,
+}
+
+impl Registry {
+    pub(crate) fn new(telemetry: Telemetry) -> Registry {
+        Registry {
+            telemetry,
+            limiters: Shelf::default(),
+            logs: Shelf::default(),
+            exchanges: Shelf::default(),
+            comparisons: Shelf::default(),
+        }
+    }
+
+    /// The limiter of mirrors in flight to `backend`, at most `max` of them.
+    pub(crate) fn limiter(&mut self, backend: &str, max: usize) -> Arc<Semaphore> {
+        self.limiters
+            .get_or_make((backend.to_owned(), max), || Semaphore::new(max))
+    }
+
+    /// The writer of the divergence log `settings` describe.
+    pub(crate) fn divergence_log(
+        &mut self,
+        settings: &veer_config::DivergenceLog,
+    ) -> Arc<DivergenceLog> {
+        self.logs
+            .get_or_make(settings.clone(), || DivergenceLog::open(settings))
+    }
+
+    /// The series of `route`'s requests to `backend` in `role`.
+    pub(crate) fn exchanges(
+        &mut self,
+        route: &str,
+        backend: &str,
+        role: Role,
+    ) -> Arc<ExchangeSeries> {
+        let telemetry = &self.telemetry;
+        self.exchanges
+            .get_or_make((route.to_owned(), backend.to_owned(), role), || {
+                telemetry.exchange_series(route, backend, role)
+            })
+    }
+
+    /// The series of `route`'s comparisons with its shadow `backend`.
+    pub(crate) fn comparisons(&mut self, route: &str, backend: &str) -> Arc<ComparisonSeries> {
+        let telemetry = &self.telemetry;
+        self.comparisons
+            .get_or_make((route.to_owned(), backend.to_owned()), || {
+                telemetry.comparison_series(route, backend)
+            })
+    }
+
+    /// Forgets the keys of every entry no snapshot holds any more.
+    pub(crate) fn forget_released(&mut self) {
+        self.limiters.forget_released();
+        self.logs.forget_released();
+        self.exchanges.forget_released();
+        self.comparisons.forget_released();
+    }
+
+    pub(crate) fn size(&self) -> RegistrySize {
+        RegistrySize {
+            limiters: self.limiters.live(),
+            logs: self.logs.live(),
+            exchanges: self.exchanges.live(),
+            comparisons: self.comparisons.live(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_settings_are_handed_over_and_changed_ones_replaced() {
+        let mut shelf: Shelf<(String, usize), Semaphore> = Shelf::default();
+        let first = shelf.get_or_make(("v2".into(), 8), || Semaphore::new(8));
+        let again = shelf.get_or_make(("v2".into(), 8), || Semaphore::new(8));
+        assert!(Arc::ptr_eq(&first, &again));
+        let changed = shelf.get_or_make(("v2".into(), 16), || Semaphore::new(16));
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert_eq!(shelf.live(), 2);
+    }
+
+    #[test]
+    fn an_entry_nothing_holds_is_released_and_its_key_forgotten() {
+        let mut shelf: Shelf<&str, Semaphore> = Shelf::default();
+        let held = shelf.get_or_make("a", || Semaphore::new(1));
+        drop(shelf.get_or_make("b", || Semaphore::new(1)));
+        assert_eq!(shelf.live(), 1);
+        shelf.forget_released();
+        assert_eq!(shelf.entries.len(), 1);
+        // Held elsewhere (a snapshot, a request in flight), it is handed over again.
+        let again = shelf.get_or_make("a", || Semaphore::new(1));
+        assert!(Arc::ptr_eq(&held, &again));
+    }
+}

@@ -1,0 +1,246 @@
+//! The routes every connection serves from: the current [`Snapshot`] behind one
+//! [`ArcSwap`], and the one serialised path that replaces it.
+//!
+//! Every reload trigger (SIGHUP, `POST /-/reload`, and later the file watch) comes
+//! through [`Routes::reload`]: it takes the reload lock, reads the routing file once,
+//! validates, hashes and compiles those same bytes off the async workers, swaps the
+//! new snapshot in with the generation one above the running one, and lets the
+//! registry forget what nothing uses any more. Two triggers at once are two reloads
+//! in a row, never two "generation N+1".
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use veer_config::{Config, Diagnostic, Diagnostics, Listen, Live, Loaded};
+use veer_telemetry::Telemetry;
+
+use crate::registry::{Registry, RegistrySize};
+use crate::snapshot::{Snapshot, Source};
+
+/// The current snapshot and what replaces it, shared by every connection.
+#[derive(Clone)]
+pub struct Routes {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: ArcSwap<Snapshot>,
+    /// The routing file every reload reads.
+    path: PathBuf,
+    /// The reload lock: one reload at a time, and the only way to the registry.
+    reload: Mutex<Registry>,
+    telemetry: Telemetry,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("path", &self.shared.path)
+            .field("generation", &self.load().generation())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a reload was refused; the running snapshot keeps serving either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read, or did not validate: every finding, each with
+    /// `file:line:col`.
+    #[error("{0}")]
+    InvalidConfig(#[from] Diagnostics),
+    /// The file is valid, but asks for a change a reload cannot make.
+    #[error("{0}, so the whole reload was rejected")]
+    RejectedChange(#[from] RejectedChange),
+    /// The reload task itself failed (it panicked); nothing was swapped.
+    #[error("the reload did not finish: {0}")]
+    Interrupted(#[source] tokio::task::JoinError),
+}
+
+/// A change to a valid file that only a restart can make.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectedChange {
+    /// Listeners are bound once.
+    #[error("listen.{which} changed from {from} to {to}; listeners change only on restart")]
+    ListenChanged {
+        /// `http` or `admin`.
+        which: &'static str,
+        /// The running address.
+        from: std::net::SocketAddr,
+        /// The address in the new file.
+        to: std::net::SocketAddr,
+    },
+}
+
+/// A reload that was applied.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// The generation now serving.
+    pub generation: u64,
+    /// What the file loaded with that is probably a mistake.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Routes {
+    /// Loads the routing file at `path` as generation 1, recording into `telemetry`.
+    pub fn open(path: &Path, telemetry: Telemetry) -> Result<Routes, ReloadError> {
+        let started = Instant::now();
+        let (loaded, source) = read(path)?;
+        log_warnings(&loaded.warnings);
+        let mut registry = Registry::new(telemetry.clone());
+        let first = Snapshot::compile(loaded.config, source, 1, &mut registry);
+        let took = started.elapsed();
+        telemetry.record_reload(true, took);
+        tracing::info!(
+            generation = 1,
+            routes = first.config().routes.len(),
+            strategies = %summary(first.config()),
+            took_ms = took.as_secs_f64() * 1000.0,
+            "config loaded"
+        );
+        Ok(Routes {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(first),
+                path: path.to_owned(),
+                reload: Mutex::new(registry),
+                telemetry,
+            }),
+        })
+    }
+
+    /// The snapshot to serve one request with.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.shared.current.load_full()
+    }
+
+    /// What requests and comparisons record into.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
+    }
+
+    /// Re-reads the routing file and swaps it in as the next generation, unless it
+    /// is invalid or moves a listener. Runs on a blocking thread, one reload at a
+    /// time; requests in flight finish on the snapshot they loaded. Logged and
+    /// counted either way.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let routes = self.clone();
+        tokio::task::spawn_blocking(move || routes.reload_serialised())
+            .await
+            .unwrap_or_else(|e| Err(ReloadError::Interrupted(e)))
+    }
+
+    fn reload_serialised(&self) -> Result<Reloaded, ReloadError> {
+        let mut registry = self
+            .shared
+            .reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let outcome = self.swap_in(&mut registry);
+        let took = started.elapsed();
+        self.shared.telemetry.record_reload(outcome.is_ok(), took);
+        match &outcome {
+            Ok(reloaded) => {
+                let snapshot = self.load();
+                tracing::info!(
+                    generation = reloaded.generation,
+                    routes = snapshot.config().routes.len(),
+                    strategies = %summary(snapshot.config()),
+                    took_ms = took.as_secs_f64() * 1000.0,
+                    "config reloaded"
+                );
+            }
+            Err(error) => tracing::error!(%error, "config reload rejected"),
+        }
+        outcome
+    }
+
+    /// Reads, validates, compiles and swaps; the caller holds the reload lock.
+    fn swap_in(&self, registry: &mut Registry) -> Result<Reloaded, ReloadError> {
+        let (loaded, source) = read(&self.shared.path)?;
+        let running = self.shared.current.load_full();
+        unchanged_listeners(running.config().listen, loaded.config.listen)?;
+        log_warnings(&loaded.warnings);
+        let generation = running.generation() + 1;
+        drop(running);
+        let next = Snapshot::compile(loaded.config, source, generation, registry);
+        self.shared.current.store(Arc::new(next));
+        registry.forget_released();
+        Ok(Reloaded {
+            generation,
+            warnings: loaded.warnings,
+        })
+    }
+
+    /// The dashboard's figures for the serving routes.
+    pub fn stats(&self) -> serde_json::Value {
+        let snapshot = self.load();
+        self.shared
+            .telemetry
+            .stats(snapshot.exchange_series(), snapshot.comparison_series())
+    }
+
+    /// How many registry entries are alive (waits for a reload under way).
+    pub fn registry_size(&self) -> RegistrySize {
+        self.shared
+            .reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .size()
+    }
+}
+
+/// Reads the routing file once; validation and the checksum both use those bytes.
+fn read(path: &Path) -> Result<(Loaded, Source), ReloadError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::whole_file(
+            &path.display().to_string(),
+            format!("cannot read the routing file: {e}"),
+        )])
+    })?;
+    let loaded = Config::from_file_bytes(path, &bytes)?;
+    let source = Source {
+        file: path.display().to_string(),
+        sha256: Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        loaded_at: SystemTime::now(),
+    };
+    Ok((loaded, source))
+}
+
+fn unchanged_listeners(running: Listen, next: Listen) -> Result<(), RejectedChange> {
+    for (which, from, to) in [
+        ("http", running.http, next.http),
+        ("admin", running.admin, next.admin),
+    ] {
+        if from != to {
+            return Err(RejectedChange::ListenChanged { which, from, to });
+        }
+    }
+    Ok(())
+}
+
+fn log_warnings(warnings: &[Diagnostic]) {
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// What the routes come to, in one phrase for the reload log line
+/// ("3 basic, 1 canary, 2 shadowed"), however many routes there are.
+fn summary(config: &Config) -> String {
+    let (mut basic, mut canary, mut shadowed) = (0, 0, 0);
+    for route in &config.routes {
+        let strategy = route.strategy(config);
+        match strategy.live {
+            Live::Basic { .. } => basic += 1,
+            Live::Canary { .. } => canary += 1,
+        }
+        shadowed += usize::from(strategy.shadow.is_some());
+    }
+    format!("{basic} basic, {canary} canary, {shadowed} shadowed")
+}

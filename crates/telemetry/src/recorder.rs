@@ -1,0 +1,208 @@
+//! [`Telemetry`]: the Prometheus recorder every handle is registered on, the clock
+//! the dashboard's seconds are counted from, and the few process-level series
+//! (in-flight requests, reloads, recent divergences).
+//!
+//! It is a value, not a global: the binary makes one and hands it to the routes and
+//! the admin server, and each test makes its own, so tests may share route names.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use metrics::{Counter, Gauge, Histogram, KeyName, Label, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::exporter::{DEVIATION_BUCKETS, DURATION_BUCKETS, RELOAD_BUCKETS};
+use crate::series::{register_counter, register_gauge, register_histogram};
+use crate::stats::Divergence;
+use crate::{names, ComparisonSeries, ExchangeSeries, InFlight, Role};
+
+/// How many divergent pairs the dashboard lists.
+pub const RECENT_DIVERGENCES: usize = 20;
+
+/// veer's metrics and dashboard figures; cheap to clone (one shared inside).
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    epoch: Instant,
+    in_flight: [Gauge; 2],
+    reloads_ok: Counter,
+    reloads_error: Counter,
+    reload_duration: Histogram,
+    last_success: Gauge,
+    /// Appended to by the compare pool, read by `/stats`: never on a request's path.
+    recent: Mutex<VecDeque<Divergence>>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// A fresh recorder with veer's histogram buckets and every metric described.
+    pub fn new() -> Result<Telemetry, BuildError> {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&DURATION_BUCKETS)?
+            .set_buckets_for_metric(
+                Matcher::Full(names::SHADOW_ABS_DEVIATION.to_owned()),
+                &DEVIATION_BUCKETS,
+            )?
+            .set_buckets_for_metric(
+                Matcher::Full(names::CONFIG_RELOAD_DURATION_SECONDS.to_owned()),
+                &RELOAD_BUCKETS,
+            )?
+            .build_recorder();
+        describe(&recorder);
+        let in_flight = [Role::Live, Role::Shadow].map(|role| {
+            let gauge = register_gauge(
+                &recorder,
+                names::IN_FLIGHT_REQUESTS,
+                vec![Label::new("role", role.label())],
+            );
+            // Zero series up front, so dashboards and alerts see them before traffic.
+            gauge.increment(0.0);
+            gauge
+        });
+        let reloads = |result: &'static str| {
+            let counter = register_counter(
+                &recorder,
+                names::CONFIG_RELOADS_TOTAL,
+                vec![Label::new("result", result)],
+            );
+            counter.increment(0);
+            counter
+        };
+        let (reloads_ok, reloads_error) = (reloads("ok"), reloads("error"));
+        let reload_duration =
+            register_histogram(&recorder, names::CONFIG_RELOAD_DURATION_SECONDS, vec![]);
+        let last_success = register_gauge(&recorder, names::CONFIG_LAST_RELOAD_SUCCESS, vec![]);
+        Ok(Telemetry {
+            inner: Arc::new(Inner {
+                handle: recorder.handle(),
+                recorder,
+                epoch: Instant::now(),
+                in_flight,
+                reloads_ok,
+                reloads_error,
+                reload_duration,
+                last_success,
+                recent: Mutex::new(VecDeque::with_capacity(RECENT_DIVERGENCES)),
+            }),
+        })
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    /// Histogram upkeep; run it every few seconds (rendering does it too).
+    pub fn run_upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// The handles for requests of `route` to `backend` in `role`.
+    pub fn exchange_series(&self, route: &str, backend: &str, role: Role) -> ExchangeSeries {
+        ExchangeSeries::new(self.clone(), route, backend, role)
+    }
+
+    /// The handles for comparisons of `route` with its shadow `backend`.
+    pub fn comparison_series(&self, route: &str, backend: &str) -> ComparisonSeries {
+        ComparisonSeries::new(self.clone(), route, backend)
+    }
+
+    /// Counts one request of `role` in flight until the guard drops.
+    pub fn in_flight(&self, role: Role) -> InFlight {
+        InFlight::start(&self.inner.in_flight[role.index()])
+    }
+
+    /// Records a reload attempt and how long it took; a successful one also stamps
+    /// the success time. The first load counts as a successful reload.
+    pub fn record_reload(&self, ok: bool, took: Duration) {
+        let inner = &self.inner;
+        inner.reload_duration.record(took.as_secs_f64());
+        if ok {
+            inner.reloads_ok.increment(1);
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            inner.last_success.set(now);
+        } else {
+            inner.reloads_error.increment(1);
+        }
+    }
+
+    /// Lists a divergent pair on the dashboard (the last [`RECENT_DIVERGENCES`]).
+    pub fn record_divergence(&self, divergence: Divergence) {
+        let Ok(mut recent) = self.inner.recent.lock() else {
+            return;
+        };
+        if recent.len() == RECENT_DIVERGENCES {
+            recent.pop_front();
+        }
+        recent.push_back(divergence);
+    }
+
+    /// The divergent pairs listed, newest first.
+    pub(crate) fn recent_divergences(&self) -> Vec<Divergence> {
+        self.inner
+            .recent
+            .lock()
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whole seconds from this telemetry's start to `at`: the dashboard's clock.
+    pub(crate) fn second(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.inner.epoch).as_secs()
+    }
+
+    pub(crate) fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        register_counter(&self.inner.recorder, name, labels)
+    }
+
+    pub(crate) fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        register_histogram(&self.inner.recorder, name, labels)
+    }
+}
+
+/// `# HELP` text and units for every metric the recorder holds.
+fn describe(recorder: &PrometheusRecorder) {
+    let counters: [(&'static str, &'static str); 5] = [
+        (names::REQUESTS_TOTAL, "Upstream exchanges finished, by route, backend, role (live/shadow) and status code (or error)."),
+        (names::SHADOW_COMPARISONS_TOTAL, "Shadow comparisons by outcome: match, diverged, shadow_error, live_error, timeout, dropped, skipped."),
+        (names::SHADOW_LABEL_AGREEMENTS_TOTAL, "Classification comparisons by whether the live and shadow predicted classes agree."),
+        (names::DIVERGENCE_LOG_DROPPED_TOTAL, "Divergent pairs not written to the divergence log, by reason."),
+        (names::CONFIG_RELOADS_TOTAL, "Config loads by result (the first load at start counts as ok; then SIGHUP and POST /-/reload)."),
+    ];
+    for (name, help) in counters {
+        recorder.describe_counter(KeyName::from(name), Some(Unit::Count), help.into());
+    }
+    let histograms: [(&'static str, Option<Unit>, &'static str); 3] = [
+        (names::REQUEST_DURATION_SECONDS, Some(Unit::Seconds), "Upstream exchange duration by route, backend and role: to the response head for live requests, to the end of the body for shadows."),
+        (names::SHADOW_ABS_DEVIATION, None, "Largest absolute numeric difference between the live and the shadow prediction of one request."),
+        (names::CONFIG_RELOAD_DURATION_SECONDS, Some(Unit::Seconds), "Time to read, validate, compile and swap in the routing file."),
+    ];
+    for (name, unit, help) in histograms {
+        recorder.describe_histogram(KeyName::from(name), unit, help.into());
+    }
+    recorder.describe_gauge(
+        KeyName::from(names::CONFIG_LAST_RELOAD_SUCCESS),
+        Some(Unit::Seconds),
+        "Unix time of the last successful config load.".into(),
+    );
+    recorder.describe_gauge(
+        KeyName::from(names::IN_FLIGHT_REQUESTS),
+        Some(Unit::Count),
+        "Upstream requests in flight, by role.".into(),
+    );
+}

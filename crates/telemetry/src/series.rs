@@ -1,0 +1,364 @@
+//! Handles to everything one route records into, resolved when the route is compiled
+//! (step 6 of a request's way): recording a request is a few atomic increments on
+//! handles already in hand, with no label built, no map looked up and no lock taken.
+//!
+//! A series registers each of its Prometheus metrics on first use, not up front, so a
+//! backend that never sees traffic adds no empty series to `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics::{Counter, Histogram, Key, Label, Recorder};
+
+use crate::stats::{ComparisonSlot, RequestSlot};
+use crate::window::{bump, Window};
+use crate::{names, Role, ShadowOutcome, Telemetry};
+
+/// Distinct status codes whose counters a series keeps at hand. A route meets a few
+/// (200, 400, 404, 429, 503...); a rarer one past these is counted too, through a
+/// lookup in the recorder.
+const CACHED_CODES: usize = 8;
+
+/// Requests of one (route, backend, role): `veer_requests_total`,
+/// `veer_request_duration_seconds`, the dashboard's figures and the access log.
+pub struct ExchangeSeries {
+    telemetry: Telemetry,
+    route: String,
+    backend: String,
+    role: Role,
+    codes: [OnceLock<(u16, Counter)>; CACHED_CODES],
+    failed: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+    pub(crate) window: Window<RequestSlot>,
+}
+
+/// One finished upstream exchange, as its series records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The backend's status code, or `None` when there was no response
+    /// (unreachable, reset, timed out): the `code` label is then `error`.
+    pub status: Option<u16>,
+    /// When the exchange started; it ends now.
+    pub started: Instant,
+    /// The request id (client's or veer's), for the access log only.
+    pub request_id: &'a str,
+    /// The backend's `host:port`, for the access log only.
+    pub upstream: &'a str,
+    /// Response body size when known (content-length, or read whole).
+    pub bytes: Option<u64>,
+}
+
+impl ExchangeSeries {
+    pub(crate) fn new(
+        telemetry: Telemetry,
+        route: &str,
+        backend: &str,
+        role: Role,
+    ) -> ExchangeSeries {
+        ExchangeSeries {
+            telemetry,
+            route: route.to_owned(),
+            backend: backend.to_owned(),
+            role,
+            codes: Default::default(),
+            failed: OnceLock::new(),
+            duration: OnceLock::new(),
+            window: Window::default(),
+        }
+    }
+
+    /// Route name.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Backend name.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// Live or shadow.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Counts one request of this series' role in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.telemetry.in_flight(self.role)
+    }
+
+    /// Records a finished exchange: the counter of its status code, its duration,
+    /// its second on the dashboard, and one access-log line (target `veer::access`;
+    /// `RUST_LOG=info,veer::access=off` turns it off).
+    pub fn record(&self, exchange: &Exchange<'_>) {
+        let now = Instant::now();
+        let duration = now.saturating_duration_since(exchange.started);
+        tracing::info!(
+            target: "veer::access",
+            request_id = exchange.request_id,
+            route = self.route,
+            backend = self.backend,
+            role = self.role.label(),
+            status = exchange.status,
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            bytes = exchange.bytes,
+            upstream = exchange.upstream,
+            "access"
+        );
+        self.count_code(exchange.status);
+        self.duration
+            .get_or_init(|| {
+                self.telemetry
+                    .histogram(names::REQUEST_DURATION_SECONDS, self.labels(&[]))
+            })
+            .record(duration.as_secs_f64());
+        let slot = self.window.at(self.telemetry.second(now));
+        bump(&slot.count);
+        if exchange.status.is_none_or(|code| code >= 500) {
+            bump(&slot.errors);
+        }
+        bump(
+            &slot.latency[crate::stats::bucket_of(
+                duration.as_secs_f64(),
+                &crate::exporter::DURATION_BUCKETS,
+            )],
+        );
+    }
+
+    fn count_code(&self, status: Option<u16>) {
+        let Some(code) = status else {
+            let failed = self.failed.get_or_init(|| self.code_counter("error"));
+            return failed.increment(1);
+        };
+        for slot in &self.codes {
+            let (cached, counter) =
+                slot.get_or_init(|| (code, self.code_counter(&code.to_string())));
+            if *cached == code {
+                return counter.increment(1);
+            }
+        }
+        self.code_counter(&code.to_string()).increment(1);
+    }
+
+    fn code_counter(&self, code: &str) -> Counter {
+        self.telemetry.counter(
+            names::REQUESTS_TOTAL,
+            self.labels(&[("code", code.to_owned())]),
+        )
+    }
+
+    fn labels(&self, extra: &[(&'static str, String)]) -> Vec<Label> {
+        let mut labels = vec![
+            Label::new("route", self.route.clone()),
+            Label::new("backend", self.backend.clone()),
+            Label::new("role", self.role.label()),
+        ];
+        labels.extend(extra.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        labels
+    }
+}
+
+/// Why a divergent pair was not written to the divergence log: the `reason` label of
+/// `veer_divergence_log_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDrop {
+    /// Over `divergence_log_per_sec`.
+    RateLimited,
+    /// The writer's queue is full.
+    QueueFull,
+    /// Writing failed (full disk, unwritable path).
+    WriteError,
+}
+
+impl LogDrop {
+    const ALL: [LogDrop; 3] = [
+        LogDrop::RateLimited,
+        LogDrop::QueueFull,
+        LogDrop::WriteError,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LogDrop::RateLimited => "rate_limited",
+            LogDrop::QueueFull => "queue_full",
+            LogDrop::WriteError => "write_error",
+        }
+    }
+}
+
+/// Comparisons of one (route, shadow backend): `veer_shadow_comparisons_total`,
+/// `veer_shadow_abs_deviation`, `veer_shadow_label_agreements_total`, the route's
+/// `veer_divergence_log_dropped_total`, and the dashboard's figures.
+pub struct ComparisonSeries {
+    telemetry: Telemetry,
+    route: String,
+    backend: String,
+    outcomes: [OnceLock<Counter>; ShadowOutcome::ALL.len()],
+    agreements: [OnceLock<Counter>; 2],
+    deviation: OnceLock<Histogram>,
+    log_drops: [OnceLock<Counter>; LogDrop::ALL.len()],
+    pub(crate) window: Window<ComparisonSlot>,
+}
+
+/// How one shadow comparison ended, as its series records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judged {
+    /// How it ended.
+    pub outcome: ShadowOutcome,
+    /// Largest absolute numeric difference, when numbers were compared.
+    pub max_abs_deviation: Option<f64>,
+    /// For classification outputs, whether the predicted class agreed.
+    pub label_agreement: Option<bool>,
+}
+
+impl Judged {
+    /// An outcome with nothing compared (dropped, skipped, timeout, an error).
+    pub fn only(outcome: ShadowOutcome) -> Judged {
+        Judged {
+            outcome,
+            max_abs_deviation: None,
+            label_agreement: None,
+        }
+    }
+}
+
+impl ComparisonSeries {
+    pub(crate) fn new(telemetry: Telemetry, route: &str, backend: &str) -> ComparisonSeries {
+        ComparisonSeries {
+            telemetry,
+            route: route.to_owned(),
+            backend: backend.to_owned(),
+            outcomes: Default::default(),
+            agreements: Default::default(),
+            deviation: OnceLock::new(),
+            log_drops: Default::default(),
+            window: Window::default(),
+        }
+    }
+
+    /// Route name.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Shadow backend name.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// Records a comparison, whatever became of it.
+    pub fn record(&self, judged: &Judged) {
+        let outcome = judged.outcome;
+        self.outcomes[outcome.index()]
+            .get_or_init(|| {
+                self.telemetry.counter(
+                    names::SHADOW_COMPARISONS_TOTAL,
+                    self.labels(Some(("outcome", outcome.label()))),
+                )
+            })
+            .increment(1);
+        let slot = self.window.at(self.telemetry.second(Instant::now()));
+        bump(&slot.outcomes[outcome.index()]);
+        if let Some(deviation) = judged.max_abs_deviation {
+            self.deviation
+                .get_or_init(|| {
+                    self.telemetry
+                        .histogram(names::SHADOW_ABS_DEVIATION, self.labels(None))
+                })
+                .record(deviation);
+            bump(
+                &slot.deviation
+                    [crate::stats::bucket_of(deviation, &crate::exporter::DEVIATION_BUCKETS)],
+            );
+        }
+        if let Some(agree) = judged.label_agreement {
+            self.agreements[usize::from(agree)]
+                .get_or_init(|| {
+                    self.telemetry.counter(
+                        names::SHADOW_LABEL_AGREEMENTS_TOTAL,
+                        self.labels(Some(("agree", if agree { "true" } else { "false" }))),
+                    )
+                })
+                .increment(1);
+            bump(if agree { &slot.agree } else { &slot.disagree });
+        }
+    }
+
+    /// Lists a divergent pair among the dashboard's recent ones.
+    pub fn record_divergence(&self, divergence: crate::stats::Divergence) {
+        self.telemetry.record_divergence(divergence);
+    }
+
+    /// Counts a divergence-log line that was not written.
+    pub fn record_log_drop(&self, reason: LogDrop) {
+        let index = LogDrop::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.log_drops[index]
+            .get_or_init(|| {
+                self.telemetry.counter(
+                    names::DIVERGENCE_LOG_DROPPED_TOTAL,
+                    vec![
+                        Label::new("route", self.route.clone()),
+                        Label::new("reason", reason.label()),
+                    ],
+                )
+            })
+            .increment(1);
+    }
+
+    fn labels(&self, extra: Option<(&'static str, &'static str)>) -> Vec<Label> {
+        let mut labels = vec![
+            Label::new("route", self.route.clone()),
+            Label::new("backend", self.backend.clone()),
+        ];
+        labels.extend(extra.map(|(k, v)| Label::new(k, v)));
+        labels
+    }
+}
+
+/// Counts one upstream request in `veer_in_flight_requests{role}` until dropped.
+#[derive(Debug)]
+pub struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    pub(crate) fn start(gauge: &metrics::Gauge) -> InFlight {
+        gauge.increment(1.0);
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Registers a counter on `recorder` under `name` and `labels`.
+pub(crate) fn register_counter(
+    recorder: &impl Recorder,
+    name: &'static str,
+    labels: Vec<Label>,
+) -> Counter {
+    recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+}
+
+/// Registers a histogram on `recorder` under `name` and `labels`.
+pub(crate) fn register_histogram(
+    recorder: &impl Recorder,
+    name: &'static str,
+    labels: Vec<Label>,
+) -> Histogram {
+    recorder.register_histogram(&Key::from_parts(name, labels), &METADATA)
+}
+
+/// Registers a gauge on `recorder` under `name` and `labels`.
+pub(crate) fn register_gauge(
+    recorder: &impl Recorder,
+    name: &'static str,
+    labels: Vec<Label>,
+) -> metrics::Gauge {
+    recorder.register_gauge(&Key::from_parts(name, labels), &METADATA)
+}
+
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new("veer", metrics::Level::INFO, Some(module_path!()));
