@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod errors;
 mod grafana;
+mod isolation;
 mod reload;
 mod shadow;
 mod split;
@@ -56,11 +57,16 @@ pub async fn two_backends() -> (TestBackend, TestBackend) {
     )
 }
 
-/// Says why a test did not run, on the real stderr: the test harness captures
-/// `println!`, and a skip must not pass silently.
+/// The start of the line [`skipped`] prints: `.ci/run` counts these lines, so a
+/// skipped test is reported as skipped, never as passed.
+pub const SKIP_MARKER: &str = "SKIPPED: ";
+
+/// Says why a test did not run, on the real stderr (the test harness captures
+/// `println!`, and a skip must not pass silently). The test then returns; cargo
+/// counts it as passed, and `.ci/run` moves it to the skipped count.
 pub fn skipped(reason: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{reason}");
+    let _ = writeln!(std::io::stderr(), "{SKIP_MARKER}{reason}");
 }
 
 /// Runs `veer check` on `toml` written to a fresh file; the output, and the file name
@@ -81,4 +87,22 @@ pub fn check_toml(toml: &str) -> (std::process::Output, String) {
         .expect("run veer check");
     let _ = std::fs::remove_file(&path);
     (out, path.display().to_string())
+}
+
+/// The value of the series `name` in veer's `/metrics` whose labels include all of
+/// `labels`, summed (0 when absent).
+pub async fn scrape(admin: &veer_testkit::TestClient, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = admin.get("/metrics", &[]).await.expect("metrics").text();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }

@@ -124,3 +124,79 @@ async fn a_reload_that_moves_a_listener_is_rejected_whole() {
         .expect("answer");
     assert_eq!(answer.header("x-veer-backend"), "v1");
 }
+
+/// A routing file of `n` basic routes on `/rN/`, all to `v1`.
+fn many_routes(v1: &str, n: usize) -> String {
+    let mut config = format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[backends.v1]\nurl = \"{v1}\"\n"
+    );
+    for i in 0..n {
+        config.push_str(&format!(
+            "\n[[routes]]\nname = \"r{i}\"\nmatch = {{ path_prefix = \"/r{i}/\" }}\nsplit = [ {{ backend = \"v1\", weight = 1 }} ]\n"
+        ));
+    }
+    config
+}
+
+/// SIGHUP and `POST /-/reload` at the same time, on an 800-route file: every
+/// successful reload takes the next generation, so the generation always comes to
+/// 1 + the successful reloads. (When each trigger computed "N + 1" from the same N,
+/// 80 reloads gave generation 79.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation() {
+    let backend =
+        veer_testkit::TestBackend::start(veer_testkit::Behavior::Fixed("ok".into())).await;
+    let veer = start(&many_routes(&backend.url(), 800));
+    let admin = TestClient::new(veer.admin_addr());
+    let posts: Vec<_> = (0..20)
+        .map(|_| {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let answer = admin
+                    .send(http::Method::POST, "/-/reload", &[], bytes::Bytes::new())
+                    .await
+                    .expect("answer");
+                assert_eq!(answer.status, http::StatusCode::OK, "{}", answer.text());
+                answer.json()["generation"].as_u64().expect("generation")
+            })
+        })
+        .collect();
+    tokio::task::block_in_place(|| {
+        for _ in 0..20 {
+            veer.signal("HUP").expect("SIGHUP");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut posted = Vec::new();
+    for post in posts {
+        posted.push(post.await.expect("reload task"));
+    }
+    posted.sort_unstable();
+    posted.dedup();
+    assert_eq!(posted.len(), 20, "every POST got a generation of its own");
+
+    // Reloads triggered by signals may still be running: wait (bounded) for the
+    // figures to settle. A lost generation would keep them apart for ever.
+    let settled = Instant::now() + Duration::from_secs(60);
+    let (mut generation, mut ok) = (0.0, -1.0);
+    while Instant::now() < settled {
+        generation = crate::scrape(&admin, "veer_config_generation", &[]).await;
+        ok = crate::scrape(&admin, "veer_config_reloads_total", &[("result", "ok")]).await;
+        if generation == ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        generation, ok,
+        "generation = 1 + successful reloads (the first load counts as one)"
+    );
+    assert!(
+        ok >= 22.0,
+        "the 20 POSTs and at least one SIGHUP reloaded: {ok}"
+    );
+    assert_eq!(
+        admin.get("/config", &[]).await.expect("config").json()["generation"],
+        generation as u64
+    );
+}

@@ -378,3 +378,101 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
     assert!(first["shadow_body"].as_str().unwrap().contains("0.7"));
     let _ = std::fs::remove_file(&log);
 }
+
+/// A client that stalls its upload never holds a shadow permit: the body is read for
+/// the mirror before a permit is taken, and only up to the shadow's timeout. With
+/// `max_in_flight = 8`, eight uploads stalled mid-body leave mirroring on for the
+/// next twenty well-formed requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_stalled_uploads_do_not_stop_the_next_twenty_from_being_mirrored() {
+    use tokio::io::AsyncWriteExt;
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
+    let shadow = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
+    let proxy = start(&shadowed(
+        "stalled",
+        &live.url(),
+        &shadow.url(),
+        "5s",
+        "max_in_flight = 8",
+    ))
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        let head =
+            "POST /stalled/p HTTP/1.1\r\nhost: veer\r\ncontent-length: 1000\r\n\r\n{\"instances\":";
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stalled.push(stream);
+    }
+    for i in 0..20 {
+        let id = format!("well-formed-{i}");
+        let answer = proxy
+            .client
+            .send(
+                Method::POST,
+                "/stalled/p",
+                &[("x-request-id", &id)],
+                Bytes::from_static(b"{\"instances\":[1]}"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    let matched = proxy
+        .metric_reaches(COMPARISONS, &[("outcome", "match")], 20.0)
+        .await;
+    assert_eq!(
+        matched, 20.0,
+        "every well-formed request was mirrored and compared"
+    );
+    assert_eq!(outcome(&proxy, "stalled", "dropped"), 0.0);
+    drop(stalled);
+}
+
+/// A divergent value of a megabyte still gives a log line of at most 16 KiB, with
+/// the cut marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_differing_value_logs_a_line_of_at_most_16_kib() {
+    let big = |c: char| format!(r#"{{"predictions":["{}"]}}"#, c.to_string().repeat(1 << 20));
+    let live = TestBackend::start(Behavior::Fixed(big('a'))).await;
+    let shadow = TestBackend::start(Behavior::Fixed(big('b'))).await;
+    let log = common::temp_path("divergence-cut", "jsonl");
+    let config = shadowed(
+        "cut",
+        &live.url(),
+        &shadow.url(),
+        "5s",
+        &format!("divergence_log = \"{}\"", log.display()),
+    )
+    .replace(
+        "[routes.compare]\nabs_tolerance = 0.01",
+        "[routes.compare]\nmax_body = \"2MiB\"",
+    );
+    let proxy = start(&config).await;
+    let answer = proxy.client.get("/cut/p", &[]).await.expect("answer");
+    assert_eq!(
+        answer.body.len(),
+        big('a').len(),
+        "the client got the whole answer"
+    );
+    let text = wait_for_text(&log).await;
+    let line = text.lines().next().expect("one line");
+    assert!(line.len() <= 16 * 1024, "{} bytes", line.len());
+    let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(record["differences"][0]["pointer"], "/predictions/0");
+    assert_eq!(record["differences"][0]["cut"], true);
+    assert_eq!(record["live_body_bytes"], big('a').len());
+    let _ = std::fs::remove_file(&log);
+}
+
+/// The text of the file at `path` once it holds a whole line (up to 20 s).
+async fn wait_for_text(path: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.ends_with('\n') || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -91,6 +91,26 @@ impl VeerProcess {
         self.admin
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process now, in bytes (`VmRSS` of `/proc/PID/status`);
+    /// `None` where there is no procfs.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// The routing file veer was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
