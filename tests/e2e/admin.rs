@@ -190,7 +190,7 @@ fn promtool_check(metrics: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
     else {
-        crate::skipped("SKIPPED promtool check: promtool is not installed (Debian package prometheus; .ci/run installs it)");
+        crate::skipped("promtool check: promtool is not installed (Debian package prometheus; .ci/run installs it)");
         return;
     };
     use std::io::Write;

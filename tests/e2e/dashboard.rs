@@ -13,7 +13,7 @@ const CHROMIUM: &str = "chromium";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_stats_reports() {
     if Command::new(CHROMIUM).arg("--version").output().is_err() {
-        crate::skipped(&format!("SKIPPED dashboard test: {CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)"));
+        crate::skipped(&format!("dashboard test: {CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)"));
         return;
     }
     let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[[0.1,0.9]]}"#.into())).await;

@@ -39,7 +39,7 @@ fn kubernetes_manifests_validate_against_the_openapi_schemas() {
         .args(&manifests)
         .output()
     else {
-        crate::skipped("SKIPPED manifest validation: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run installs it)");
+        crate::skipped("manifest validation: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run installs it)");
         return;
     };
     let report = format!(

@@ -130,7 +130,7 @@ async fn a_real_prometheus_scrapes_veer_and_answers_a_dashboard_query() {
         .output()
         .is_err()
     {
-        crate::skipped("SKIPPED Prometheus test: prometheus is not installed (Debian package prometheus; .ci/run installs it)");
+        crate::skipped("Prometheus test: prometheus is not installed (Debian package prometheus; .ci/run installs it)");
         return;
     }
     let (veer, _live, _shadow) = busy_veer().await;
