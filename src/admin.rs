@@ -1,7 +1,7 @@
 //! The admin endpoints' view of the running proxy.
 
 use veer_proxy::Routes;
-use veer_telemetry::admin::{AdminHooks, ReloadFuture, ReloadRefusal};
+use veer_telemetry::admin::{AdminHooks, ReloadFailure, ReloadFuture};
 use veer_telemetry::exporter::Gauges;
 use veer_telemetry::names;
 
@@ -77,7 +77,8 @@ impl AdminHooks for Hooks {
         Box::pin(async move {
             match routes.reload().await {
                 Ok(reloaded) => Ok(reloaded.generation),
-                Err(refused) => Err(Box::new(refused) as ReloadRefusal),
+                Err(error) if error.is_refusal() => Err(ReloadFailure::Refused(error.to_string())),
+                Err(error) => Err(ReloadFailure::Failed(error.to_string())),
             }
         })
     }

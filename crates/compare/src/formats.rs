@@ -43,6 +43,8 @@ fn by_name(list: &Value) -> Option<Value> {
         return None;
     }
     let mut map = Object::new();
+    // Repeated names are found with a set: one lookup each, whatever the object's
+    // own representation makes of `contains_key`.
     let mut names = HashSet::with_capacity(items.len());
     for item in items.iter() {
         let name = item.get("name")?.as_str()?;

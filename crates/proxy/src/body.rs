@@ -6,11 +6,12 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
 /// A request body on its way to a backend.
 #[derive(Debug)]
@@ -84,7 +85,7 @@ fn poll_full(
 }
 
 /// What reading a client body for a mirror came to.
-pub(crate) enum Limited {
+pub(crate) enum MirrorRead {
     /// The whole body, within the limits.
     Whole(Bytes),
     /// Not the whole body: forward what was read and the rest as it arrives
@@ -102,58 +103,85 @@ pub(crate) enum Limited {
 pub(crate) enum Cut {
     /// Larger than `shadow.max_body`.
     TooLarge,
-    /// Not complete by the deadline: the client is uploading slowly or has stalled.
+    /// Not complete in time: the client is uploading slowly or has stalled.
     TooSlow,
+    /// The bytes being read for the shadow backend's mirrors reached their budget.
+    NoRoom,
 }
 
-/// Reads `body` whole if it is at most `limit` bytes and complete by `deadline`;
-/// otherwise stops at the first chunk past the limit (or at the deadline) and hands
-/// back what it read with the rest still streaming, so the live request loses
-/// nothing and waits no longer than the deadline for the mirror's sake.
-pub(crate) async fn read_limited(
+/// Reads `body` whole if it is at most `limit` bytes, complete within `time`, and
+/// every chunk finds room in `budget` (permits are bytes, held only while reading);
+/// otherwise stops at the first chunk that does not fit (or when the time is up) and
+/// hands back what it read with the rest still streaming, so the live request loses
+/// nothing and waits no longer than `time` for the mirror's sake.
+pub(crate) async fn read_for_mirror(
     mut body: Incoming,
     limit: u64,
-    deadline: std::time::Instant,
-) -> Result<Limited, hyper::Error> {
+    time: Duration,
+    budget: &Semaphore,
+) -> Result<MirrorRead, hyper::Error> {
     if body.size_hint().lower() > limit {
-        return Ok(Limited::Partial {
+        return Ok(MirrorRead::Partial {
             body: RequestBody::Streamed(body),
             cut: Cut::TooLarge,
         });
     }
-    let deadline = tokio::time::Instant::from_std(deadline);
+    // A sleep, not `Instant + time`: it saturates instead of overflowing for the
+    // longest timeouts a config may give.
+    let deadline = tokio::time::sleep(time);
+    tokio::pin!(deadline);
     let mut prefix = VecDeque::new();
     let mut read = 0u64;
+    let mut reserved: Option<SemaphorePermit<'_>> = None;
     loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(frame)) => frame?,
-            Ok(None) => break,
-            Err(_) => {
+        let frame = tokio::select! {
+            frame = body.frame() => match frame {
+                Some(frame) => frame?,
+                None => break,
+            },
+            () = &mut deadline => {
                 let body = RequestBody::Replayed { prefix, rest: body };
-                return Ok(Limited::Partial {
-                    body,
-                    cut: Cut::TooSlow,
-                });
+                return Ok(MirrorRead::Partial { body, cut: Cut::TooSlow });
             }
         };
         let Ok(chunk) = frame.into_data() else {
             continue;
         };
         read += chunk.len() as u64;
+        let room = u32::try_from(chunk.len())
+            .ok()
+            .and_then(|n| budget.try_acquire_many(n).ok());
         prefix.push_back(chunk);
-        if read > limit {
-            let body = RequestBody::Replayed { prefix, rest: body };
-            return Ok(Limited::Partial {
-                body,
-                cut: Cut::TooLarge,
-            });
+        let cut = match room {
+            _ if read > limit => Cut::TooLarge,
+            None => Cut::NoRoom,
+            Some(room) => {
+                match reserved.as_mut() {
+                    Some(held) => held.merge(room),
+                    None => reserved = Some(room),
+                }
+                continue;
+            }
+        };
+        let body = RequestBody::Replayed { prefix, rest: body };
+        return Ok(MirrorRead::Partial { body, cut });
+    }
+    Ok(MirrorRead::Whole(concat(prefix.make_contiguous())))
+}
+
+/// Chunks joined into one buffer (without a copy when there is only one).
+pub(crate) fn concat(chunks: &[Bytes]) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [only] => only.clone(),
+        _ => {
+            let mut whole = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in chunks {
+                whole.extend_from_slice(chunk);
+            }
+            whole.freeze()
         }
     }
-    let mut whole = BytesMut::with_capacity(read as usize);
-    for chunk in prefix {
-        whole.extend_from_slice(&chunk);
-    }
-    Ok(Limited::Whole(whole.freeze()))
 }
 
 /// The live response as the shadow's comparison sees it.
@@ -163,8 +191,9 @@ pub(crate) enum LiveCapture {
     Complete {
         /// Its status.
         status: u16,
-        /// Its body.
-        body: Bytes,
+        /// Its body, as the chunks it arrived in: they are joined on the compare
+        /// pool, not on the thread serving the client.
+        chunks: Vec<Bytes>,
     },
     /// Complete, but larger than the compare limit.
     TooLarge,
@@ -225,7 +254,8 @@ impl Body for ResponseBody {
 
 /// Streams a live response to the client while keeping up to `limit` bytes of it;
 /// when it ends (or is dropped early) the capture goes to the waiting shadow task.
-/// Chunks are kept by reference count, not copied, until the end.
+/// Chunks are kept by reference count, never copied here. Once the shadow task has
+/// stopped waiting (it timed out), nothing more is kept.
 #[derive(Debug)]
 pub(crate) struct Tee {
     inner: Incoming,
@@ -267,14 +297,19 @@ impl Tee {
         if self.over_limit {
             return LiveCapture::TooLarge;
         }
-        let mut body = BytesMut::with_capacity(self.kept_len as usize);
-        for chunk in self.kept.drain(..) {
-            body.extend_from_slice(&chunk);
-        }
         LiveCapture::Complete {
             status: self.status,
-            body: body.freeze(),
+            chunks: std::mem::take(&mut self.kept),
         }
+    }
+
+    /// Whether anyone still waits for the capture.
+    fn wanted(&mut self) -> bool {
+        if self.done.as_ref().is_some_and(|done| done.is_closed()) {
+            self.done = None;
+            self.kept = Vec::new();
+        }
+        self.done.is_some()
     }
 }
 
@@ -290,6 +325,9 @@ impl Body for Tee {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if !this.wanted() {
+                    return polled;
+                }
                 if let Some(chunk) = frame.data_ref() {
                     this.kept_len += chunk.len() as u64;
                     if this.kept_len > this.limit {
@@ -323,5 +361,17 @@ impl Drop for Tee {
         self.finish(LiveCapture::Failed(
             "the live response was not sent to the end (client gone?)".into(),
         ));
+    }
+}
+
+impl LiveCapture {
+    /// The capture of a response whose body is already known to be empty (a 204,
+    /// an answer to HEAD, `content-length: 0`): hyper never polls such a body, so
+    /// it is not teed.
+    pub(crate) fn empty(status: u16) -> LiveCapture {
+        LiveCapture::Complete {
+            status,
+            chunks: Vec::new(),
+        }
     }
 }

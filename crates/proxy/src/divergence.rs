@@ -12,10 +12,15 @@
 //! Every line not written is counted in `veer_divergence_log_dropped_total` with its
 //! reason. A write error (full disk, unwritable path) is logged once; lines are
 //! dropped until writes succeed again.
+//!
+//! A file has one writer ([`LogWriter`], a registry entry keyed by its path, so two
+//! writers never rotate one file under each other); its size limit follows the
+//! latest config. The rate ([`LogRate`]) is keyed by path and `per_sec`, so a reload
+//! that changes the rate gets a new one.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -40,10 +45,29 @@ const VALUE_EXCERPT: usize = 512;
 pub(crate) const POINTER_EXCERPT: usize = 256;
 const ID_EXCERPT: usize = 256;
 
-/// A divergence log file and its writer thread.
-#[derive(Debug)]
+/// A divergence log as a route's shadow uses it: the file's writer and the rate.
+#[derive(Debug, Clone)]
 pub(crate) struct DivergenceLog {
-    rate: Rate,
+    pub(crate) writer: Arc<LogWriter>,
+    pub(crate) rate: Arc<LogRate>,
+}
+
+impl DivergenceLog {
+    /// Queues `line` (at most [`MAX_LINE`] bytes, see [`line`]), unless this second's
+    /// quota is spent or the queue is full; a drop is counted in `series`. Never
+    /// blocks.
+    pub(crate) fn submit(&self, line: String, series: &Arc<ComparisonSeries>) {
+        if !self.rate.take() {
+            return series.record_log_drop(LogDrop::RateLimited);
+        }
+        self.writer.submit(line, series);
+    }
+}
+
+/// One divergence log file and its writer thread.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    max_bytes: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
     lines: Sender<Queued>,
 }
@@ -54,14 +78,16 @@ struct Queued {
     series: Arc<ComparisonSeries>,
 }
 
-impl DivergenceLog {
-    /// Starts the writer for `settings`' file (created on the first line).
-    pub(crate) fn open(settings: &veer_config::DivergenceLog) -> DivergenceLog {
+impl LogWriter {
+    /// Starts the writer of the file at `path` (created on the first line), which
+    /// rotates past `max_bytes`.
+    pub(crate) fn open(path: &Path, max_bytes: u64) -> LogWriter {
         let (lines, queue) = channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let max_bytes = Arc::new(AtomicU64::new(max_bytes));
         let writer = Writer {
-            path: settings.path.clone(),
-            max_bytes: settings.max_bytes,
+            path: path.to_owned(),
+            max_bytes: max_bytes.clone(),
             file: None,
             size: 0,
             failing: false,
@@ -71,23 +97,24 @@ impl DivergenceLog {
             .name("veer-divergence-log".to_owned())
             .spawn(move || writer.run(queue));
         if let Err(e) = spawned {
-            tracing::warn!(path = %settings.path.display(), error = %e, "cannot start the divergence log writer; divergent pairs will not be logged");
+            tracing::warn!(path = %path.display(), error = %e, "cannot start the divergence log writer; divergent pairs will not be logged");
         }
-        DivergenceLog {
-            rate: Rate::new(settings.per_sec),
+        LogWriter {
+            max_bytes,
             queued,
             lines,
         }
     }
 
-    /// Queues `line` (at most [`MAX_LINE`] bytes, see [`line`]), unless this second's
-    /// quota is spent or the queue is full; a drop is counted in `series`. Never
-    /// blocks.
-    pub(crate) fn submit(&self, line: String, series: &Arc<ComparisonSeries>) {
-        if !self.rate.take() {
-            return series.record_log_drop(LogDrop::RateLimited);
-        }
-        let size = line.len();
+    /// The size past which the file rotates, from now on.
+    pub(crate) fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
+    /// Queues `line` unless the queue is full (counted in `series`).
+    fn submit(&self, line: String, series: &Arc<ComparisonSeries>) {
+        // What the line holds on the heap, not only its length.
+        let size = line.capacity();
         let admitted = self
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
@@ -110,16 +137,16 @@ impl DivergenceLog {
 /// At most `per_sec` lines in each second, counted without a lock: the second and
 /// the count so far share one atomic word.
 #[derive(Debug)]
-struct Rate {
+pub(crate) struct LogRate {
     per_sec: u32,
     started: Instant,
     /// `second << 32 | used`.
     window: AtomicU64,
 }
 
-impl Rate {
-    fn new(per_sec: u32) -> Rate {
-        Rate {
+impl LogRate {
+    pub(crate) fn new(per_sec: u32) -> LogRate {
+        LogRate {
             per_sec,
             started: Instant::now(),
             window: AtomicU64::new(0),
@@ -128,9 +155,12 @@ impl Rate {
 
     /// Takes one line of this second's quota, if any is left.
     fn take(&self) -> bool {
-        let second = self.started.elapsed().as_secs() & u64::from(u32::MAX);
+        let now = self.started.elapsed().as_secs() & u64::from(u32::MAX);
         self.window
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |window| {
+                // A caller that read the clock just before another moved the window
+                // on counts in the newer second: the window never goes back.
+                let second = now.max(window >> 32);
                 let used = if window >> 32 == second {
                     window & u64::from(u32::MAX)
                 } else {
@@ -144,7 +174,7 @@ impl Rate {
 
 struct Writer {
     path: PathBuf,
-    max_bytes: u64,
+    max_bytes: Arc<AtomicU64>,
     file: Option<File>,
     size: u64,
     failing: bool,
@@ -156,7 +186,7 @@ impl Writer {
     fn run(mut self, queue: Receiver<Queued>) {
         while let Ok(Queued { line, series }) = queue.recv() {
             let written = self.write(&line);
-            self.queued.fetch_sub(line.len(), Ordering::AcqRel);
+            self.queued.fetch_sub(line.capacity(), Ordering::AcqRel);
             match written {
                 Ok(()) => {
                     if self.failing {
@@ -181,7 +211,7 @@ impl Writer {
         if self.file.is_none() {
             self.reopen()?;
         }
-        if self.size > 0 && self.size + needed > self.max_bytes {
+        if self.size > 0 && self.size + needed > self.max_bytes.load(Ordering::Relaxed) {
             let mut rotated = self.path.clone().into_os_string();
             rotated.push(".1");
             self.file = None;
@@ -192,7 +222,6 @@ impl Writer {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        // One write per line: lines from writers sharing the file never interleave.
         file.write_all(&bytes)?;
         self.size += needed;
         Ok(())
@@ -210,7 +239,7 @@ impl Writer {
 }
 
 /// Who a divergent pair belongs to and what each side answered, for its line.
-pub(crate) struct Pair<'a> {
+pub(crate) struct DivergentPair<'a> {
     pub(crate) request_id: &'a [u8],
     pub(crate) route: &'a str,
     pub(crate) live_backend: &'a str,
@@ -227,17 +256,29 @@ pub(crate) struct Pair<'a> {
 /// [`MAX_LINE`] bytes. A cut value becomes the start of its JSON text ending in `…`
 /// with `"cut": true` beside it; a cut body ends in `…`, and `*_body_bytes` gives
 /// its whole size.
-pub(crate) fn line(pair: &Pair<'_>, comparison: &Comparison, at: SystemTime) -> String {
+pub(crate) fn line(pair: &DivergentPair<'_>, comparison: &Comparison, at: SystemTime) -> String {
+    let differences: Vec<Prepared<'_>> = comparison
+        .differences
+        .iter()
+        .map(|d| Prepared {
+            pointer: &d.pointer,
+            live: d.live.as_ref().map(|v| (v, v.to_string())),
+            shadow: d.shadow.as_ref().map(|v| (v, v.to_string())),
+        })
+        .collect();
     let mut limits = Limits {
         body: BODY_EXCERPT,
         value: VALUE_EXCERPT,
         pointer: POINTER_EXCERPT,
     };
     // Escaping can grow a cut part (quotes, control bytes): halve the parts until
-    // the line fits; at the last step bodies and values are gone entirely.
-    for _ in 0..8 {
-        let text = render(pair, comparison, at, &limits).to_string();
-        if text.len() <= MAX_LINE {
+    // the line fits. With every part cut to nothing, what is left (names of at most
+    // 64 bytes, a request id of at most 256 before escaping, eight "…" pointers) is
+    // far below the limit.
+    loop {
+        let text = render(pair, comparison, &differences, at, &limits).to_string();
+        if text.len() <= MAX_LINE || limits.body + limits.value + limits.pointer == 0 {
+            debug_assert!(text.len() <= MAX_LINE, "{} bytes", text.len());
             return text;
         }
         limits = Limits {
@@ -246,12 +287,13 @@ pub(crate) fn line(pair: &Pair<'_>, comparison: &Comparison, at: SystemTime) -> 
             pointer: limits.pointer / 2,
         };
     }
-    let bare = Limits {
-        body: 0,
-        value: 0,
-        pointer: 0,
-    };
-    render(pair, comparison, at, &bare).to_string()
+}
+
+/// A difference with its values' JSON text, rendered once however often the line is.
+struct Prepared<'c> {
+    pointer: &'c str,
+    live: Option<(&'c Value, String)>,
+    shadow: Option<(&'c Value, String)>,
 }
 
 struct Limits {
@@ -260,9 +302,14 @@ struct Limits {
     pointer: usize,
 }
 
-fn render(pair: &Pair<'_>, comparison: &Comparison, at: SystemTime, limits: &Limits) -> Value {
-    let differences: Vec<Value> = comparison
-        .differences
+fn render(
+    pair: &DivergentPair<'_>,
+    comparison: &Comparison,
+    differences: &[Prepared<'_>],
+    at: SystemTime,
+    limits: &Limits,
+) -> Value {
+    let differences: Vec<Value> = differences
         .iter()
         .map(|d| {
             let (live, live_cut) = value_excerpt(d.live.as_ref(), limits.value);
@@ -299,15 +346,12 @@ fn render(pair: &Pair<'_>, comparison: &Comparison, at: SystemTime, limits: &Lim
 
 /// A differing value as the line shows it: whole when its JSON text fits `limit`,
 /// else the start of that text as a string ending in `…`. Whether it was cut.
-fn value_excerpt(value: Option<&Value>, limit: usize) -> (Value, bool) {
-    let Some(value) = value else {
-        return (Value::Null, false);
-    };
-    let text = value.to_string();
-    if text.len() <= limit {
-        return (value.clone(), false);
+fn value_excerpt(value: Option<&(&Value, String)>, limit: usize) -> (Value, bool) {
+    match value {
+        None => (Value::Null, false),
+        Some((value, text)) if text.len() <= limit => ((*value).clone(), false),
+        Some((_, text)) => (Value::String(excerpt(text.as_bytes(), limit)), true),
     }
-    (Value::String(excerpt(text.as_bytes(), limit)), true)
 }
 
 /// The first `limit` bytes of `bytes` as text (cut on a character boundary when the
@@ -341,8 +385,8 @@ mod tests {
         }
     }
 
-    fn pair<'a>(live: &'a [u8], shadow: &'a [u8]) -> Pair<'a> {
-        Pair {
+    fn pair<'a>(live: &'a [u8], shadow: &'a [u8]) -> DivergentPair<'a> {
+        DivergentPair {
             request_id: b"r-1",
             route: "churn",
             live_backend: "v1",
@@ -430,9 +474,46 @@ mod tests {
     }
 
     #[test]
+    fn the_worst_line_a_config_allows_stays_within_16_kib() {
+        // Longest names (64 bytes), an id of quotes, eight long differences, bodies
+        // of control bytes: every part escapes to several times its size.
+        let name = "n".repeat(64);
+        let id = "\"".repeat(8 * 1024);
+        let nasty = vec![0u8; 1 << 20];
+        let differences = (0..8)
+            .map(|i| Difference {
+                pointer: format!("/{}{i}", "\"".repeat(4096)),
+                live: Some(Value::String("\u{0}".repeat(4096))),
+                shadow: Some(json!({ "k": "\"".repeat(4096) })),
+            })
+            .collect();
+        let pair = DivergentPair {
+            request_id: id.as_bytes(),
+            route: &name,
+            live_backend: &name,
+            shadow_backend: &name,
+            live: Some((200, &nasty)),
+            shadow: Some((599, &nasty)),
+        };
+        let text = line(&pair, &comparison(differences), SystemTime::now());
+        assert!(text.len() <= MAX_LINE, "{} bytes", text.len());
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
+    }
+
+    #[test]
     fn the_rate_allows_per_sec_lines_in_a_second() {
-        let rate = Rate::new(3);
+        let rate = LogRate::new(3);
         let taken = (0..10).filter(|_| rate.take()).count();
         assert_eq!(taken, 3);
+    }
+
+    #[test]
+    fn the_rate_window_never_goes_back_to_an_earlier_second() {
+        let rate = LogRate::new(1);
+        // Another caller moved the window on to second 5 and took its quota.
+        rate.window.store(5 << 32 | 1, Ordering::SeqCst);
+        // A caller whose clock still reads second 0 counts in second 5: none left.
+        assert!(!rate.take());
+        assert_eq!(rate.window.load(Ordering::SeqCst), 5 << 32 | 1);
     }
 }

@@ -8,7 +8,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 /// A request that veer answers itself instead of with a backend's response. Each
 /// variant says where it went wrong (downstream: the client; upstream: the backend)
-/// and keeps its cause.
+/// and keeps its cause as its `source`; [`ProxyError::message`] adds the innermost
+/// cause for the people reading the answer and the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// Downstream: no route's match took the request.
@@ -20,14 +21,14 @@ pub enum ProxyError {
         path: String,
     },
     /// Downstream: the client's request body could not be read.
-    #[error("the request body could not be read: {source}")]
+    #[error("the request body could not be read")]
     ClientBody {
         /// What broke.
         #[source]
         source: hyper::Error,
     },
     /// Upstream: the backend could not be connected to.
-    #[error("backend \"{backend}\" is unreachable: {}", root_cause(.source))]
+    #[error("backend \"{backend}\" is unreachable")]
     Unreachable {
         /// Backend name.
         backend: String,
@@ -36,7 +37,7 @@ pub enum ProxyError {
         source: UpstreamError,
     },
     /// Upstream: connected, but the exchange broke (reset, closed early, bad HTTP).
-    #[error("backend \"{backend}\" failed: {}", root_cause(.source))]
+    #[error("backend \"{backend}\" failed")]
     Upstream {
         /// Backend name.
         backend: String,
@@ -99,11 +100,20 @@ impl ProxyError {
         }
     }
 
+    /// What happened, with its innermost cause when it has one: "backend \"v1\" is
+    /// unreachable: Connection refused (os error 111)".
+    pub fn message(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(cause) => format!("{self}: {}", root_cause(cause)),
+            None => self.to_string(),
+        }
+    }
+
     /// `{"error": kind, "message": ..., "backend": ..., "request_id": ...}`.
     pub fn to_response(&self, request_id: &HeaderValue) -> Response<Bytes> {
         let mut body = serde_json::json!({
             "error": self.kind(),
-            "message": self.to_string(),
+            "message": self.message(),
             "request_id": String::from_utf8_lossy(request_id.as_bytes()),
         });
         if let Some(backend) = self.backend() {

@@ -87,7 +87,7 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
 /// which HTTP/2 clients send instead of `Host`.
 pub(crate) fn to_upstream(
     headers: &mut HeaderMap,
-    client: &Downstream,
+    peer: &Downstream,
     authority: Option<&Authority>,
     upstream_host: &HeaderValue,
     id: &HeaderValue,
@@ -101,10 +101,10 @@ pub(crate) fn to_upstream(
     }
     let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
         Some(prior) => {
-            let joined = [prior.as_bytes(), b", ", client.ip.as_bytes()].concat();
-            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.ip.clone())
+            let joined = [prior.as_bytes(), b", ", peer.ip.as_bytes()].concat();
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| peer.ip.clone())
         }
-        None => client.ip.clone(),
+        None => peer.ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));

@@ -21,7 +21,7 @@ use crate::{ProxyError, Routes, Snapshot};
 #[derive(Debug, Clone)]
 pub struct Proxy {
     routes: Routes,
-    upstream: UpstreamPool,
+    upstream_pool: UpstreamPool,
     judges: ComparePool,
 }
 
@@ -30,7 +30,7 @@ impl Proxy {
     pub fn new(routes: Routes) -> Proxy {
         Proxy {
             routes,
-            upstream: forward::upstream_pool(),
+            upstream_pool: forward::upstream_pool(),
             judges: ComparePool::start(),
         }
     }
@@ -61,10 +61,11 @@ impl Proxy {
                     // the access log still gets its line.
                     tracing::info!(target: "veer::access", request_id = %id, route = "-", status, "access");
                 }
+                let message = error.message();
                 if error.status().is_server_error() {
-                    tracing::warn!(status, error = %error, request_id = %id, "request failed");
+                    tracing::warn!(status, error = %message, request_id = %id, "request failed");
                 } else {
-                    tracing::debug!(status, error = %error, request_id = %id, "request refused");
+                    tracing::debug!(status, error = %message, request_id = %id, "request refused");
                 }
                 error.to_response(&request_id).map(ResponseBody::local)
             }
@@ -89,8 +90,14 @@ impl Proxy {
         let route = snapshot.route(decision.route);
         let upstream = snapshot.upstream(decision.backend);
         let outbound = forward::upstream_request(req, upstream, peer, request_id);
-        let (outbound, mirror) =
-            shadow::prepare(snapshot, decision, outbound, &self.upstream, request_id).await?;
+        let (outbound, mirror) = shadow::prepare(
+            snapshot,
+            decision,
+            outbound,
+            &self.upstream_pool,
+            request_id,
+        )
+        .await?;
         // The mirror is under way before the live request is sent; it waits for the
         // live answer's capture, never the other way round.
         let live_capture = mirror.map(|mirror| {
@@ -99,7 +106,7 @@ impl Proxy {
             capture
         });
         let started = Instant::now();
-        let result = forward::send(&self.upstream, outbound, upstream).await;
+        let result = forward::send(&self.upstream_pool, outbound, upstream).await;
         if let Some(series) = route.live_series(decision.backend) {
             series.record(&Exchange {
                 status: result.as_ref().ok().map(|r| r.status().as_u16()),
@@ -114,6 +121,11 @@ impl Proxy {
         }
         let mut response = match (result, live_capture) {
             (Ok(response), None) => response.map(ResponseBody::Streamed),
+            (Ok(response), Some(capture)) if response.body().is_end_stream() => {
+                // hyper never polls a body it knows is empty: nothing to tee.
+                let _ = capture.send(LiveCapture::empty(response.status().as_u16()));
+                response.map(ResponseBody::Streamed)
+            }
             (Ok(response), Some(capture)) => {
                 let status = response.status().as_u16();
                 let limit = route.compare.max_body;
@@ -121,7 +133,7 @@ impl Proxy {
             }
             (Err(error), capture) => {
                 if let Some(capture) = capture {
-                    let _ = capture.send(LiveCapture::Failed(error.to_string().into()));
+                    let _ = capture.send(LiveCapture::Failed(error.message().into()));
                 }
                 return Err(error);
             }

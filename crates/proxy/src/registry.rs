@@ -1,13 +1,15 @@
 //! The long-lived things routes use, kept across reloads: shadow limiters,
-//! divergence-log writers and telemetry series.
+//! divergence-log writers and rates, and telemetry series.
 //!
 //! Each entry is keyed by its **full settings**. A reload asks for what its routes
 //! need: an entry whose settings are unchanged is handed over (mirrors in flight keep
-//! counting against the same limiter, a log keeps its writer and its rotation state,
-//! a series keeps its last minute), a changed setting makes a new entry, and an entry
-//! no snapshot uses any more is released: the registry holds entries weakly, so the
-//! last snapshot (or in-flight request) that drops one frees it, and the next reload
-//! forgets its key.
+//! counting against the same limiter, a series keeps its last minute), a changed
+//! setting makes a new entry, and an entry no snapshot uses any more is released: the
+//! registry holds entries weakly, so the last snapshot (or in-flight request) that
+//! drops one frees it, and the next reload forgets its key. One exception, on
+//! purpose: a divergence log's file writer is keyed by its path alone, because two
+//! writers of one file would rotate it under each other; it takes the new size
+//! limit, and keeps its rotation state.
 //!
 //! The registry belongs to [`crate::Routes`] and changes only under its reload lock.
 
@@ -18,7 +20,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Semaphore;
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role, Telemetry};
 
-use crate::divergence::DivergenceLog;
+use crate::divergence::{DivergenceLog, LogRate, LogWriter};
 
 /// Entries of one kind by their settings, held weakly.
 struct Shelf<K, V> {
@@ -57,26 +59,42 @@ impl<K: Hash + Eq, V> Shelf<K, V> {
     }
 }
 
+/// A shadow backend's limits: mirrors in flight, and the bytes of request bodies
+/// being read for mirrors.
+#[derive(Debug)]
+pub(crate) struct ShadowLimiter {
+    /// Permits of mirrors in flight, each held until its pair is judged.
+    pub(crate) mirrors: Arc<Semaphore>,
+    /// Bytes of bodies being read for mirrors, at most `max_in_flight × max_body`:
+    /// as much as the mirrors in flight may hold. A chunk that does not fit drops
+    /// its mirror; slow uploads hold what they have read, only until their deadline.
+    pub(crate) reading: Semaphore,
+}
+
 /// Every long-lived entry, by kind.
 pub(crate) struct Registry {
     telemetry: Telemetry,
-    /// Shadow in-flight limits, by (shadow backend, max_in_flight).
-    limiters: Shelf<(String, usize), Semaphore>,
-    /// Divergence-log writers, by their whole `[routes.shadow]` log settings.
-    logs: Shelf<veer_config::DivergenceLog, DivergenceLog>,
+    /// Shadow limits, by (shadow backend, max_in_flight, bytes being read).
+    limiters: Shelf<(String, usize, usize), ShadowLimiter>,
+    /// Divergence-log file writers, by path.
+    log_writers: Shelf<std::path::PathBuf, LogWriter>,
+    /// Divergence-log rates, by (path, per_sec).
+    log_rates: Shelf<(std::path::PathBuf, u32), LogRate>,
     /// Request series, by (route, backend, role).
     exchanges: Shelf<(String, String, Role), ExchangeSeries>,
     /// Comparison series, by (route, shadow backend).
     comparisons: Shelf<(String, String), ComparisonSeries>,
 }
 
-/// How many entries of each kind are alive, for tests and the reload log.
+/// How many entries of each kind are alive, for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegistrySize {
     /// Shadow limiters.
     pub limiters: usize,
-    /// Divergence-log writers.
-    pub logs: usize,
+    /// Divergence-log file writers.
+    pub log_writers: usize,
+    /// Divergence-log rates.
+    pub log_rates: usize,
     /// Request series.
     pub exchanges: usize,
     /// Comparison series.
@@ -88,25 +106,45 @@ impl Registry {
         Registry {
             telemetry,
             limiters: Shelf::default(),
-            logs: Shelf::default(),
+            log_writers: Shelf::default(),
+            log_rates: Shelf::default(),
             exchanges: Shelf::default(),
             comparisons: Shelf::default(),
         }
     }
 
-    /// The limiter of mirrors in flight to `backend`, at most `max` of them.
-    pub(crate) fn limiter(&mut self, backend: &str, max: usize) -> Arc<Semaphore> {
+    /// The limits of mirrors to `backend`: at most `max` in flight, and
+    /// `reading` bytes of bodies being read for them.
+    pub(crate) fn limiter(
+        &mut self,
+        backend: &str,
+        max: usize,
+        reading: usize,
+    ) -> Arc<ShadowLimiter> {
+        let reading = reading.min(Semaphore::MAX_PERMITS);
         self.limiters
-            .get_or_make((backend.to_owned(), max), || Semaphore::new(max))
+            .get_or_make((backend.to_owned(), max, reading), || ShadowLimiter {
+                mirrors: Arc::new(Semaphore::new(max)),
+                reading: Semaphore::new(reading),
+            })
     }
 
-    /// The writer of the divergence log `settings` describe.
+    /// The writer and rate of the divergence log `settings` describe.
     pub(crate) fn divergence_log(
         &mut self,
         settings: &veer_config::DivergenceLog,
-    ) -> Arc<DivergenceLog> {
-        self.logs
-            .get_or_make(settings.clone(), || DivergenceLog::open(settings))
+    ) -> DivergenceLog {
+        let path = &settings.path;
+        let writer = self
+            .log_writers
+            .get_or_make(path.clone(), || LogWriter::open(path, settings.max_bytes));
+        writer.set_max_bytes(settings.max_bytes);
+        let rate = self
+            .log_rates
+            .get_or_make((path.clone(), settings.per_sec), || {
+                LogRate::new(settings.per_sec)
+            });
+        DivergenceLog { writer, rate }
     }
 
     /// The series of `route`'s requests to `backend` in `role`.
@@ -135,7 +173,8 @@ impl Registry {
     /// Forgets the keys of every entry no snapshot holds any more.
     pub(crate) fn forget_released(&mut self) {
         self.limiters.forget_released();
-        self.logs.forget_released();
+        self.log_writers.forget_released();
+        self.log_rates.forget_released();
         self.exchanges.forget_released();
         self.comparisons.forget_released();
     }
@@ -143,7 +182,8 @@ impl Registry {
     pub(crate) fn size(&self) -> RegistrySize {
         RegistrySize {
             limiters: self.limiters.live(),
-            logs: self.logs.live(),
+            log_writers: self.log_writers.live(),
+            log_rates: self.log_rates.live(),
             exchanges: self.exchanges.live(),
             comparisons: self.comparisons.live(),
         }

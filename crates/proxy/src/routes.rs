@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -49,21 +49,30 @@ impl std::fmt::Debug for Routes {
 pub enum ReloadError {
     /// The file could not be read, or did not validate: every finding, each with
     /// `file:line:col`.
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidConfig(#[from] Diagnostics),
     /// The file is valid, but asks for a change a reload cannot make.
-    #[error("{0}, so the whole reload was rejected")]
+    #[error(transparent)]
     RejectedChange(#[from] RejectedChange),
-    /// The reload task itself failed (it panicked); nothing was swapped.
-    #[error("the reload did not finish: {0}")]
+    /// The reload itself failed (it panicked): a bug, not the file's fault. Nothing
+    /// was swapped.
+    #[error("the reload did not finish")]
     Interrupted(#[source] tokio::task::JoinError),
+}
+
+impl ReloadError {
+    /// True when the file is at fault (invalid, or a change only a restart makes),
+    /// false when veer is.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, ReloadError::Interrupted(_))
+    }
 }
 
 /// A change to a valid file that only a restart can make.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RejectedChange {
     /// Listeners are bound once.
-    #[error("listen.{which} changed from {from} to {to}; listeners change only on restart")]
+    #[error("listen.{which} changed from {from} to {to}; listeners change only on restart, so the whole reload was rejected")]
     ListenChanged {
         /// `http` or `admin`.
         which: &'static str,
@@ -88,18 +97,11 @@ impl Routes {
     pub fn open(path: &Path, telemetry: Telemetry) -> Result<Routes, ReloadError> {
         let started = Instant::now();
         let (loaded, source) = read(path)?;
-        log_warnings(&loaded.warnings);
         let mut registry = Registry::new(telemetry.clone());
         let first = Snapshot::compile(loaded.config, source, 1, &mut registry);
         let took = started.elapsed();
         telemetry.record_reload(true, took);
-        tracing::info!(
-            generation = 1,
-            routes = first.config().routes.len(),
-            strategies = %summary(first.config()),
-            took_ms = took.as_secs_f64() * 1000.0,
-            "config loaded"
-        );
+        log_applied("config loaded", &first, &loaded.warnings, took);
         Ok(Routes {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(first),
@@ -126,9 +128,18 @@ impl Routes {
     /// counted either way.
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let routes = self.clone();
-        tokio::task::spawn_blocking(move || routes.reload_serialised())
-            .await
-            .unwrap_or_else(|e| Err(ReloadError::Interrupted(e)))
+        let started = Instant::now();
+        match tokio::task::spawn_blocking(move || routes.reload_serialised()).await {
+            Ok(outcome) => outcome,
+            Err(panicked) => {
+                let error = ReloadError::Interrupted(panicked);
+                self.shared
+                    .telemetry
+                    .record_reload(false, started.elapsed());
+                tracing::error!(%error, "config reload failed");
+                Err(error)
+            }
+        }
     }
 
     fn reload_serialised(&self) -> Result<Reloaded, ReloadError> {
@@ -142,16 +153,7 @@ impl Routes {
         let took = started.elapsed();
         self.shared.telemetry.record_reload(outcome.is_ok(), took);
         match &outcome {
-            Ok(reloaded) => {
-                let snapshot = self.load();
-                tracing::info!(
-                    generation = reloaded.generation,
-                    routes = snapshot.config().routes.len(),
-                    strategies = %summary(snapshot.config()),
-                    took_ms = took.as_secs_f64() * 1000.0,
-                    "config reloaded"
-                );
-            }
+            Ok(reloaded) => log_applied("config reloaded", &self.load(), &reloaded.warnings, took),
             Err(error) => tracing::error!(%error, "config reload rejected"),
         }
         outcome
@@ -162,7 +164,6 @@ impl Routes {
         let (loaded, source) = read(&self.shared.path)?;
         let running = self.shared.current.load_full();
         unchanged_listeners(running.config().listen, loaded.config.listen)?;
-        log_warnings(&loaded.warnings);
         let generation = running.generation() + 1;
         drop(running);
         let next = Snapshot::compile(loaded.config, source, generation, registry);
@@ -224,9 +225,20 @@ fn unchanged_listeners(running: Listen, next: Listen) -> Result<(), RejectedChan
     Ok(())
 }
 
-fn log_warnings(warnings: &[Diagnostic]) {
-    for warning in warnings {
-        tracing::warn!("{warning}");
+/// One line for a config put in service, however many routes it has (`message` is
+/// "config loaded" or "config reloaded"), and one for all its warnings, if any.
+fn log_applied(message: &str, snapshot: &Snapshot, warnings: &[Diagnostic], took: Duration) {
+    tracing::info!(
+        generation = snapshot.generation(),
+        routes = snapshot.config().routes.len(),
+        strategies = %summary(snapshot.config()),
+        warnings = warnings.len(),
+        took_ms = took.as_secs_f64() * 1000.0,
+        "{message}"
+    );
+    if !warnings.is_empty() {
+        let all: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        tracing::warn!(count = warnings.len(), "{}", all.join("\n"));
     }
 }
 

@@ -5,9 +5,11 @@
 //!   without buffering anything;
 //! - otherwise the request body is buffered up to `shadow.max_body`, for no longer
 //!   than the shadow backend's `timeout`; a larger or slower body goes live intact
-//!   (what was read, then the rest streaming) and the mirror is skipped, counted;
-//! - the permit is taken only once the body is whole, so a client that stalls its
-//!   upload never holds one.
+//!   (what was read, then the rest streaming) and the mirror is skipped, counted.
+//!   Bodies being read for one shadow backend's mirrors hold at most
+//!   `max_in_flight × max_body` bytes between them; past that the mirror is dropped;
+//! - the in-flight permit is taken only once the body is whole, so a client that
+//!   stalls its upload never holds one.
 //!
 //! The [`Mirror`] then runs as a detached task holding its permit until the pair is
 //! judged: it sends the copy at once and reads the shadow's answer within the
@@ -18,13 +20,15 @@
 //! `max_in_flight` pairs' bodies are held per shadow backend, whatever the live side
 //! does.
 
+use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited as LimitedBody};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use veer_compare::{Comparison, Outcome};
 use veer_config::{BackendId, Compare};
@@ -32,7 +36,7 @@ use veer_route::{Decision, RouteId};
 use veer_telemetry::stats::Divergence;
 use veer_telemetry::{Exchange, Judged, ShadowOutcome};
 
-use crate::body::{read_limited, Limited, LiveCapture, RequestBody};
+use crate::body::{concat, read_for_mirror, Cut, LiveCapture, MirrorRead, RequestBody};
 use crate::divergence;
 use crate::forward::{self, UpstreamPool};
 use crate::pool::ComparePool;
@@ -47,7 +51,7 @@ pub(crate) struct Mirror {
     pair: Pair,
     request: Request<RequestBody>,
     permit: OwnedSemaphorePermit,
-    pool: UpstreamPool,
+    upstream_pool: UpstreamPool,
 }
 
 /// Who a live/shadow pair belongs to, for its metrics and its log line.
@@ -71,7 +75,7 @@ pub(crate) async fn prepare(
     snapshot: &Arc<Snapshot>,
     decision: Decision,
     request: Request<Incoming>,
-    pool: &UpstreamPool,
+    upstream_pool: &UpstreamPool,
     request_id: &HeaderValue,
 ) -> Result<(Request<RequestBody>, Option<Mirror>), ProxyError> {
     let streamed = |request: Request<Incoming>| Ok((request.map(RequestBody::Streamed), None));
@@ -81,26 +85,29 @@ pub(crate) async fn prepare(
     ) else {
         return streamed(request);
     };
-    if plan.limiter.available_permits() == 0 {
+    if plan.limiter.mirrors.available_permits() == 0 {
         plan.comparisons
             .record(&Judged::only(ShadowOutcome::Dropped));
         return streamed(request);
     }
     let shadow = snapshot.upstream(shadow_backend);
     let (parts, body) = request.into_parts();
-    let deadline = Instant::now() + shadow.timeout;
-    let bytes = match read_limited(body, plan.max_body, deadline).await {
-        Ok(Limited::Whole(bytes)) => bytes,
-        Ok(Limited::Partial { body, cut }) => {
+    let read = read_for_mirror(body, plan.max_body, shadow.timeout, &plan.limiter.reading);
+    let bytes = match read.await {
+        Ok(MirrorRead::Whole(bytes)) => bytes,
+        Ok(MirrorRead::Partial { body, cut }) => {
             tracing::debug!(?cut, route = %snapshot.route(decision.route).name, "request body not mirrored");
-            plan.comparisons
-                .record(&Judged::only(ShadowOutcome::Skipped));
+            let outcome = match cut {
+                Cut::NoRoom => ShadowOutcome::Dropped,
+                Cut::TooLarge | Cut::TooSlow => ShadowOutcome::Skipped,
+            };
+            plan.comparisons.record(&Judged::only(outcome));
             return Ok((Request::from_parts(parts, body), None));
         }
         Err(e) => return Err(ProxyError::ClientBody { source: e }),
     };
     let buffered = |bytes| RequestBody::Buffered(Full::new(bytes));
-    let Ok(permit) = plan.limiter.clone().try_acquire_owned() else {
+    let Ok(permit) = plan.limiter.mirrors.clone().try_acquire_owned() else {
         // Taken meanwhile by another request.
         plan.comparisons
             .record(&Judged::only(ShadowOutcome::Dropped));
@@ -116,7 +123,7 @@ pub(crate) async fn prepare(
         },
         request: copy_for(&parts, shadow, bytes.clone()),
         permit,
-        pool: pool.clone(),
+        upstream_pool: upstream_pool.clone(),
     };
     Ok((Request::from_parts(parts, buffered(bytes)), Some(mirror)))
 }
@@ -173,20 +180,22 @@ impl Mirror {
             pair,
             request,
             permit,
-            pool,
+            upstream_pool,
         } = self;
         let Some(plan) = pair.plan() else { return };
         let upstream = pair.snapshot.upstream(pair.shadow_backend);
         let compare_limit = pair.snapshot.route(pair.route).compare.max_body;
         let in_flight = plan.exchanges.in_flight();
         let started = Instant::now();
-        let answer =
-            match tokio::time::timeout(upstream.timeout, exchange(&pool, request, compare_limit))
-                .await
-            {
-                Ok(answer) => answer,
-                Err(_) => Err((None, ShadowFailure::Timeout)),
-            };
+        let answer = match tokio::time::timeout(
+            upstream.timeout,
+            exchange(&upstream_pool, request, compare_limit),
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err((None, ShadowFailure::Timeout)),
+        };
         plan.exchanges.record(&Exchange {
             status: match &answer {
                 Ok((status, _)) => Some(*status),
@@ -215,7 +224,7 @@ impl Mirror {
             }
         };
         let comparisons = plan.comparisons.clone();
-        let judgement = Box::new(move || judge_and_record(&pair, &live, &shadow, permit));
+        let judgement = Box::new(move || judge_and_record(pair, live, shadow, permit));
         if judges.submit(judgement).is_err() {
             // The pool is behind: the pair is dropped (its permit with it), not queued.
             comparisons.record(&Judged::only(ShadowOutcome::Dropped));
@@ -223,58 +232,93 @@ impl Mirror {
     }
 }
 
-/// Sends the mirror and reads its answer whole (up to `max_body`).
+/// Sends the mirror and reads its answer whole (up to `max_body`), into one buffer
+/// sized from its length when it declares one.
 async fn exchange(
-    pool: &UpstreamPool,
+    upstream_pool: &UpstreamPool,
     request: Request<RequestBody>,
     max_body: u64,
 ) -> Result<(u16, Bytes), (Option<u16>, ShadowFailure)> {
-    let response = pool
+    let response = upstream_pool
         .request(request)
         .await
         .map_err(|e| (None, ShadowFailure::Failed(forward::root_cause(&e))))?;
     let status = response.status().as_u16();
-    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    match LimitedBody::new(response.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(body) => Ok((status, body.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err((Some(status), ShadowFailure::TooLarge))
-        }
-        Err(e) => Err((Some(status), ShadowFailure::Failed(e.to_string()))),
+    let mut body = response.into_body();
+    if body.size_hint().lower() > max_body {
+        return Err((Some(status), ShadowFailure::TooLarge));
     }
+    let expected = body.size_hint().exact().unwrap_or(0);
+    let mut whole = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| (Some(status), ShadowFailure::Failed(e.to_string())))?;
+        if let Ok(chunk) = frame.into_data() {
+            if (whole.len() + chunk.len()) as u64 > max_body {
+                return Err((Some(status), ShadowFailure::TooLarge));
+            }
+            whole.extend_from_slice(&chunk);
+        }
+    }
+    Ok((status, whole.freeze()))
 }
 
 /// On a compare-pool thread: judges the pair, records the verdict, lists and logs a
-/// divergence, and only then lets the permit go.
+/// divergence, lets both answers go, and only then the permit.
 fn judge_and_record(
-    pair: &Pair,
-    live: &LiveCapture,
-    shadow: &(u16, Bytes),
+    pair: Pair,
+    live: LiveCapture,
+    shadow: (u16, Bytes),
     permit: OwnedSemaphorePermit,
 ) {
-    let (Some(plan), route) = (pair.plan(), pair.snapshot.route(pair.route)) else {
-        return;
-    };
-    let (outcome, comparison) = judge(&route.compare, live, shadow);
-    plan.comparisons.record(&Judged {
-        outcome,
-        max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
-        label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
-    });
-    if let (Some(c), ShadowOutcome::Diverged) = (&comparison, outcome) {
-        record_divergence(pair, plan, live, shadow, c);
+    let live = LiveSide::from(live);
+    if let Some(plan) = pair.plan() {
+        let route = pair.snapshot.route(pair.route);
+        // The comparison is pure and tested against any input; should it panic all
+        // the same, the pair still gets an outcome and the thread goes on.
+        let judged =
+            std::panic::catch_unwind(AssertUnwindSafe(|| judge(&route.compare, &live, &shadow)));
+        let (outcome, comparison) = judged.unwrap_or_else(|_| {
+            tracing::error!(route = %route.name, "a shadow comparison panicked");
+            (ShadowOutcome::ShadowError, None)
+        });
+        plan.comparisons.record(&Judged {
+            outcome,
+            max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
+            label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
+        });
+        if let (Some(c), ShadowOutcome::Diverged) = (&comparison, outcome) {
+            record_divergence(&pair, plan, &live, &shadow, c);
+        }
     }
+    drop((live, shadow));
     drop(permit);
+}
+
+/// The live side of a pair as the comparison reads it: its body in one piece.
+enum LiveSide {
+    Answered { status: u16, body: Bytes },
+    TooLarge,
+    Failed(Cow<'static, str>),
+}
+
+impl From<LiveCapture> for LiveSide {
+    fn from(capture: LiveCapture) -> LiveSide {
+        match capture {
+            LiveCapture::Complete { status, chunks } => LiveSide::Answered {
+                status,
+                body: concat(&chunks),
+            },
+            LiveCapture::TooLarge => LiveSide::TooLarge,
+            LiveCapture::Failed(reason) => LiveSide::Failed(reason),
+        }
+    }
 }
 
 /// Lists a divergent pair on the dashboard and writes it to the route's log.
 fn record_divergence(
     pair: &Pair,
     plan: &ShadowPlan,
-    live: &LiveCapture,
+    live: &LiveSide,
     shadow: &(u16, Bytes),
     comparison: &Comparison,
 ) {
@@ -290,7 +334,7 @@ fn record_divergence(
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
         route: route.clone(),
-        backend: shadow_backend.clone(),
+        shadow_backend: shadow_backend.clone(),
         request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
         pointers: comparison
             .differences
@@ -301,11 +345,11 @@ fn record_divergence(
     });
     let Some(log) = &plan.log else { return };
     let live = match live {
-        LiveCapture::Complete { status, body } => Some((*status, &body[..])),
+        LiveSide::Answered { status, body } => Some((*status, &body[..])),
         _ => None,
     };
     let line = divergence::line(
-        &divergence::Pair {
+        &divergence::DivergentPair {
             request_id: pair.request_id.as_bytes(),
             route,
             live_backend,
@@ -321,18 +365,18 @@ fn record_divergence(
 
 /// The verdict on one mirrored request whose shadow answered: the outcome, and the
 /// comparison when the two answers could be compared at all.
-pub(crate) fn judge(
+fn judge(
     settings: &Compare,
-    live: &LiveCapture,
+    live: &LiveSide,
     shadow: &(u16, Bytes),
 ) -> (ShadowOutcome, Option<Comparison>) {
     let (live_status, live_body) = match live {
-        LiveCapture::Failed(reason) => {
+        LiveSide::Failed(reason) => {
             tracing::debug!(%reason, "no live answer to compare with");
             return (ShadowOutcome::LiveError, None);
         }
-        LiveCapture::TooLarge => return (ShadowOutcome::Skipped, None),
-        LiveCapture::Complete { status, body } => (*status, body),
+        LiveSide::TooLarge => return (ShadowOutcome::Skipped, None),
+        LiveSide::Answered { status, body } => (*status, body),
     };
     let comparison = veer_compare::compare(
         settings,

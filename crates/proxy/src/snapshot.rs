@@ -8,13 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
-use tokio::sync::Semaphore;
 use veer_config::{Backend, BackendId, Compare, Config};
 use veer_route::{Decision, RequestHead, RouteId, Rule};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
-use crate::registry::Registry;
+use crate::registry::{Registry, ShadowLimiter};
 
 /// Where a config came from, for `/config` and the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +57,11 @@ pub(crate) struct CompiledRoute {
 pub(crate) struct ShadowPlan {
     /// Largest request body mirrored.
     pub(crate) max_body: u64,
-    /// Permits for mirrors in flight to the shadow backend (shared by every route
-    /// that shadows to it).
-    pub(crate) limiter: Arc<Semaphore>,
+    /// Permits for mirrors in flight to the shadow backend, and for bodies being
+    /// read for them (shared by every route that shadows to it).
+    pub(crate) limiter: Arc<ShadowLimiter>,
     /// Where divergent pairs go, if anywhere.
-    pub(crate) log: Option<Arc<DivergenceLog>>,
+    pub(crate) log: Option<DivergenceLog>,
     /// The mirrors' own requests.
     pub(crate) exchanges: Arc<ExchangeSeries>,
     /// Their comparisons.
@@ -96,11 +95,15 @@ impl Snapshot {
         registry: &mut Registry,
     ) -> Snapshot {
         let upstreams = config.backends.iter().map(Upstream::new).collect();
-        // One limit per shadow backend; where routes disagree the smallest applies.
-        let mut limits: HashMap<BackendId, usize> = HashMap::new();
+        // One limit per shadow backend; where routes disagree the smallest applies,
+        // and the reading budget is the largest body times that limit.
+        let mut limits: HashMap<BackendId, (usize, u64)> = HashMap::new();
         for shadow in config.routes.iter().filter_map(|r| r.shadow.as_ref()) {
-            let max = limits.entry(shadow.backend).or_insert(shadow.max_in_flight);
+            let (max, body) = limits
+                .entry(shadow.backend)
+                .or_insert((shadow.max_in_flight, shadow.max_body));
             *max = (*max).min(shadow.max_in_flight);
+            *body = (*body).max(shadow.max_body);
         }
         let routes = config
             .routes
@@ -120,10 +123,14 @@ impl Snapshot {
                     let name = backend(s.backend);
                     ShadowPlan {
                         max_body: s.max_body,
-                        limiter: registry.limiter(
-                            name,
-                            limits.get(&s.backend).copied().unwrap_or(s.max_in_flight),
-                        ),
+                        limiter: {
+                            let (max, body) = limits
+                                .get(&s.backend)
+                                .copied()
+                                .unwrap_or((s.max_in_flight, s.max_body));
+                            let body = usize::try_from(body).unwrap_or(usize::MAX);
+                            registry.limiter(name, max, max.saturating_mul(body))
+                        },
                         log: s
                             .divergence_log
                             .as_ref()

@@ -17,11 +17,18 @@ use http_body_util::Full;
 
 use crate::Telemetry;
 
-/// Why a reload was refused, as the hooks report it (its `Display` is the message).
-pub type ReloadRefusal = Box<dyn std::error::Error + Send + Sync>;
+/// Why a reload did not apply, as the hooks report it.
+#[derive(Debug)]
+pub enum ReloadFailure {
+    /// The file is at fault (invalid, or a change only a restart makes): 422 with
+    /// the message.
+    Refused(String),
+    /// veer is: 500.
+    Failed(String),
+}
 
 /// A reload under way: the new generation, or why not.
-pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<u64, ReloadRefusal>> + Send>>;
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<u64, ReloadFailure>> + Send>>;
 
 /// What the admin endpoints need from the running proxy.
 pub trait AdminHooks: Send + Sync + 'static {
@@ -90,9 +97,13 @@ impl Admin {
                     StatusCode::OK,
                     &serde_json::json!({ "generation": generation }),
                 ),
-                Err(refusal) => json(
+                Err(ReloadFailure::Refused(message)) => json(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    &serde_json::json!({ "error": "reload_rejected", "message": refusal.to_string() }),
+                    &serde_json::json!({ "error": "reload_rejected", "message": message }),
+                ),
+                Err(ReloadFailure::Failed(message)) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({ "error": "reload_failed", "message": message }),
                 ),
             },
             (_, "/-/reload") => {

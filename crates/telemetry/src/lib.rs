@@ -23,7 +23,9 @@ pub mod stats;
 mod window;
 
 pub use recorder::{Telemetry, RECENT_DIVERGENCES};
-pub use series::{ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop};
+pub use series::{
+    ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop, CACHED_CODES,
+};
 pub use window::WINDOW;
 
 /// Metric names.
@@ -90,15 +92,20 @@ pub enum ShadowOutcome {
     Match,
     /// Different prediction.
     Diverged,
-    /// The shadow failed, or its answer could not be judged.
+    /// The shadow failed (unreachable, reset, 5xx), or its answer could not be
+    /// judged (not JSON, no value at `select`).
     ShadowError,
     /// The live answer failed or could not be judged.
     LiveError,
-    /// The shadow did not answer within its backend's timeout.
+    /// The shadow did not answer within its backend's timeout, or the live answer
+    /// did not come within that time after it.
     Timeout,
-    /// Not mirrored: the shadow backend had `max_in_flight` mirrors already.
+    /// Not mirrored, or not judged: the shadow backend had `max_in_flight` mirrors
+    /// (or as many bodies being read for mirrors) already, or the compare pool's
+    /// queue was full.
     Dropped,
-    /// Not mirrored or not compared: a body was over its size limit.
+    /// Not mirrored or not compared: a body was over its size limit, or the request
+    /// body did not arrive within the shadow backend's timeout.
     Skipped,
 }
 

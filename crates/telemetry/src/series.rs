@@ -1,9 +1,12 @@
-//! Handles to everything one route records into, resolved when the route is compiled
+//! Handles to everything one route records into, made when the route is compiled
 //! (step 6 of a request's way): recording a request is a few atomic increments on
 //! handles already in hand, with no label built, no map looked up and no lock taken.
 //!
-//! A series registers each of its Prometheus metrics on first use, not up front, so a
-//! backend that never sees traffic adds no empty series to `/metrics`.
+//! A series registers each of its Prometheus metrics the first time it is used, not
+//! when it is made, so a backend that never sees traffic adds no empty series to
+//! `/metrics`. That first time builds the labels and takes the recorder's lock, once
+//! per metric and series; so does every request with a status code beyond the
+//! [`CACHED_CODES`] distinct ones a series keeps at hand (backends answer with a few).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -14,10 +17,10 @@ use crate::stats::{ComparisonSlot, RequestSlot};
 use crate::window::{bump, Window};
 use crate::{names, Role, ShadowOutcome, Telemetry};
 
-/// Distinct status codes whose counters a series keeps at hand. A route meets a few
-/// (200, 400, 404, 429, 503...); a rarer one past these is counted too, through a
-/// lookup in the recorder.
-const CACHED_CODES: usize = 8;
+/// Distinct status codes whose counters a series keeps at hand. A backend answers
+/// with a few (200, 400, 404, 422, 429, 500, 503...); a code past these is counted
+/// too, through a lookup in the recorder.
+pub const CACHED_CODES: usize = 16;
 
 /// Requests of one (route, backend, role): `veer_requests_total`,
 /// `veer_request_duration_seconds`, the dashboard's figures and the access log.
@@ -193,7 +196,7 @@ impl LogDrop {
 pub struct ComparisonSeries {
     telemetry: Telemetry,
     route: String,
-    backend: String,
+    shadow_backend: String,
     outcomes: [OnceLock<Counter>; ShadowOutcome::ALL.len()],
     agreements: [OnceLock<Counter>; 2],
     deviation: OnceLock<Histogram>,
@@ -224,11 +227,11 @@ impl Judged {
 }
 
 impl ComparisonSeries {
-    pub(crate) fn new(telemetry: Telemetry, route: &str, backend: &str) -> ComparisonSeries {
+    pub(crate) fn new(telemetry: Telemetry, route: &str, shadow_backend: &str) -> ComparisonSeries {
         ComparisonSeries {
             telemetry,
             route: route.to_owned(),
-            backend: backend.to_owned(),
+            shadow_backend: shadow_backend.to_owned(),
             outcomes: Default::default(),
             agreements: Default::default(),
             deviation: OnceLock::new(),
@@ -242,9 +245,9 @@ impl ComparisonSeries {
         &self.route
     }
 
-    /// Shadow backend name.
-    pub fn backend(&self) -> &str {
-        &self.backend
+    /// The shadow backend's name.
+    pub fn shadow_backend(&self) -> &str {
+        &self.shadow_backend
     }
 
     /// Records a comparison, whatever became of it.
@@ -309,7 +312,7 @@ impl ComparisonSeries {
     fn labels(&self, extra: Option<(&'static str, &'static str)>) -> Vec<Label> {
         let mut labels = vec![
             Label::new("route", self.route.clone()),
-            Label::new("backend", self.backend.clone()),
+            Label::new("backend", self.shadow_backend.clone()),
         ];
         labels.extend(extra.map(|(k, v)| Label::new(k, v)));
         labels

@@ -67,8 +67,8 @@ pub struct Divergence {
     pub unix_time: f64,
     /// Route name.
     pub route: String,
-    /// Shadow backend name.
-    pub backend: String,
+    /// The shadow backend's name.
+    pub shadow_backend: String,
     /// The request id.
     pub request_id: String,
     /// The first differing JSON pointers.
@@ -124,7 +124,7 @@ impl Telemetry {
                 json!({
                     "unix_time": d.unix_time,
                     "route": d.route,
-                    "backend": d.backend,
+                    "backend": d.shadow_backend,
                     "request_id": d.request_id,
                     "pointers": d.pointers,
                     "max_abs_deviation": d.max_abs_deviation,
@@ -189,7 +189,7 @@ fn shadow(series: &ComparisonSeries, now: u64) -> Value {
     let diverged = outcomes[ShadowOutcome::Diverged.index()];
     json!({
         "route": series.route(),
-        "backend": series.backend(),
+        "backend": series.shadow_backend(),
         "compared": matched + diverged,
         "divergence_rate": ratio(diverged, matched + diverged),
         "label_agreement": ratio(agree, agree + disagree),
