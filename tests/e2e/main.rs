@@ -8,7 +8,6 @@ mod demo;
 mod deploy;
 mod errors;
 mod grafana;
-mod isolation;
 mod reload;
 mod shadow;
 mod split;
@@ -87,22 +86,4 @@ pub fn check_toml(toml: &str) -> (std::process::Output, String) {
         .expect("run veer check");
     let _ = std::fs::remove_file(&path);
     (out, path.display().to_string())
-}
-
-/// The value of the series `name` in veer's `/metrics` whose labels include all of
-/// `labels`, summed (0 when absent).
-pub async fn scrape(admin: &veer_testkit::TestClient, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = admin.get("/metrics", &[]).await.expect("metrics").text();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }

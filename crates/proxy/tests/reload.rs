@@ -115,10 +115,11 @@ async fn a_reload_from_1_to_1000_divergence_lines_a_second_takes_effect() {
         written, 60,
         "all 60 divergences of the second generation are written"
     );
+    let size = proxy.routes.registry_size();
     assert_eq!(
-        proxy.routes.registry_size().logs,
-        1,
-        "the 1/s writer is released"
+        (size.log_writers, size.log_rates),
+        (1, 1),
+        "one writer for the file, and the 1/s rate is released"
     );
     let _ = std::fs::remove_file(&log);
 }
@@ -175,7 +176,7 @@ async fn entries_no_snapshot_uses_are_released() {
     };
     let proxy = start(&with(8, 1, true)).await;
     let size = proxy.routes.registry_size();
-    assert_eq!((size.limiters, size.logs), (1, 1));
+    assert_eq!((size.limiters, size.log_writers, size.log_rates), (1, 1, 1));
     // kept: live to live, shadow to shadow; extra: live to live.
     assert_eq!((size.exchanges, size.comparisons), (3, 1));
 
@@ -185,9 +186,9 @@ async fn entries_no_snapshot_uses_are_released() {
     proxy.reload(&with(16, 5, false)).await.expect("accepted");
     let size = proxy.routes.registry_size();
     assert_eq!(
-        (size.limiters, size.logs),
-        (1, 1),
-        "the old limiter and log are gone"
+        (size.limiters, size.log_writers, size.log_rates),
+        (1, 1, 1),
+        "the old limiter and rate are gone; the file keeps its writer"
     );
     assert_eq!(
         (size.exchanges, size.comparisons),
@@ -195,4 +196,47 @@ async fn entries_no_snapshot_uses_are_released() {
         "so are extra's series"
     );
     let _ = std::fs::remove_file(&log);
+}
+
+/// An unchanged limiter is the same limiter after a reload: a mirror in flight from
+/// the previous generation still holds its permit. A changed `max_in_flight` makes a
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_limiter_is_handed_over_with_its_permits() {
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
+    let hung = TestBackend::start(Behavior::Hangs).await;
+    let config = |max: u32| {
+        shadowed(
+            "held",
+            &live.url(),
+            &hung.url(),
+            &format!("max_in_flight = {max}"),
+        )
+    };
+    let proxy = start(&config(1)).await;
+    let outcome = |outcome| proxy.metric("veer_shadow_comparisons_total", &[("outcome", outcome)]);
+    proxy.client.get("/held/p", &[]).await.expect("answer");
+    eventually(|| hung.requests() == 1).await;
+
+    proxy.reload(&config(1)).await.expect("accepted");
+    proxy.client.get("/held/p", &[]).await.expect("answer");
+    assert_eq!(
+        outcome("dropped"),
+        1.0,
+        "same limiter: its permit is still taken"
+    );
+
+    proxy.reload(&config(2)).await.expect("accepted");
+    proxy.client.get("/held/p", &[]).await.expect("answer");
+    assert_eq!(outcome("dropped"), 1.0, "a new limiter has a permit free");
+    eventually(|| hung.requests() == 2).await;
+}
+
+/// Waits (up to 10 s) for `condition`, and fails the test if it never holds.
+async fn eventually(condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "the condition never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -404,6 +404,11 @@ async fn eight_stalled_uploads_do_not_stop_the_next_twenty_from_being_mirrored()
         stream.write_all(head.as_bytes()).await.expect("write");
         stalled.push(stream);
     }
+    // All eight are inside veer, reading their bodies, before the twenty start.
+    let in_flight = proxy
+        .metric_reaches("veer_in_flight_requests", &[("role", "live")], 8.0)
+        .await;
+    assert_eq!(in_flight, 8.0);
     for i in 0..20 {
         let id = format!("well-formed-{i}");
         let answer = proxy
@@ -417,10 +422,12 @@ async fn eight_stalled_uploads_do_not_stop_the_next_twenty_from_being_mirrored()
             .await
             .expect("answer");
         assert_eq!(answer.status, StatusCode::OK);
+        // One pair at a time, so none is dropped for the mirrors of the others.
+        proxy
+            .metric_reaches(COMPARISONS, &[("outcome", "match")], f64::from(i + 1))
+            .await;
     }
-    let matched = proxy
-        .metric_reaches(COMPARISONS, &[("outcome", "match")], 20.0)
-        .await;
+    let matched = proxy.metric(COMPARISONS, &[("outcome", "match")]);
     assert_eq!(
         matched, 20.0,
         "every well-formed request was mirrored and compared"
@@ -475,4 +482,93 @@ async fn wait_for_text(path: &std::path::Path) -> String {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Bodies being read for one shadow backend's mirrors hold at most
+/// `max_in_flight × max_body` bytes: with room for two 1 KiB bodies, a third
+/// upload in progress is not buffered for a mirror (dropped, counted) and reaches
+/// the live backend intact, while the two that found room are mirrored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_being_read_for_mirrors_are_bounded_in_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let live = TestBackend::start(Behavior::Echo).await;
+    let shadow = TestBackend::start(Behavior::Fixed("{}".into())).await;
+    let proxy = start(&shadowed(
+        "budget",
+        &live.url(),
+        &shadow.url(),
+        "5s",
+        "max_in_flight = 2\nmax_body = \"1KiB\"",
+    ))
+    .await;
+    let mut uploads = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        let head = "POST /budget/p HTTP/1.1\r\nhost: veer\r\ncontent-length: 1024\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream.write_all(&[b'x'; 1000]).await.expect("write");
+        uploads.push(stream);
+    }
+    let dropped = proxy
+        .metric_reaches(COMPARISONS, &[("outcome", "dropped")], 1.0)
+        .await;
+    assert_eq!(dropped, 1.0, "the third body found no room");
+    // The uploads finish: each body reaches the live backend whole.
+    for stream in &mut uploads {
+        stream.write_all(&[b'y'; 24]).await.expect("write");
+    }
+    let whole = format!("{}{}", "x".repeat(1000), "y".repeat(24));
+    for mut stream in uploads {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 4096];
+            while !answer.ends_with(whole.as_bytes()) {
+                let n = stream.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the live answer came back");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with(&whole), "{text}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shadow.requests() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        shadow.requests(),
+        2,
+        "the two that found room were mirrored"
+    );
+    assert_eq!(proxy.metric(COMPARISONS, &[("outcome", "dropped")]), 1.0);
+}
+
+/// A live answer with no body (`content-length: 0`) is captured as empty, not as a
+/// failed live request: hyper never reads such a body, so it is not teed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_live_answer_is_compared_as_empty() {
+    let live = TestBackend::start(Behavior::Fixed(String::new())).await;
+    let shadow = TestBackend::start(Behavior::Fixed(String::new())).await;
+    let config = shadowed("empty", &live.url(), &shadow.url(), "5s", "").replace(
+        "[routes.compare]\nabs_tolerance = 0.01",
+        "[routes.compare]\nmode = \"exact\"",
+    );
+    let proxy = start(&config).await;
+    for _ in 0..3 {
+        let answer = proxy.client.get("/empty/p", &[]).await.expect("answer");
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(answer.body.is_empty());
+    }
+    assert_eq!(
+        proxy
+            .metric_reaches(COMPARISONS, &[("outcome", "match")], 3.0)
+            .await,
+        3.0
+    );
+    assert_eq!(outcome(&proxy, "empty", "live_error"), 0.0);
 }

@@ -104,3 +104,30 @@ impl TestClient {
             .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
     }
 }
+
+impl TestClient {
+    /// The value of the series `name` in the `/metrics` this client's server
+    /// answers with, summed over the series whose labels include all of `labels`
+    /// (0 when there is none).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.get("/metrics", &[]).await.expect("metrics").text();
+        metric_value(&text, name, labels)
+    }
+}
+
+/// The value of the series `name` in the Prometheus text `text`, summed over the
+/// series whose labels include all of `labels` (0 when there is none).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use backend::{Behavior, Received, TestBackend};
-pub use client::{Answer, TestClient};
+pub use client::{metric_value, Answer, TestClient};
 pub use process::VeerProcess;
 
 /// Waits (up to 20 s) until the JSON-lines file at `path` holds at least `n` parsable

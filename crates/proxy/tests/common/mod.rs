@@ -70,16 +70,7 @@ impl Harness {
     /// The value of the series `name` whose labels include all of `labels`, summed
     /// (0 when absent).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self.routes.telemetry().render();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-            .filter(|l| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
+        veer_testkit::metric_value(&self.routes.telemetry().render(), name, labels)
     }
 
     /// Waits (bounded) until `metric(name, labels)` reaches `at_least`; returns its
