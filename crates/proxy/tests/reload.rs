@@ -7,33 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{start, temp_path};
+use common::{shadowed, start, temp_path};
 use veer_testkit::{Behavior, TestBackend};
-
-/// A route `name` on `/NAME/` serving `live` and shadowing to `shadow`, with extra
-/// `[routes.shadow]` lines.
-fn shadowed(name: &str, live: &str, shadow: &str, shadow_lines: &str) -> String {
-    format!(
-        r#"
-[backends.live]
-url = "{live}"
-timeout = "5s"
-
-[backends.shadow]
-url = "{shadow}"
-timeout = "5s"
-
-[[routes]]
-name = "{name}"
-match = {{ path_prefix = "/{name}/" }}
-split = [ {{ backend = "live", weight = 1 }} ]
-
-[routes.shadow]
-backend = "shadow"
-{shadow_lines}
-"#
-    )
-}
 
 fn log_lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
@@ -74,7 +49,14 @@ async fn a_reload_from_1_to_1000_divergence_lines_a_second_takes_effect() {
             log.display()
         )
     };
-    let proxy = start(&shadowed("rate", &live.url(), &shadow.url(), &lines(1))).await;
+    let proxy = start(&shadowed(
+        "rate",
+        &live.url(),
+        &shadow.url(),
+        "5s",
+        &lines(1),
+    ))
+    .await;
     let diverged = |at_least| {
         proxy.metric_reaches(
             "veer_shadow_comparisons_total",
@@ -97,7 +79,13 @@ async fn a_reload_from_1_to_1000_divergence_lines_a_second_takes_effect() {
     );
 
     let reloaded = proxy
-        .reload(&shadowed("rate", &live.url(), &shadow.url(), &lines(1000)))
+        .reload(&shadowed(
+            "rate",
+            &live.url(),
+            &shadow.url(),
+            "5s",
+            &lines(1000),
+        ))
         .await
         .expect("accepted");
     assert_eq!(reloaded.generation, 2);
@@ -129,7 +117,7 @@ async fn a_reload_from_1_to_1000_divergence_lines_a_second_takes_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reloads_each_take_the_next_generation() {
     let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
-    let proxy = start(&shadowed("gen", &backend.url(), &backend.url(), "")).await;
+    let proxy = start(&shadowed("gen", &backend.url(), &backend.url(), "5s", "")).await;
     let reloads: Vec<_> = (0..20)
         .map(|_| {
             let routes = proxy.routes.clone();
@@ -158,10 +146,7 @@ async fn entries_no_snapshot_uses_are_released() {
     let backend = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
     let log = temp_path("divergence-release", "jsonl");
     let with = |max: u32, per_sec: u32, extra_route: bool| {
-        let mut config = shadowed(
-            "kept",
-            &backend.url(),
-            &backend.url(),
+        let mut config = shadowed("kept", &backend.url(), &backend.url(), "5s",
             &format!(
                 "max_in_flight = {max}\ndivergence_log = \"{}\"\ndivergence_log_per_sec = {per_sec}",
                 log.display()
@@ -210,6 +195,7 @@ async fn an_unchanged_limiter_is_handed_over_with_its_permits() {
             "held",
             &live.url(),
             &hung.url(),
+            "5s",
             &format!("max_in_flight = {max}"),
         )
     };

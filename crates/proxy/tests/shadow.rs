@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{start, Harness};
+use common::{shadowed, start, Harness};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -14,34 +14,6 @@ use tokio::net::{TcpListener, TcpStream};
 use veer_testkit::{Behavior, TestBackend};
 
 const COMPARISONS: &str = "veer_shadow_comparisons_total";
-
-/// A route `name` on `/NAME/` serving `live`, mirroring to `shadow` with `extra`
-/// lines added to its `[routes.shadow]`.
-fn shadowed(name: &str, live: &str, shadow: &str, shadow_timeout: &str, extra: &str) -> String {
-    format!(
-        r#"
-[backends.live]
-url = "{live}"
-timeout = "5s"
-
-[backends.shadow]
-url = "{shadow}"
-timeout = "{shadow_timeout}"
-
-[[routes]]
-name = "{name}"
-match = {{ path_prefix = "/{name}/" }}
-split = [ {{ backend = "live", weight = 1 }} ]
-
-[routes.shadow]
-backend = "shadow"
-{extra}
-
-[routes.compare]
-abs_tolerance = 0.01
-"#
-    )
-}
 
 fn outcome(proxy: &Harness, route: &str, outcome: &str) -> f64 {
     proxy.metric(COMPARISONS, &[("route", route), ("outcome", outcome)])

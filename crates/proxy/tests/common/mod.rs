@@ -34,6 +34,35 @@ pub fn temp_path(stem: &str, extension: &str) -> PathBuf {
     ))
 }
 
+/// A routing file with one route `name` on `/NAME/` serving `live` (timeout 5 s),
+/// mirroring to `shadow` (timeout `shadow_timeout`) with `extra` lines added to its
+/// `[routes.shadow]`, and numbers compared within 0.01.
+pub fn shadowed(name: &str, live: &str, shadow: &str, shadow_timeout: &str, extra: &str) -> String {
+    format!(
+        r#"
+[backends.live]
+url = "{live}"
+timeout = "5s"
+
+[backends.shadow]
+url = "{shadow}"
+timeout = "{shadow_timeout}"
+
+[[routes]]
+name = "{name}"
+match = {{ path_prefix = "/{name}/" }}
+split = [ {{ backend = "live", weight = 1 }} ]
+
+[routes.shadow]
+backend = "shadow"
+{extra}
+
+[routes.compare]
+abs_tolerance = 0.01
+"#
+    )
+}
+
 pub async fn start(config: &str) -> Harness {
     let config_path = temp_path("proxy-test", "toml");
     std::fs::write(&config_path, config).expect("write the routing file");
