@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use sha2::{Digest, Sha256};
 use veer_testkit::{Behavior, TestBackend, TestClient};
 
 use crate::{start, two_backends, two_versions};
@@ -81,6 +82,15 @@ async fn post_reload_applies_a_good_file_and_explains_a_bad_one() {
         .expect("answer");
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
     assert_eq!(ok.json()["generation"], 2);
+    // The checksum is of the bytes validated and served, not of a second read.
+    let config = admin.get("/config", &[]).await.expect("config").json();
+    let bytes = std::fs::read(veer.config_path()).expect("read the routing file");
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(config["source"]["sha256"], sha256);
+    assert_eq!(config["generation"], 2);
     let served = TestClient::new(veer.addr())
         .get("/v1/p", &[])
         .await
