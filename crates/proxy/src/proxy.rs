@@ -35,11 +35,6 @@ impl Proxy {
         }
     }
 
-    /// The routes, for reloads.
-    pub fn routes(&self) -> &Routes {
-        &self.routes
-    }
-
     /// Serves one client request from `peer`.
     pub(crate) async fn handle(
         &self,

@@ -26,7 +26,6 @@ pub use recorder::{Telemetry, RECENT_DIVERGENCES};
 pub use series::{
     ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop, CACHED_CODES,
 };
-pub use window::WINDOW;
 
 /// Metric names.
 pub mod names {
