@@ -57,3 +57,60 @@ pub const DIVERGENCE_LOG_PER_SEC: u32 = 10;
 
 /// The divergence log rotates once it reaches 64 MiB (one previous file is kept).
 pub const DIVERGENCE_LOG_MAX: u64 = 64 * 1024 * 1024;
+
+/// Client connections open at once, 10,000: far above what one replica serves well,
+/// far below the file-descriptor limit a container gets, so veer stops accepting
+/// before the kernel refuses it sockets (upstream ones included).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// A request head not complete 10 s after its first byte is a slow client or an
+/// attack (slowloris): real clients send a head in one packet.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A keep-alive client connection idle for 60 s is closed: longer than the idle
+/// timeouts of common client pools (Go 90 s is the exception, and it reconnects),
+/// short enough that abandoned connections do not pile up.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request body that sends nothing for 30 s is stalled: the same budget as a
+/// backend's answer, so a slow upload is not cut before a slow model would be.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest request body, 16 MiB: inference payloads (JSON, a few images, a batch)
+/// fit; anything larger is refused with 413 before it reaches a backend.
+pub const MAX_REQUEST_BODY: u64 = 16 * 1024 * 1024;
+
+/// Upper bound of every body-size setting, 1 GiB: veer may buffer a mirrored body
+/// whole, and no inference request should come near this.
+pub const MAX_BODY_LIMIT: u64 = 1024 * 1024 * 1024;
+
+/// Connecting to a backend, 2 s: a SYN lost once is retransmitted after 1 s, so this
+/// survives one loss while a dead backend is still reported quickly.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Requests in flight to one backend, 1,024: above what one model server serves at
+/// once, so it only bites when a backend has stopped answering and requests pile up.
+pub const BACKEND_MAX_CONNECTIONS: usize = 1024;
+
+/// Failures in a row (5xx or connect failures) before a backend is ejected: Envoy's
+/// `consecutive_5xx` default, enough that one bad request never ejects a backend.
+pub const OUTLIER_CONSECUTIVE_FAILURES: u32 = 5;
+
+/// How long an ejected backend first stays out, 30 s (Envoy's base ejection time);
+/// each further ejection in a row doubles it, up to [`OUTLIER_MAX_EJECTION`].
+pub const OUTLIER_EJECTION: Duration = Duration::from_secs(30);
+
+/// The longest an ejected backend stays out, 5 minutes, so a recovered backend is
+/// always tried again within a few minutes.
+pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// Admin connections open at once: a few scrapers, probes and browsers; a flood of
+/// the client port never reaches this listener, and a flood of this one stays small.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// HTTP/2 streams per client connection, 256: hyper's default is 200 and nginx's 128;
+/// a little room for multiplexing gRPC clients, bounded against stream floods.
+pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// A TLS handshake not done in 10 s is abandoned, as a slow request head is.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

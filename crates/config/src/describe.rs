@@ -2,7 +2,10 @@
 
 use serde_json::{json, Value};
 
-use crate::{CompareMode, Config, Match, SplitBy};
+use crate::{CompareMode, Config, Match, Protocol, SplitBy};
+
+/// What `/config` shows in place of a value that may be a secret.
+pub const REDACTED: &str = "<redacted>";
 
 impl Config {
     /// Every route with its strategy, match, split, shadow and compare settings, and
@@ -42,6 +45,7 @@ impl Config {
                         SplitBy::Cookie(name) => json!({ "cookie": name }),
                     },
                     "hash_seed": route.hash_seed,
+                    "max_request_body": route.max_request_body,
                     "shadow": shadow,
                     "compare": {
                         "mode": match c.mode {
@@ -61,10 +65,53 @@ impl Config {
         let backends: Vec<Value> = self
             .backends
             .iter()
-            .map(|b| json!({ "name": b.name, "url": b.url.to_string(), "timeout_seconds": b.timeout.as_secs_f64() }))
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    // Userinfo is refused at validation, so the url has no secret in it.
+                    "url": b.url.to_string(),
+                    "protocol": match b.protocol {
+                        Protocol::Http1 => "http1",
+                        Protocol::H2 => "h2",
+                    },
+                    "timeout_seconds": b.timeout.as_secs_f64(),
+                    "connect_timeout_seconds": b.connect_timeout.as_secs_f64(),
+                    "max_connections": b.max_connections,
+                    "retry": b.retry,
+                    "ca": b.tls.ca.as_ref().map(|p| p.display().to_string()),
+                    "client_cert": b.tls.client_cert.as_ref().map(|(c, _)| c.display().to_string()),
+                    "outlier": {
+                        "consecutive_failures": b.outlier.consecutive_failures,
+                        "ejection_seconds": b.outlier.ejection.as_secs_f64(),
+                    },
+                })
+            })
             .collect();
+        let l = &self.limits;
         json!({
-            "listen": { "http": self.listen.http.to_string(), "admin": self.listen.admin.to_string() },
+            "listen": {
+                "http": self.listen.http.to_string(),
+                "https": self.listen.https.map(|a| a.to_string()),
+                "admin": self.listen.admin.to_string(),
+            },
+            "tls": self.tls.as_ref().map(|t| json!({
+                "cert": t.cert.display().to_string(),
+                "key": t.key.display().to_string(),
+            })),
+            "limits": {
+                "max_connections": l.max_connections,
+                "header_read_timeout_seconds": l.header_read_timeout.as_secs_f64(),
+                "idle_timeout_seconds": l.idle_timeout.as_secs_f64(),
+                "body_read_timeout_seconds": l.body_read_timeout.as_secs_f64(),
+                "max_request_body": l.max_request_body,
+                "drain_timeout_seconds": l.drain_timeout.as_secs_f64(),
+            },
+            "admin": {
+                "token_file": self.admin.token_file.as_ref().map(|p| p.display().to_string()),
+                "hosts": self.admin.hosts,
+            },
+            "reload": { "watch": self.watch },
+            "log_dir": self.log_dir.display().to_string(),
             "backends": backends,
             "routes": routes,
         })
@@ -75,7 +122,8 @@ fn describe_match(m: &Match) -> Value {
     let headers: serde_json::Map<String, Value> = m
         .headers
         .iter()
-        .map(|(k, v)| (k.to_string(), json!(String::from_utf8_lossy(v.as_bytes()))))
+        // The values may be secrets (an API key a route matches on): names only.
+        .map(|(k, _)| (k.to_string(), json!(REDACTED)))
         .collect();
     json!({
         "path_prefix": m.path_prefix,

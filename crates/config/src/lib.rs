@@ -29,9 +29,10 @@ mod raw;
 mod strategy;
 mod validate;
 
+pub use describe::REDACTED;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::{
-    Backend, BackendId, Compare, CompareMode, Config, DivergenceLog, Listen, Loaded, Match, Route,
-    Shadow, SplitBy, WeightedBackend,
+    AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config, DivergenceLog,
+    Limits, Listen, Loaded, Match, Outlier, Protocol, Route, Shadow, SplitBy, Tls, WeightedBackend,
 };
 pub use strategy::{Live, Strategy};

@@ -2,6 +2,7 @@
 //! so holding one means every name resolved and every value was in range.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Uri};
@@ -13,6 +14,16 @@ use crate::Diagnostic;
 pub struct Config {
     /// Where the listeners bind; changes only on restart.
     pub listen: Listen,
+    /// The certificate the HTTPS listener serves, when there is one.
+    pub tls: Option<Tls>,
+    /// Connection and request limits of the client listeners.
+    pub limits: Limits,
+    /// Who may use the admin listener.
+    pub admin: AdminAccess,
+    /// Reload the file when it changes on disk.
+    pub watch: bool,
+    /// The folder every file veer writes is kept inside (divergence logs).
+    pub log_dir: PathBuf,
     /// Every upstream a route may send to, indexed by [`BackendId`], sorted by name.
     pub backends: Vec<Backend>,
     /// Routes in file order; the first that matches a request wins.
@@ -33,6 +44,8 @@ pub struct Loaded {
 pub struct Listen {
     /// Client traffic.
     pub http: SocketAddr,
+    /// Client traffic over TLS (needs [`Config::tls`]).
+    pub https: Option<SocketAddr>,
     /// Metrics, health and reload.
     pub admin: SocketAddr,
 }
@@ -48,8 +61,97 @@ pub struct Backend {
     pub name: String,
     /// `http://host:port`: scheme and authority only.
     pub url: Uri,
-    /// Budget for one whole upstream exchange.
+    /// Budget for the response head of one upstream exchange.
     pub timeout: Duration,
+    /// Budget for connecting (TCP and, for `https`, the TLS handshake).
+    pub connect_timeout: Duration,
+    /// Requests in flight to this backend before further ones get 503.
+    pub max_connections: usize,
+    /// HTTP/1.1 or HTTP/2 to this backend.
+    pub protocol: Protocol,
+    /// Trust roots and client certificate for an `https` backend.
+    pub tls: BackendTls,
+    /// Retry once a request that failed before any byte was sent, when idempotent.
+    pub retry: bool,
+    /// When this backend is taken out of rotation after failures.
+    pub outlier: Outlier,
+}
+
+/// The HTTP version spoken to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2: prior knowledge (h2c) on `http://`, ALPN on `https://`; for gRPC.
+    H2,
+}
+
+/// TLS settings of an `https` backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct BackendTls {
+    /// PEM trust roots; the webpki roots when absent.
+    pub ca: Option<PathBuf>,
+    /// PEM certificate chain and key veer presents (mutual TLS), when set.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Passive outlier detection of one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Outlier {
+    /// Failures in a row (5xx, connect failures, timeouts) that eject the backend.
+    pub consecutive_failures: u32,
+    /// How long the first ejection lasts; each one in a row doubles it.
+    pub ejection: Duration,
+}
+
+/// The HTTPS listener's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM certificate chain, resolved against the config file's folder.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Limits of the client listeners (see `defaults` for each value's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Client connections open at once.
+    pub max_connections: usize,
+    /// A request head must be complete this long after its first byte: else 408.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// A request body that stalls this long: 408.
+    pub body_read_timeout: Duration,
+    /// Largest request body: larger gets 413 (a route may set its own).
+    pub max_request_body: u64,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        use crate::defaults as d;
+        Limits {
+            max_connections: d::MAX_CONNECTIONS,
+            header_read_timeout: d::HEADER_READ_TIMEOUT,
+            idle_timeout: d::IDLE_TIMEOUT,
+            body_read_timeout: d::BODY_READ_TIMEOUT,
+            max_request_body: d::MAX_REQUEST_BODY,
+            drain_timeout: d::DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// Who may use the admin listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminAccess {
+    /// A file holding the bearer token every admin path but `/livez`, `/readyz` and
+    /// `/metrics` requires, resolved against the config file's folder.
+    pub token_file: Option<PathBuf>,
+    /// `Host` names accepted besides IP literals and `localhost`, lowercase.
+    pub hosts: Vec<String>,
 }
 
 /// A route: which requests it takes and how it splits them between backends.
@@ -65,6 +167,8 @@ pub struct Route {
     pub split_by: SplitBy,
     /// Seed of the sticky hash; change it to re-shuffle users.
     pub hash_seed: u64,
+    /// Largest request body on this route, in bytes.
+    pub max_request_body: u64,
     /// Mirroring to a shadow backend, if any.
     pub shadow: Option<Shadow>,
     /// How a live and a shadow answer are judged.
@@ -89,8 +193,8 @@ pub struct Shadow {
 /// The JSON-lines file of sampled divergent pairs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DivergenceLog {
-    /// File path, as written in the config.
-    pub path: std::path::PathBuf,
+    /// File path: inside `log_dir` once loaded from a file.
+    pub path: PathBuf,
     /// Lines written per second at most.
     pub per_sec: u32,
     /// Size at which the file rotates.

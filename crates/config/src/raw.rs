@@ -9,8 +9,16 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
+    pub log_dir: Option<Spanned<String>>,
     #[serde(default)]
     pub listen: RawListen,
+    pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub reload: RawReload,
     #[serde(default)]
     pub backends: BTreeMap<String, Spanned<RawBackend>>,
     #[serde(default)]
@@ -21,7 +29,40 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListen {
     pub http: Option<Spanned<String>>,
+    pub https: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_connections: Option<Spanned<toml::Value>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub body_read_timeout: Option<Spanned<String>>,
+    pub max_request_body: Option<Spanned<String>>,
+    pub drain_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReload {
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +70,21 @@ pub(crate) struct RawListen {
 pub(crate) struct RawBackend {
     pub url: Spanned<String>,
     pub timeout: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<toml::Value>>,
+    pub protocol: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub retry: Option<bool>,
+    pub outlier: Option<RawOutlier>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlier {
+    pub consecutive_failures: Option<Spanned<toml::Value>>,
+    pub ejection: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +98,7 @@ pub(crate) struct RawRoute {
     /// mistake gets a message better than serde's "did not match any variant".
     pub split_by: Option<Spanned<toml::Value>>,
     pub hash_seed: Option<Spanned<toml::Value>>,
+    pub max_request_body: Option<Spanned<String>>,
     pub shadow: Option<Spanned<RawShadow>>,
     pub compare: Option<Spanned<RawCompare>>,
 }

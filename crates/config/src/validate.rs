@@ -3,17 +3,20 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Uri};
 use toml::Spanned;
 
 use crate::raw::{
-    RawBackend, RawCompare, RawConfig, RawListen, RawMatch, RawRoute, RawShadow, RawSplit,
+    RawAdmin, RawBackend, RawCompare, RawConfig, RawLimits, RawListen, RawMatch, RawOutlier,
+    RawRoute, RawShadow, RawSplit, RawTls,
 };
 use crate::{
-    defaults, Backend, BackendId, Compare, CompareMode, Config, Diagnostic, Diagnostics,
-    DivergenceLog, Listen, Loaded, Match, Route, Severity, Shadow, SplitBy, WeightedBackend,
+    defaults, AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config,
+    Diagnostic, Diagnostics, DivergenceLog, Limits, Listen, Loaded, Match, Outlier, Protocol,
+    Route, Severity, Shadow, SplitBy, Tls, WeightedBackend,
 };
 
 impl Config {
@@ -42,18 +45,40 @@ impl Config {
             )])
         })?;
         let mut loaded = Config::from_toml(&file, source)?;
-        let folder = path.parent().unwrap_or(Path::new(""));
-        for shadow in loaded
+        loaded
             .config
-            .routes
-            .iter_mut()
-            .filter_map(|r| r.shadow.as_mut())
-        {
-            if let Some(log) = shadow.divergence_log.as_mut() {
-                log.path = folder.join(&log.path);
+            .resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(loaded)
+    }
+
+    /// Makes every relative path absolute the way the file means it: files veer reads
+    /// against `folder` (the config file's), files it writes against `log_dir`
+    /// (itself against `folder`).
+    fn resolve_paths(&mut self, folder: &Path) {
+        let read = |p: &mut PathBuf| *p = folder.join(&*p);
+        self.log_dir = folder.join(&self.log_dir);
+        if let Some(tls) = self.tls.as_mut() {
+            read(&mut tls.cert);
+            read(&mut tls.key);
+        }
+        if let Some(token) = self.admin.token_file.as_mut() {
+            read(token);
+        }
+        for backend in &mut self.backends {
+            if let Some(ca) = backend.tls.ca.as_mut() {
+                read(ca);
+            }
+            if let Some((cert, key)) = backend.tls.client_cert.as_mut() {
+                read(cert);
+                read(key);
             }
         }
-        Ok(loaded)
+        let log_dir = self.log_dir.clone();
+        for shadow in self.routes.iter_mut().filter_map(|r| r.shadow.as_mut()) {
+            if let Some(log) = shadow.divergence_log.as_mut() {
+                log.path = log_dir.join(&log.path);
+            }
+        }
     }
 
     /// Validates `source`, the text of the routing file `file` (used in messages only).
@@ -97,6 +122,12 @@ impl Validator<'_> {
         self.found.push(d);
     }
 
+    /// An error about a value that may be a secret: the value is not shown.
+    fn secret_error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = Diagnostic::new(Severity::Error, self.file, self.source, span, message);
+        self.found.push(d.redacted());
+    }
+
     fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
         let d = Diagnostic::new(Severity::Warning, self.file, self.source, span, message);
         self.found.push(d);
@@ -105,7 +136,26 @@ impl Validator<'_> {
     /// Builds the config, recording errors as it goes; the result is only meaningful
     /// when no error was recorded.
     fn config(&mut self, raw: RawConfig) -> Config {
+        let https_span = raw.listen.https.as_ref().map(|h| h.span());
         let listen = self.listen(raw.listen);
+        let tls_span = raw.tls.as_ref().map(|t| t.span());
+        let tls = raw.tls.map(|t| self.tls(t.into_inner()));
+        match (https_span, tls_span) {
+            (Some(span), None) => self.error(
+                span,
+                "listen.https needs a [tls] table with cert and key; add one or remove listen.https",
+            ),
+            (None, Some(span)) => self.warning(
+                span,
+                "[tls] has no effect without listen.https; add listen.https = \"0.0.0.0:8443\"",
+            ),
+            _ => {}
+        }
+        let limits = self.limits(raw.limits);
+        let admin = self.admin(raw.admin);
+        let log_dir = raw
+            .log_dir
+            .map_or_else(PathBuf::new, |d| PathBuf::from(d.into_inner()));
         let mut backends = Vec::new();
         let mut backend_spans = Vec::new();
         for (name, spanned) in raw.backends {
@@ -115,6 +165,11 @@ impl Validator<'_> {
         }
         let mut config = Config {
             listen,
+            tls,
+            limits,
+            admin,
+            watch: raw.reload.watch.unwrap_or(false),
+            log_dir,
             backends,
             routes: Vec::new(),
         };
@@ -147,9 +202,160 @@ impl Validator<'_> {
     }
 
     fn listen(&mut self, raw: RawListen) -> Listen {
+        let https = raw
+            .https
+            .map(|a| self.address(Some(a), defaults::HTTP_LISTEN));
         Listen {
             http: self.address(raw.http, defaults::HTTP_LISTEN),
+            https,
             admin: self.address(raw.admin, defaults::ADMIN_LISTEN),
+        }
+    }
+
+    fn tls(&mut self, raw: RawTls) -> Tls {
+        Tls {
+            cert: self.file_path("tls.cert", raw.cert),
+            key: self.file_path("tls.key", raw.key),
+        }
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> Limits {
+        let d = Limits::default();
+        let timeout = |v: &mut Self, field: &str, raw: Option<Spanned<String>>, fallback| {
+            raw.map_or(fallback, |t| {
+                v.duration(&format!("limits.{field}"), &t, fallback)
+            })
+        };
+        Limits {
+            max_connections: raw.max_connections.map_or(d.max_connections, |m| {
+                self.whole(&m, "limits.max_connections", 1..=1_000_000) as usize
+            }),
+            header_read_timeout: timeout(
+                self,
+                "header_read_timeout",
+                raw.header_read_timeout,
+                d.header_read_timeout,
+            ),
+            idle_timeout: timeout(self, "idle_timeout", raw.idle_timeout, d.idle_timeout),
+            body_read_timeout: timeout(
+                self,
+                "body_read_timeout",
+                raw.body_read_timeout,
+                d.body_read_timeout,
+            ),
+            max_request_body: raw.max_request_body.map_or(d.max_request_body, |b| {
+                self.body_size("limits.max_request_body", &b, d.max_request_body)
+            }),
+            drain_timeout: timeout(self, "drain_timeout", raw.drain_timeout, d.drain_timeout),
+        }
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> AdminAccess {
+        let hosts = raw
+            .hosts
+            .into_iter()
+            .filter_map(|h| {
+                let host = h.get_ref();
+                if host.is_empty() || host.contains([':', '/', ' ']) {
+                    let msg = format!(
+                        "invalid admin.hosts entry \"{host}\"; expected a bare host name such as \"veer-admin.models.svc\" (no scheme, port or path)"
+                    );
+                    self.error(h.span(), msg);
+                    return None;
+                }
+                Some(host.to_ascii_lowercase())
+            })
+            .collect();
+        AdminAccess {
+            token_file: raw
+                .token_file
+                .map(|t| self.file_path("admin.token_file", t)),
+            hosts,
+        }
+    }
+
+    /// A file veer reads: any path, relative ones against the config file's folder.
+    fn file_path(&mut self, field: &str, raw: Spanned<String>) -> PathBuf {
+        if raw.get_ref().is_empty() {
+            self.error(
+                raw.span(),
+                format!("{field} is empty; expected a file path"),
+            );
+        }
+        PathBuf::from(raw.into_inner())
+    }
+
+    /// A file veer writes: relative, inside `log_dir`, never climbing out with `..`.
+    fn written_path(&mut self, field: &str, raw: Spanned<String>) -> PathBuf {
+        let path = PathBuf::from(raw.get_ref());
+        let inside = !raw.get_ref().is_empty()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            let msg = format!(
+                "{field} \"{}\" must be a relative path inside log_dir (no leading \"/\", no \"..\"); set the top-level log_dir to choose the folder",
+                raw.get_ref()
+            );
+            self.error(raw.span(), msg);
+        }
+        path
+    }
+
+    fn duration(&mut self, what: &str, raw: &Spanned<String>, fallback: Duration) -> Duration {
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                let msg = format!(
+                    "invalid {what} \"{}\"; expected a duration above zero such as \"2s\" or \"500ms\"",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), msg);
+                fallback
+            }
+        }
+    }
+
+    fn whole(
+        &mut self,
+        raw: &Spanned<toml::Value>,
+        what: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> i64 {
+        match raw.get_ref() {
+            toml::Value::Integer(i) if range.contains(i) => *i,
+            other => {
+                let msg = format!(
+                    "invalid {what} {other}; expected a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                );
+                self.error(raw.span(), msg);
+                *range.start()
+            }
+        }
+    }
+
+    /// A body-size setting: a size above zero and at most [`defaults::MAX_BODY_LIMIT`].
+    fn body_size(&mut self, what: &str, raw: &Spanned<String>, fallback: u64) -> u64 {
+        match raw.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(size) if (1..=defaults::MAX_BODY_LIMIT).contains(&size.as_u64()) => size.as_u64(),
+            Ok(size) if size.as_u64() > defaults::MAX_BODY_LIMIT => {
+                let msg = format!(
+                    "{what} \"{}\" is too large; at most 1GiB (veer may hold a body in memory)",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), msg);
+                fallback
+            }
+            _ => {
+                let msg = format!(
+                    "invalid {what} \"{}\"; expected a size such as \"1MiB\" or \"512KiB\"",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), msg);
+                fallback
+            }
         }
     }
 
@@ -173,51 +379,146 @@ impl Validator<'_> {
             );
         }
         let url = self.backend_url(&name, &raw.url);
-        let timeout = match raw.timeout {
-            None => defaults::BACKEND_TIMEOUT,
-            Some(t) => match humantime::parse_duration(t.get_ref()) {
-                Ok(d) if !d.is_zero() => d,
-                _ => {
+        let within = format!("for backend \"{name}\"");
+        let timeout = raw.timeout.map_or(defaults::BACKEND_TIMEOUT, |t| {
+            self.duration(&format!("timeout {within}"), &t, defaults::BACKEND_TIMEOUT)
+        });
+        let connect_timeout = raw.connect_timeout.map_or(defaults::CONNECT_TIMEOUT, |t| {
+            self.duration(
+                &format!("connect_timeout {within}"),
+                &t,
+                defaults::CONNECT_TIMEOUT,
+            )
+        });
+        let max_connections = raw
+            .max_connections
+            .map_or(defaults::BACKEND_MAX_CONNECTIONS, |m| {
+                self.whole(&m, &format!("max_connections {within}"), 1..=1_000_000) as usize
+            });
+        let protocol = match raw.protocol {
+            None => Protocol::Http1,
+            Some(p) => match p.get_ref().as_str() {
+                "http1" => Protocol::Http1,
+                "h2" => Protocol::H2,
+                other => {
                     let msg = format!(
-                        "invalid timeout \"{}\" for backend \"{name}\"; expected a duration above zero such as \"2s\" or \"500ms\"",
-                        t.get_ref()
+                        "invalid protocol \"{other}\" {within}; expected \"http1\" or \"h2\" (HTTP/2, for gRPC)"
                     );
-                    self.error(t.span(), msg);
-                    defaults::BACKEND_TIMEOUT
+                    self.error(p.span(), msg);
+                    Protocol::Http1
                 }
             },
         };
-        Backend { name, url, timeout }
+        let tls = self.backend_tls(&name, &url, raw.ca, raw.client_cert, raw.client_key);
+        let outlier = self.outlier(&within, raw.outlier);
+        Backend {
+            name,
+            url,
+            timeout,
+            connect_timeout,
+            max_connections,
+            protocol,
+            tls,
+            retry: raw.retry.unwrap_or(true),
+            outlier,
+        }
+    }
+
+    fn backend_tls(
+        &mut self,
+        name: &str,
+        url: &Uri,
+        ca: Option<Spanned<String>>,
+        cert: Option<Spanned<String>>,
+        key: Option<Spanned<String>>,
+    ) -> BackendTls {
+        let plain = url.scheme_str() == Some("http");
+        for field in [&ca, &cert, &key].into_iter().flatten() {
+            if plain {
+                let msg = format!(
+                    "backend \"{name}\" is http://, so its TLS settings (ca, client_cert, client_key) would never be used; use an https:// url or remove them"
+                );
+                self.error(field.span(), msg);
+                break;
+            }
+        }
+        let client_cert = match (cert, key) {
+            (Some(c), Some(k)) => Some((
+                self.file_path("client_cert", c),
+                self.file_path("client_key", k),
+            )),
+            (Some(one), None) | (None, Some(one)) => {
+                let msg = format!(
+                    "backend \"{name}\" needs both client_cert and client_key for mutual TLS, or neither"
+                );
+                self.error(one.span(), msg);
+                None
+            }
+            (None, None) => None,
+        };
+        BackendTls {
+            ca: ca.map(|c| self.file_path("ca", c)),
+            client_cert,
+        }
+    }
+
+    fn outlier(&mut self, within: &str, raw: Option<RawOutlier>) -> Outlier {
+        let mut outlier = Outlier {
+            consecutive_failures: defaults::OUTLIER_CONSECUTIVE_FAILURES,
+            ejection: defaults::OUTLIER_EJECTION,
+        };
+        let Some(raw) = raw else { return outlier };
+        if let Some(n) = raw.consecutive_failures {
+            outlier.consecutive_failures = self.whole(
+                &n,
+                &format!("outlier.consecutive_failures {within}"),
+                1..=10_000,
+            ) as u32;
+        }
+        if let Some(e) = raw.ejection {
+            outlier.ejection = self.duration(
+                &format!("outlier.ejection {within}"),
+                &e,
+                defaults::OUTLIER_EJECTION,
+            );
+        }
+        outlier
     }
 
     fn backend_url(&mut self, name: &str, raw: &Spanned<String>) -> Uri {
         let text = raw.get_ref();
+        if text.contains('@') {
+            // Userinfo: never echo the credentials back into a log or an answer.
+            let msg = format!(
+                        "invalid url for backend \"{name}\": it carries user:password@ (not shown); veer would send it in Host and show it in logs; expected http://HOST:PORT or https://HOST:PORT"
+                    );
+            self.secret_error(raw.span(), msg);
+            return Uri::from_static("http://invalid/");
+        }
         let problem = match text.parse::<Uri>() {
-            Err(e) => Some(format!("it does not parse ({e})")),
+            Err(e) => format!("it does not parse ({e})"),
             Ok(uri) => match (uri.scheme_str(), uri.authority(), uri.path_and_query()) {
-                (Some("http"), Some(_), pq) if pq.is_none_or(|pq| pq.as_str() == "/") => {
+                (Some("http" | "https"), Some(_), pq) if pq.is_none_or(|pq| pq.as_str() == "/") => {
                     let mut parts = uri.into_parts();
                     parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-                    if let Ok(uri) = Uri::from_parts(parts) {
-                        return uri;
+                    match Uri::from_parts(parts) {
+                        Ok(uri) => return uri,
+                        Err(_) => "it does not parse".to_owned(),
                     }
-                    Some("it does not parse".to_owned())
                 }
-                (Some("https"), ..) => Some("https backends are not supported yet".to_owned()),
-                (Some("http"), Some(_), _) => Some("it has a path or query".to_owned()),
-                _ => Some("it lacks the http:// scheme or the host".to_owned()),
+                (Some("http" | "https"), Some(_), _) => "it has a path or query".to_owned(),
+                _ => "it lacks the http:// or https:// scheme or the host".to_owned(),
             },
         };
-        if let Some(problem) = problem {
-            let msg = format!(
-                "invalid url \"{text}\" for backend \"{name}\": {problem}; expected http://HOST:PORT"
-            );
-            self.error(raw.span(), msg);
-        }
+        let msg = format!(
+            "invalid url \"{text}\" for backend \"{name}\": {problem}; expected http://HOST:PORT or https://HOST:PORT"
+        );
+        self.error(raw.span(), msg);
         Uri::from_static("http://invalid/")
     }
 
     fn route(&mut self, config: &Config, raw: RawRoute) -> Route {
+        let limits = config.limits;
         let name = raw.name.get_ref().clone();
         if !is_label_safe(&name) {
             self.error(
@@ -236,6 +537,13 @@ impl Validator<'_> {
         let hash_seed = raw
             .hash_seed
             .map_or(defaults::HASH_SEED, |s| self.hash_seed(&name, s));
+        let max_request_body = raw.max_request_body.map_or(limits.max_request_body, |b| {
+            self.body_size(
+                &format!("max_request_body in route \"{name}\""),
+                &b,
+                limits.max_request_body,
+            )
+        });
         let shadow = raw
             .shadow
             .and_then(|s| self.shadow(config, &name, s.into_inner()));
@@ -257,6 +565,7 @@ impl Validator<'_> {
             split,
             split_by,
             hash_seed,
+            max_request_body,
             shadow,
             compare,
         }
@@ -288,11 +597,15 @@ impl Validator<'_> {
                 self.count(route, "shadow.max_in_flight", &m, 1..=1_000_000) as usize
             });
         let max_body = raw.max_body.map_or(defaults::SHADOW_MAX_BODY, |b| {
-            self.size(route, "shadow.max_body", &b, defaults::SHADOW_MAX_BODY)
+            self.body_size(
+                &format!("shadow.max_body in route \"{route}\""),
+                &b,
+                defaults::SHADOW_MAX_BODY,
+            )
         });
         let log_span = raw.divergence_log.as_ref().map(|p| p.span());
         let divergence_log = raw.divergence_log.map(|path| DivergenceLog {
-            path: path.into_inner().into(),
+            path: self.written_path("shadow.divergence_log", path),
             per_sec: raw
                 .divergence_log_per_sec
                 .map_or(defaults::DIVERGENCE_LOG_PER_SEC, |r| {
@@ -370,7 +683,11 @@ impl Validator<'_> {
             compare.rel_tolerance = self.number(route, "compare.rel_tolerance", &t, 0.0..=1.0, 0.0);
         }
         if let Some(b) = raw.max_body {
-            compare.max_body = self.size(route, "compare.max_body", &b, defaults::COMPARE_MAX_BODY);
+            compare.max_body = self.body_size(
+                &format!("compare.max_body in route \"{route}\""),
+                &b,
+                defaults::COMPARE_MAX_BODY,
+            );
         }
         compare
     }
@@ -499,10 +816,9 @@ impl Validator<'_> {
                 (Ok(h), Ok(v)) => m.headers.push((h, v)),
                 _ => {
                     let msg = format!(
-                        "invalid header match \"{name}\" = \"{}\" in route \"{route}\"; expected a header name and a visible ASCII value",
-                        value.get_ref()
+                        "invalid header match \"{name}\" in route \"{route}\" (value not shown); expected a header name and a visible ASCII value"
                     );
-                    self.error(value.span(), msg);
+                    self.secret_error(value.span(), msg);
                 }
             }
         }
@@ -519,9 +835,13 @@ impl Validator<'_> {
         let entries = raw.into_inner();
         let listed = entries.len();
         let mut split: Vec<WeightedBackend> = Vec::new();
+        let mut bad_weight = false;
         for entry in entries {
             let entry = entry.into_inner();
-            let weight = self.weight(route, &entry.weight);
+            let weight = self.weight(route, &entry.weight).unwrap_or_else(|| {
+                bad_weight = true;
+                0
+            });
             let name = entry.backend.get_ref();
             let Some(backend) = config.backend_id(name) else {
                 let known: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
@@ -548,7 +868,7 @@ impl Validator<'_> {
                 span,
                 format!("route \"{route}\" has an empty split; expected at least one {{ backend = \"NAME\", weight = N }}"),
             );
-        } else if split.len() == listed && split.iter().all(|s| s.weight == 0) {
+        } else if !bad_weight && split.len() == listed && split.iter().all(|s| s.weight == 0) {
             self.error(
                 span,
                 format!("the weights of route \"{route}\" sum to 0; at least one backend needs a weight above 0"),
@@ -557,16 +877,24 @@ impl Validator<'_> {
         split
     }
 
-    fn weight(&mut self, route: &str, raw: &Spanned<toml::Value>) -> u64 {
+    /// A weight, or `None` once its error is recorded (so the route's split is not
+    /// also reported as summing to 0).
+    fn weight(&mut self, route: &str, raw: &Spanned<toml::Value>) -> Option<u64> {
         match raw.get_ref() {
-            toml::Value::Integer(w) if (0..=defaults::MAX_WEIGHT as i64).contains(w) => *w as u64,
+            toml::Value::Integer(w) if (0..=defaults::MAX_WEIGHT as i64).contains(w) => {
+                Some(*w as u64)
+            }
             other => {
+                let written_as = match other {
+                    toml::Value::Float(_) => " (written as a float: drop the decimal point)",
+                    _ => "",
+                };
                 let msg = format!(
-                    "invalid weight {other} in route \"{route}\"; expected a whole number from 0 to {}",
+                    "invalid weight {other} in route \"{route}\"; expected a whole number from 0 to {}{written_as}",
                     defaults::MAX_WEIGHT
                 );
                 self.error(raw.span(), msg);
-                0
+                None
             }
         }
     }
@@ -758,7 +1086,7 @@ hash_seed = -1
             lines,
             [
                 "veer.toml:10:38: error: invalid weight -5 in route \"a\"; expected a whole number from 0 to 1000000",
-                "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000",
+                "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000 (written as a float: drop the decimal point)",
                 "veer.toml:10:56: error: unknown backend \"nope\" in route \"a\"; expected one of: v1, v2",
                 "veer.toml:13:8: error: duplicate route name \"a\" (first defined on line 9); route names must be unique",
                 "veer.toml:14:9: error: the weights of route \"a\" sum to 0; at least one backend needs a weight above 0",
@@ -799,7 +1127,7 @@ hash_seed = -1
 http = "localhost:80"
 
 [backends.a]
-url = "https://x:1"
+url = "https://user:hunter2@x:1"
 [backends.b]
 url = "http://x:1/base"
 [backends.c]
@@ -815,10 +1143,124 @@ timeout = "soon"
         assert!(
             lines[0].starts_with("3:8 invalid listen address \"localhost:80\"; expected IP:PORT")
         );
-        assert!(lines[1].contains("backend \"a\": https backends are not supported yet"));
+        assert!(lines[1].contains("backend \"a\": it carries user:password@"));
         assert!(lines[2].contains("backend \"b\": it has a path or query"));
-        assert!(lines[3].contains("backend \"c\": it lacks the http:// scheme or the host"));
-        assert!(lines[4].starts_with("11:11 invalid timeout \"soon\" for backend \"c\""));
+        assert!(lines[3].contains("backend \"c\": it lacks the http:// or https:// scheme"));
+        assert!(lines[4].starts_with("11:11 invalid timeout for backend \"c\" \"soon\""));
+        assert!(
+            !err.to_string().contains("hunter2"),
+            "credentials are never echoed: {err}"
+        );
+    }
+
+    #[test]
+    fn edge_settings_load_with_their_defaults_filled_in() {
+        let src = r#"
+log_dir = "state"
+
+[listen]
+https = "127.0.0.1:8443"
+
+[tls]
+cert = "tls/veer.crt"
+key = "tls/veer.key"
+
+[limits]
+max_connections = 100
+header_read_timeout = "2s"
+max_request_body = "1MiB"
+
+[admin]
+token_file = "admin-token"
+hosts = ["Veer-Admin.models.svc"]
+
+[reload]
+watch = true
+
+[backends.v2]
+url = "https://models.svc:8443"
+protocol = "h2"
+ca = "tls/ca.pem"
+client_cert = "tls/c.crt"
+client_key = "tls/c.key"
+connect_timeout = "250ms"
+max_connections = 8
+retry = false
+outlier = { consecutive_failures = 3, ejection = "10s" }
+
+[[routes]]
+name = "grpc"
+max_request_body = "4KiB"
+split = [ { backend = "v2", weight = 1 } ]
+shadow = { backend = "v2", divergence_log = "logs/d.jsonl" }
+"#;
+        let dir = Path::new("/etc/veer");
+        let loaded = Config::from_file_bytes(&dir.join("veer.toml"), src.as_bytes())
+            .expect("loads");
+        let c = &loaded.config;
+        assert_eq!(c.listen.https, Some("127.0.0.1:8443".parse().unwrap()));
+        let tls = c.tls.as_ref().expect("tls");
+        assert_eq!(tls.cert, dir.join("tls/veer.crt"));
+        assert_eq!(c.limits.max_connections, 100);
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.idle_timeout, defaults::IDLE_TIMEOUT);
+        assert_eq!(c.admin.token_file.as_deref(), Some(dir.join("admin-token").as_path()));
+        assert_eq!(c.admin.hosts, ["veer-admin.models.svc"]);
+        assert!(c.watch);
+        let b = &c.backends[0];
+        assert_eq!(b.protocol, Protocol::H2);
+        assert_eq!(b.tls.ca.as_deref(), Some(dir.join("tls/ca.pem").as_path()));
+        assert_eq!(b.connect_timeout, Duration::from_millis(250));
+        assert_eq!((b.max_connections, b.retry), (8, false));
+        assert_eq!(b.outlier.consecutive_failures, 3);
+        let route = &c.routes[0];
+        assert_eq!(route.max_request_body, 4096);
+        let log = route.shadow.as_ref().and_then(|s| s.divergence_log.as_ref());
+        assert_eq!(log.map(|l| l.path.clone()), Some(dir.join("state/logs/d.jsonl")));
+    }
+
+    #[test]
+    fn edge_settings_that_cannot_work_are_explained() {
+        let src = r#"
+[listen]
+https = "127.0.0.1:8443"
+
+[limits]
+max_request_body = "16EiB"
+idle_timeout = "never"
+
+[backends.a]
+url = "http://x:1"
+ca = "ca.pem"
+protocol = "h3"
+
+[[routes]]
+name = "r"
+match = { headers = { "x-api-key" = "s\u0001cret" } }
+split = [ { backend = "a", weight = 1e6 } ]
+shadow = { backend = "a", divergence_log = "../../etc/cron.d/x", max_body = "2GiB" }
+"#;
+        let err = Config::from_toml("f.toml", src).expect_err("rejected");
+        let lines: Vec<String> = err
+            .errors()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        let expect = [
+            "3:9 listen.https needs a [tls] table",
+            "7:16 invalid limits.idle_timeout \"never\"",
+            "6:20 limits.max_request_body \"16EiB\" is too large; at most 1GiB",
+            "12:12 invalid protocol \"h3\" for backend \"a\"",
+            "11:6 backend \"a\" is http://, so its TLS settings",
+            "16:37 invalid header match \"x-api-key\" in route \"r\" (value not shown)",
+            "17:37 invalid weight 1000000.0 in route \"r\"; expected a whole number from 0 to 1000000 (written as a float",
+            "18:77 shadow.max_body in route \"r\" \"2GiB\" is too large",
+            "18:44 shadow.divergence_log \"../../etc/cron.d/x\" must be a relative path inside log_dir",
+        ];
+        assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+        for (line, expected) in lines.iter().zip(expect) {
+            assert!(line.starts_with(expected), "{line}\n  expected: {expected}");
+        }
+        assert!(!err.to_string().contains("cret"), "{err}");
     }
 
     #[test]
