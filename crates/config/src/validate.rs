@@ -1195,8 +1195,8 @@ split = [ { backend = "v2", weight = 1 } ]
 shadow = { backend = "v2", divergence_log = "logs/d.jsonl" }
 "#;
         let dir = Path::new("/etc/veer");
-        let loaded = Config::from_file_bytes(&dir.join("veer.toml"), src.as_bytes())
-            .expect("loads");
+        let loaded =
+            Config::from_file_bytes(&dir.join("veer.toml"), src.as_bytes()).expect("loads");
         let c = &loaded.config;
         assert_eq!(c.listen.https, Some("127.0.0.1:8443".parse().unwrap()));
         let tls = c.tls.as_ref().expect("tls");
@@ -1204,7 +1204,10 @@ shadow = { backend = "v2", divergence_log = "logs/d.jsonl" }
         assert_eq!(c.limits.max_connections, 100);
         assert_eq!(c.limits.header_read_timeout, Duration::from_secs(2));
         assert_eq!(c.limits.idle_timeout, defaults::IDLE_TIMEOUT);
-        assert_eq!(c.admin.token_file.as_deref(), Some(dir.join("admin-token").as_path()));
+        assert_eq!(
+            c.admin.token_file.as_deref(),
+            Some(dir.join("admin-token").as_path())
+        );
         assert_eq!(c.admin.hosts, ["veer-admin.models.svc"]);
         assert!(c.watch);
         let b = &c.backends[0];
@@ -1215,8 +1218,14 @@ shadow = { backend = "v2", divergence_log = "logs/d.jsonl" }
         assert_eq!(b.outlier.consecutive_failures, 3);
         let route = &c.routes[0];
         assert_eq!(route.max_request_body, 4096);
-        let log = route.shadow.as_ref().and_then(|s| s.divergence_log.as_ref());
-        assert_eq!(log.map(|l| l.path.clone()), Some(dir.join("state/logs/d.jsonl")));
+        let log = route
+            .shadow
+            .as_ref()
+            .and_then(|s| s.divergence_log.as_ref());
+        assert_eq!(
+            log.map(|l| l.path.clone()),
+            Some(dir.join("state/logs/d.jsonl"))
+        );
     }
 
     #[test]

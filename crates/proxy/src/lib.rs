@@ -43,4 +43,4 @@ pub use error::{ProxyError, UpstreamError};
 pub use proxy::Proxy;
 pub use registry::RegistrySize;
 pub use routes::{RejectedChange, ReloadError, Reloaded, Routes};
-pub use snapshot::{Snapshot, Source};
+pub use snapshot::{Snapshot, Source, UnusableFile};

@@ -18,7 +18,7 @@ use veer_config::{Config, Diagnostic, Diagnostics, Listen, Live, Loaded};
 use veer_telemetry::Telemetry;
 
 use crate::registry::{Registry, RegistrySize};
-use crate::snapshot::{Snapshot, Source};
+use crate::snapshot::{Snapshot, Source, UnusableFile};
 
 /// The current snapshot and what replaces it, shared by every connection.
 #[derive(Clone)]
@@ -54,6 +54,9 @@ pub enum ReloadError {
     /// The file is valid, but asks for a change a reload cannot make.
     #[error(transparent)]
     RejectedChange(#[from] RejectedChange),
+    /// A file the config names (certificate, key, token) cannot be used.
+    #[error(transparent)]
+    Unusable(#[from] UnusableFile),
     /// The reload itself failed (it panicked): a bug, not the file's fault. Nothing
     /// was swapped.
     #[error("the reload did not finish")]
@@ -98,7 +101,7 @@ impl Routes {
         let started = Instant::now();
         let (loaded, source) = read(path)?;
         let mut registry = Registry::new(telemetry.clone());
-        let first = Snapshot::compile(loaded.config, source, 1, &mut registry);
+        let first = Snapshot::compile(loaded.config, source, 1, &mut registry)?;
         let took = started.elapsed();
         telemetry.record_reload(true, took);
         log_applied("config loaded", &first, &loaded.warnings, took);
@@ -166,7 +169,7 @@ impl Routes {
         unchanged_listeners(running.config().listen, loaded.config.listen)?;
         let generation = running.generation() + 1;
         drop(running);
-        let next = Snapshot::compile(loaded.config, source, generation, registry);
+        let next = Snapshot::compile(loaded.config, source, generation, registry)?;
         self.shared.current.store(Arc::new(next));
         registry.forget_released();
         Ok(Reloaded {

@@ -3,6 +3,7 @@
 //! compare and shadow settings) and handles to everything it records into.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +38,46 @@ pub struct Snapshot {
     routes: Vec<CompiledRoute>,
     /// Forwarding details per backend, indexed by [`BackendId`].
     upstreams: Vec<Upstream>,
+    /// The bearer token the admin listener asks for, read from `[admin] token_file`.
+    admin_token: Option<String>,
+}
+
+/// A file the config names that cannot be used; the reload that met it is refused
+/// and the running generation keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} \"{}\" cannot be used: {problem}", path.display())]
+pub struct UnusableFile {
+    /// The setting naming it (`tls.cert`, `admin.token_file`, ...).
+    pub what: &'static str,
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl UnusableFile {
+    pub(crate) fn new(what: &'static str, path: &Path, problem: impl ToString) -> UnusableFile {
+        UnusableFile {
+            what,
+            path: path.to_owned(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+/// The admin token: the file's first line, which must not be empty.
+fn read_token(path: &Path) -> Result<String, UnusableFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UnusableFile::new("admin.token_file", path, e))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(UnusableFile::new(
+            "admin.token_file",
+            path,
+            "it is empty; put the token on its first line",
+        ));
+    }
+    Ok(token.to_owned())
 }
 
 /// A route as requests meet it.
@@ -93,7 +134,13 @@ impl Snapshot {
         source: Source,
         generation: u64,
         registry: &mut Registry,
-    ) -> Snapshot {
+    ) -> Result<Snapshot, UnusableFile> {
+        let admin_token = config
+            .admin
+            .token_file
+            .as_deref()
+            .map(read_token)
+            .transpose()?;
         let upstreams = config.backends.iter().map(Upstream::new).collect();
         // One limit per shadow backend; where routes disagree the smallest applies,
         // and the reading budget is the largest body times that limit.
@@ -148,13 +195,19 @@ impl Snapshot {
                 }
             })
             .collect();
-        Snapshot {
+        Ok(Snapshot {
             generation,
             source,
             config,
             routes,
             upstreams,
-        }
+            admin_token,
+        })
+    }
+
+    /// The token every protected admin path asks for, when `[admin] token_file` is set.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
     }
 
     /// 1 for the config veer started with, +1 per successful reload.
