@@ -22,6 +22,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use tokio::net::TcpListener;
+use veer_proxy::server::{ListenerLimits, Serving};
 
 /// `veer demo` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -157,7 +158,11 @@ pub async fn serve_model(listener: TcpListener, model: Model) {
         )
     };
     let forever = std::future::pending();
-    veer_proxy::server::serve(listener, per_connection, forever, Duration::ZERO).await;
+    let serving = Serving::fixed(ListenerLimits::admin());
+    veer_proxy::server::serve(listener, per_connection, serving, forever, || {
+        Duration::ZERO
+    })
+    .await;
 }
 
 /// The demo's routing file: v1 live, v2 canary at 10 % by `x-user-id`, v2 shadowed.

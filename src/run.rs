@@ -11,8 +11,8 @@ use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use veer_config::defaults;
-use veer_proxy::{server, Proxy, Routes};
+use veer_proxy::server::{self, ListenerLimits, Serving};
+use veer_proxy::{Proxy, Routes};
 use veer_telemetry::admin::Admin;
 use veer_telemetry::Telemetry;
 
@@ -93,8 +93,9 @@ pub async fn serve(
     tokio::spawn(server::serve(
         admin_listener,
         admin_service,
+        Serving::fixed(ListenerLimits::admin()),
         admin_stopped,
-        Duration::ZERO,
+        || Duration::ZERO,
     ));
 
     let mut hangups = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
@@ -125,17 +126,18 @@ pub async fn serve(
         admin: admin_addr,
         routes,
     });
-    let drained = server::serve_proxy(listener, proxy, draining, defaults::DRAIN_TIMEOUT).await;
+    let drained = server::serve_proxy(listener, proxy, draining).await;
     let _ = stop_admin.send(true);
     if drained {
         tracing::info!("drained, exiting");
     } else {
-        tracing::warn!(timeout = ?defaults::DRAIN_TIMEOUT, "drain timed out; exiting with requests still in flight");
+        tracing::warn!("drain timed out; exiting with requests still in flight");
     }
     Ok(())
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
+/// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once,
+/// without waiting for the drain.
 pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
@@ -144,5 +146,13 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: exiting now, without waiting for the drain");
+            std::process::exit(0);
+        });
     })
 }

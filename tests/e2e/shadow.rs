@@ -50,7 +50,7 @@ async fn sighup_turns_on_shadow_and_divergent_pairs_are_logged() {
 
     let section = format!(
         "[routes.shadow]\nbackend = \"churn-v2\"\ndivergence_log = \"{}\"\n[routes.compare]\nselect = \"/predictions\"\nabs_tolerance = 0.01",
-        log.display()
+        log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     );
     let verdict =
         tokio::task::block_in_place(|| veer.reload(&config(&live.url(), &shadow.url(), &section)));

@@ -13,11 +13,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
+use crate::upload::{ClientBody, ClientFault};
+
 /// A request body on its way to a backend.
 #[derive(Debug)]
 pub(crate) enum RequestBody {
     /// Streamed from the client as it arrives (no shadow).
-    Streamed(Incoming),
+    Streamed(ClientBody),
     /// Buffered whole, so a shadow gets the same bytes.
     Buffered(Full<Bytes>),
     /// Too large to mirror: the part already read, then the rest as it arrives.
@@ -25,18 +27,18 @@ pub(crate) enum RequestBody {
         /// Chunks read before the limit was passed.
         prefix: VecDeque<Bytes>,
         /// The remainder, streamed.
-        rest: Incoming,
+        rest: ClientBody,
     },
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientFault;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientFault>>> {
         match self.get_mut() {
             RequestBody::Streamed(body) => Pin::new(body).poll_frame(cx),
             RequestBody::Buffered(body) => poll_full(body, cx),
@@ -75,10 +77,10 @@ impl Body for RequestBody {
 }
 
 /// Polls a [`Full`] body as one of veer's bodies (it cannot fail).
-fn poll_full(
+fn poll_full<E>(
     body: &mut Full<Bytes>,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+) -> Poll<Option<Result<Frame<Bytes>, E>>> {
     Pin::new(body)
         .poll_frame(cx)
         .map(|f| f.map(|f| f.map_err(|never| match never {})))
@@ -115,11 +117,11 @@ pub(crate) enum Cut {
 /// hands back what it read with the rest still streaming, so the live request loses
 /// nothing and waits no longer than `time` for the mirror's sake.
 pub(crate) async fn read_for_mirror(
-    mut body: Incoming,
+    mut body: ClientBody,
     limit: u64,
     time: Duration,
     budget: &Semaphore,
-) -> Result<MirrorRead, hyper::Error> {
+) -> Result<MirrorRead, ClientFault> {
     if body.size_hint().lower() > limit {
         return Ok(MirrorRead::Partial {
             body: RequestBody::Streamed(body),

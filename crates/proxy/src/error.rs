@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::upload::ClientFault;
+
 /// A request that veer answers itself instead of with a backend's response. Each
 /// variant says where it went wrong (downstream: the client; upstream: the backend)
 /// and keeps its cause as its `source`; [`ProxyError::message`] adds the innermost
@@ -20,13 +22,10 @@ pub enum ProxyError {
         /// Request path.
         path: String,
     },
-    /// Downstream: the client's request body could not be read.
-    #[error("the request body could not be read")]
-    ClientBody {
-        /// What broke.
-        #[source]
-        source: hyper::Error,
-    },
+    /// Downstream: the client's request body broke a limit or its framing. Never
+    /// counted against a backend.
+    #[error(transparent)]
+    ClientBody(ClientFault),
     /// Upstream: the backend could not be connected to.
     #[error("backend \"{backend}\" is unreachable")]
     Unreachable {
@@ -69,11 +68,31 @@ pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl ProxyError {
+    /// The client fault inside an upstream error, taken out of it; `source` must
+    /// hold one ([`ClientFault::find`]).
+    pub(crate) fn client_fault(source: UpstreamError) -> ProxyError {
+        // The fault is owned deep inside hyper's error: rebuild it from what it says.
+        match ClientFault::find(&source) {
+            Some(ClientFault::TooLarge { limit }) => {
+                ProxyError::ClientBody(ClientFault::TooLarge { limit: *limit })
+            }
+            Some(ClientFault::Stalled { timeout }) => {
+                ProxyError::ClientBody(ClientFault::Stalled { timeout: *timeout })
+            }
+            // The broken framing stays in the chain, as the innermost cause.
+            Some(ClientFault::Broken(_)) | None => {
+                ProxyError::ClientBody(ClientFault::Broken(source.into()))
+            }
+        }
+    }
+
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody(ClientFault::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(ClientFault::Stalled { .. }) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(ClientFault::Broken(_)) => StatusCode::BAD_REQUEST,
             ProxyError::Unreachable { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -83,7 +102,9 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no_route",
-            ProxyError::ClientBody { .. } => "bad_request_body",
+            ProxyError::ClientBody(ClientFault::TooLarge { .. }) => "request_body_too_large",
+            ProxyError::ClientBody(ClientFault::Stalled { .. }) => "request_body_timeout",
+            ProxyError::ClientBody(ClientFault::Broken(_)) => "bad_request_body",
             ProxyError::Unreachable { .. } => "backend_unreachable",
             ProxyError::Upstream { .. } => "backend_failed",
             ProxyError::Timeout { .. } => "backend_timeout",
@@ -93,7 +114,7 @@ impl ProxyError {
     /// The backend involved, if any.
     pub fn backend(&self) -> Option<&str> {
         match self {
-            ProxyError::NoRoute { .. } | ProxyError::ClientBody { .. } => None,
+            ProxyError::NoRoute { .. } | ProxyError::ClientBody(_) => None,
             ProxyError::Unreachable { backend, .. }
             | ProxyError::Upstream { backend, .. }
             | ProxyError::Timeout { backend, .. } => Some(backend),

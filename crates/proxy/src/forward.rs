@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::RequestBody;
 use crate::headers::{self, Downstream};
 use crate::snapshot::Upstream;
+use crate::upload::{ClientFault, Progress};
 use crate::ProxyError;
 
 pub(crate) use crate::error::root_cause;
@@ -37,12 +38,12 @@ pub(crate) fn upstream_pool() -> UpstreamPool {
 /// Rewrites a client request for `upstream`: same method, path, query and body;
 /// absolute URI on the backend's authority; HTTP/1.1; headers per
 /// [`headers::to_upstream`].
-pub(crate) fn upstream_request(
-    req: Request<Incoming>,
+pub(crate) fn upstream_request<B>(
+    req: Request<B>,
     upstream: &Upstream,
     peer: &Downstream,
     request_id: &HeaderValue,
-) -> Request<Incoming> {
+) -> Request<B> {
     let (mut parts, body) = req.into_parts();
     headers::to_upstream(
         &mut parts.headers,
@@ -68,13 +69,24 @@ pub(crate) fn upstream_request(
 }
 
 /// Sends `req` and waits for the response head within the backend's timeout.
+/// `upload` is the client body's progress: a failure while the client is the one
+/// being waited on is the client's fault, never the backend's.
 pub(crate) async fn send(
     pool: &UpstreamPool,
     req: Request<RequestBody>,
     upstream: &Upstream,
+    upload: Option<&Progress>,
 ) -> Result<Response<Incoming>, ProxyError> {
     match tokio::time::timeout(upstream.timeout, pool.request(req)).await {
         Ok(Ok(response)) => Ok(response),
+        Ok(Err(source)) if ClientFault::find(&source).is_some() => {
+            Err(ProxyError::client_fault(source))
+        }
+        Err(_) if upload.is_some_and(Progress::waiting_on_client) => {
+            Err(ProxyError::ClientBody(ClientFault::Stalled {
+                timeout: upstream.timeout,
+            }))
+        }
         Ok(Err(source)) if source.is_connect() => Err(ProxyError::Unreachable {
             backend: upstream.name.clone(),
             source,

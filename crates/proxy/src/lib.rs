@@ -27,6 +27,7 @@
 //! [`server`] runs the accept loop for this and every other listener.
 
 mod body;
+mod connection;
 mod divergence;
 mod error;
 mod forward;
@@ -38,9 +39,11 @@ mod routes;
 pub mod server;
 mod shadow;
 mod snapshot;
+mod upload;
 
 pub use error::{ProxyError, UpstreamError};
 pub use proxy::Proxy;
 pub use registry::RegistrySize;
 pub use routes::{RejectedChange, ReloadError, Reloaded, Routes};
 pub use snapshot::{Snapshot, Source, UnusableFile};
+pub use upload::ClientFault;

@@ -14,6 +14,7 @@ use crate::forward::{self, UpstreamPool};
 use crate::headers::{self, Downstream};
 use crate::pool::ComparePool;
 use crate::shadow;
+use crate::upload::ClientBody;
 use crate::{ProxyError, Routes, Snapshot};
 
 /// The reverse proxy: the current routes, the pool of upstream connections, and the
@@ -35,6 +36,11 @@ impl Proxy {
         }
     }
 
+    /// The routes it serves.
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
     /// Serves one client request from `peer`.
     pub(crate) async fn handle(
         &self,
@@ -53,7 +59,9 @@ impl Proxy {
                 // a 4xx is the client's, and could flood the log.
                 if error.backend().is_none() {
                     // Answered without an upstream exchange (no route, unreadable body):
-                    // the access log still gets its line.
+                    // the client's doing, counted as such; the access log still gets
+                    // its line.
+                    self.routes.telemetry().record_client_error(error.kind());
                     tracing::info!(target: "veer::access", request_id = %id, route = "-", status, "access");
                 }
                 let message = error.message();
@@ -84,6 +92,12 @@ impl Proxy {
                 })?;
         let route = snapshot.route(decision.route);
         let upstream = snapshot.upstream(decision.backend);
+        let stall = snapshot.config().limits.body_read_timeout;
+        let req = req.map(|body| ClientBody::new(body, route.max_request_body, stall));
+        if let Some(fault) = req.body().declared_too_large() {
+            return Err(ProxyError::ClientBody(fault));
+        }
+        let upload = req.body().progress();
         let outbound = forward::upstream_request(req, upstream, peer, request_id);
         let (outbound, mirror) = shadow::prepare(
             snapshot,
@@ -101,8 +115,13 @@ impl Proxy {
             capture
         });
         let started = Instant::now();
-        let result = forward::send(&self.upstream_pool, outbound, upstream).await;
-        if let Some(series) = route.live_series(decision.backend) {
+        let result =
+            forward::send(&self.upstream_pool, outbound, upstream, upload.as_deref()).await;
+        let clients_fault = matches!(result, Err(ProxyError::ClientBody(_)));
+        if let Some(series) = route
+            .live_series(decision.backend)
+            .filter(|_| !clients_fault)
+        {
             series.record(&Exchange {
                 status: result.as_ref().ok().map(|r| r.status().as_u16()),
                 started,

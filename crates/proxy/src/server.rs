@@ -1,21 +1,28 @@
 //! Accepting connections: one loop for every listener veer runs (the client port, the
 //! admin port, the demo's model servers), serving HTTP/1.1 and HTTP/2 (prior
-//! knowledge) on each, every connection watched so shutdown can drain it.
+//! knowledge) on each, within a connection limit, every connection on its own clock
+//! ([`connection`](crate::connection)) and watched so shutdown can drain it.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::{service_fn, Service};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use veer_config::{defaults, Limits};
+use veer_telemetry::Telemetry;
 
+use crate::connection::{Activity, CountedFuture, Timeouts, Watched};
 use crate::headers::Downstream;
 use crate::Proxy;
 
@@ -23,14 +30,90 @@ use crate::Proxy;
 /// the next: long enough for connections to close, short enough not to be noticed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long a refused connection is read from (and discarded) after its 503, so the
+/// client reads the answer instead of a reset.
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
+
+/// The answer on a connection over the limit.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 87\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"veer is at its connection limit; retry\"}\n";
+
+/// What one listener enforces on its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Connections open at once; past it a new one gets 503 and is closed.
+    pub max_connections: usize,
+    /// A request head must be complete this long after its first byte: else 408.
+    pub header_read_timeout: Duration,
+    /// An idle keep-alive connection closes after this.
+    pub idle_timeout: Duration,
+}
+
+impl ListenerLimits {
+    /// The client listeners' limits, from `[limits]`.
+    pub fn clients(limits: &Limits) -> ListenerLimits {
+        ListenerLimits {
+            max_connections: limits.max_connections,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+        }
+    }
+
+    /// The admin listener's own, smaller limits: it keeps answering while the
+    /// client port is flooded, and a flood of its own stays small.
+    pub fn admin() -> ListenerLimits {
+        ListenerLimits {
+            max_connections: defaults::ADMIN_MAX_CONNECTIONS,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// How a listener serves: its limits (read again for every connection, so a reload
+/// applies to the next one) and where it counts what it refuses.
+#[derive(Clone)]
+pub struct Serving {
+    limits: Arc<dyn Fn() -> ListenerLimits + Send + Sync>,
+    telemetry: Option<Telemetry>,
+}
+
+impl Serving {
+    /// Fixed limits, counted nowhere (the admin listener, test servers).
+    pub fn fixed(limits: ListenerLimits) -> Serving {
+        Serving {
+            limits: Arc::new(move || limits),
+            telemetry: None,
+        }
+    }
+
+    /// Limits read from `limits` for each new connection, refusals counted in
+    /// `telemetry`.
+    pub fn live(
+        limits: impl Fn() -> ListenerLimits + Send + Sync + 'static,
+        telemetry: Telemetry,
+    ) -> Serving {
+        Serving {
+            limits: Arc::new(limits),
+            telemetry: Some(telemetry),
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` resolves, each connection with the service
-/// `make_service` makes for its peer; then stops accepting and waits up to `drain`
-/// for the connections' requests to finish. Returns true when all of them did.
+/// `make_service` makes for its peer; then stops accepting, closes the connections
+/// with nothing in flight, and waits up to `drain` for the others' requests to
+/// finish (read when shutdown begins). Returns true when all of them did.
 pub async fn serve<M, S, B>(
     listener: TcpListener,
     mut make_service: M,
+    serving: Serving,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    drain: impl FnOnce() -> Duration,
 ) -> bool
 where
     M: FnMut(SocketAddr) -> S,
@@ -41,18 +124,46 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let stop = CancellationToken::new();
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // veer keeps the header timeout itself (`connection`): hyper's would also count
+    // keep-alive idle time and close without an answer.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(defaults::HTTP2_MAX_CONCURRENT_STREAMS);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let limits = (serving.limits)();
+                    let Some(slot) = Slot::take(&open, limits.max_connections) else {
+                        if let Some(telemetry) = &serving.telemetry {
+                            telemetry.record_client_error("too_many_connections");
+                        }
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    };
+                    let activity = Arc::new(Activity::default());
+                    let timeouts = Timeouts {
+                        header: limits.header_read_timeout,
+                        idle: limits.idle_timeout,
+                    };
+                    let io = Watched::new(stream, activity.clone(), timeouts, false, &stop, serving.telemetry.clone());
+                    let service = Tracked { inner: make_service(peer), activity };
                     let connection = builder
-                        .serve_connection(TokioIo::new(stream), make_service(peer))
+                        .serve_connection(TokioIo::new(io), service)
                         .into_owned();
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = connection.await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
@@ -67,20 +178,32 @@ where
         }
     }
     drop(listener);
-    tracing::info!(connections = graceful.count(), "draining");
+    stop.cancel();
+    let drain = drain();
+    tracing::info!(connections = graceful.count(), timeout = ?drain, "draining");
     tokio::select! {
         () = graceful.shutdown() => true,
         () = tokio::time::sleep(drain) => false,
     }
 }
 
-/// Serves client traffic through `proxy` on `listener`, as [`serve`] does.
+/// Serves client traffic through `proxy` on `listener`, as [`serve`] does, with
+/// the `[limits]` of the routes it serves (a reload applies to the next connection,
+/// and to the drain when it starts).
 pub async fn serve_proxy(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
 ) -> bool {
+    let routes = proxy.routes().clone();
+    let serving = {
+        let routes = routes.clone();
+        Serving::live(
+            move || ListenerLimits::clients(&routes.load().config().limits),
+            proxy.routes().telemetry().clone(),
+        )
+    };
+    let drain = move || routes.load().config().limits.drain_timeout;
     let per_connection = move |peer: SocketAddr| {
         let (proxy, peer) = (proxy.clone(), Downstream::new(peer));
         service_fn(move |req| {
@@ -88,5 +211,60 @@ pub async fn serve_proxy(
             async move { Ok::<_, Infallible>(proxy.handle(req, &peer).await) }
         })
     };
-    serve(listener, per_connection, shutdown, drain).await
+    serve(listener, per_connection, serving, shutdown, drain).await
+}
+
+/// One of a listener's connection slots, given back when the connection ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it, reading (and
+/// discarding) what the client sent meanwhile for a moment so it gets the answer
+/// rather than a reset.
+async fn refuse(mut stream: TcpStream) {
+    if stream.write_all(TOO_MANY_CONNECTIONS).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSED_LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// A connection's service, counting its requests in flight for the connection's
+/// clock.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> Service<Request<Incoming>> for Tracked<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<crate::connection::Counted<B>>;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let active = self.activity.start();
+        CountedFuture::new(self.inner.call(req), active)
+    }
 }

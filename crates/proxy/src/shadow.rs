@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use veer_compare::{Comparison, Outcome};
 use veer_config::{BackendId, Compare};
@@ -41,6 +41,7 @@ use crate::divergence;
 use crate::forward::{self, UpstreamPool};
 use crate::pool::ComparePool;
 use crate::snapshot::{ShadowPlan, Snapshot, Upstream};
+use crate::upload::ClientBody;
 use crate::ProxyError;
 
 /// `x-veer-shadow: 1` on every mirrored request, so a backend can skip side effects.
@@ -74,11 +75,11 @@ impl Pair {
 pub(crate) async fn prepare(
     snapshot: &Arc<Snapshot>,
     decision: Decision,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     upstream_pool: &UpstreamPool,
     request_id: &HeaderValue,
 ) -> Result<(Request<RequestBody>, Option<Mirror>), ProxyError> {
-    let streamed = |request: Request<Incoming>| Ok((request.map(RequestBody::Streamed), None));
+    let streamed = |request: Request<ClientBody>| Ok((request.map(RequestBody::Streamed), None));
     let (Some(shadow_backend), Some(plan)) = (
         decision.shadow,
         snapshot.route(decision.route).shadow.as_ref(),
@@ -104,7 +105,7 @@ pub(crate) async fn prepare(
             plan.comparisons.record(&Judged::only(outcome));
             return Ok((Request::from_parts(parts, body), None));
         }
-        Err(e) => return Err(ProxyError::ClientBody { source: e }),
+        Err(fault) => return Err(ProxyError::ClientBody(fault)),
     };
     let buffered = |bytes| RequestBody::Buffered(Full::new(bytes));
     let Ok(permit) = plan.limiter.mirrors.clone().try_acquire_owned() else {

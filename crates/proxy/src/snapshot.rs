@@ -90,6 +90,8 @@ pub(crate) struct CompiledRoute {
     live: Vec<(BackendId, Arc<ExchangeSeries>)>,
     /// How live and shadow answers are judged.
     pub(crate) compare: Compare,
+    /// Largest request body accepted on this route.
+    pub(crate) max_request_body: u64,
     /// Mirroring, when the route has a `[routes.shadow]`.
     pub(crate) shadow: Option<ShadowPlan>,
 }
@@ -191,6 +193,7 @@ impl Snapshot {
                     rule: Rule::new(route),
                     live,
                     compare: route.compare.clone(),
+                    max_request_body: route.max_request_body,
                     shadow,
                 }
             })

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{shadowed, start, temp_path};
+use common::{file_name, shadowed, start, temp_path};
 use veer_testkit::{Behavior, TestBackend};
 
 fn log_lines(path: &Path) -> usize {
@@ -46,7 +46,7 @@ async fn a_reload_from_1_to_1000_divergence_lines_a_second_takes_effect() {
     let lines = |per_sec: u32| {
         format!(
             "divergence_log = \"{}\"\ndivergence_log_per_sec = {per_sec}",
-            log.display()
+            file_name(&log)
         )
     };
     let proxy = start(&shadowed(
@@ -149,7 +149,7 @@ async fn entries_no_snapshot_uses_are_released() {
         let mut config = shadowed("kept", &backend.url(), &backend.url(), "5s",
             &format!(
                 "max_in_flight = {max}\ndivergence_log = \"{}\"\ndivergence_log_per_sec = {per_sec}",
-                log.display()
+                file_name(&log)
             ),
         );
         if extra_route {

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{shadowed, start, Harness};
+use common::{file_name, shadowed, start, Harness};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -293,7 +293,7 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
         5.0
     );
 
-    let logged = format!("divergence_log = \"{}\"", log.display());
+    let logged = format!("divergence_log = \"{}\"", file_name(&log));
     let differ = shadowed("differ", &live.url(), &flipped.url(), "5s", &logged)
         .replace("[routes.compare]\nabs_tolerance = 0.01", ignore);
     let proxy = start(&differ).await;
@@ -421,7 +421,7 @@ async fn a_megabyte_differing_value_logs_a_line_of_at_most_16_kib() {
         &live.url(),
         &shadow.url(),
         "5s",
-        &format!("divergence_log = \"{}\"", log.display()),
+        &format!("divergence_log = \"{}\"", file_name(&log)),
     )
     .replace(
         "[routes.compare]\nabs_tolerance = 0.01",

@@ -56,6 +56,9 @@ pub mod names {
     pub const IN_FLIGHT_REQUESTS: &str = "veer_in_flight_requests";
     /// Always 1, labelled with the version.
     pub const BUILD_INFO: &str = "veer_build_info";
+    /// Counter: requests refused because of the client (label: reason, the `error`
+    /// code of the answer); never counted against a backend.
+    pub const CLIENT_ERRORS_TOTAL: &str = "veer_client_errors_total";
 }
 
 /// Which side of a shadowed pair a request was.

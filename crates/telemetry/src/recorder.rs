@@ -141,6 +141,18 @@ impl Telemetry {
         }
     }
 
+    /// Counts a request refused because of the client (bad framing, stalled or
+    /// oversized upload, no route...), by the `error` code it was answered with.
+    /// Off the hot path: only refused requests register their handle.
+    pub fn record_client_error(&self, reason: &'static str) {
+        register_counter(
+            &self.inner.recorder,
+            names::CLIENT_ERRORS_TOTAL,
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
+    }
+
     /// Lists a divergent pair on the dashboard (the last [`RECENT_DIVERGENCES`]).
     pub fn record_divergence(&self, divergence: Divergence) {
         let Ok(mut recent) = self.inner.recent.lock() else {
@@ -177,7 +189,8 @@ impl Telemetry {
 
 /// `# HELP` text and units for every metric the recorder holds.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 5] = [
+    let counters: [(&'static str, &'static str); 6] = [
+        (names::CLIENT_ERRORS_TOTAL, "Requests refused because of the client, by reason (the error code answered): request_header_timeout, request_body_timeout, request_body_too_large, bad_request_body, no_route, ...; never counted against a backend."),
         (names::REQUESTS_TOTAL, "Upstream exchanges finished, by route, backend, role (live/shadow) and status code (or error)."),
         (names::SHADOW_COMPARISONS_TOTAL, "Shadow comparisons by outcome: match, diverged, shadow_error, live_error, timeout, dropped, skipped."),
         (names::SHADOW_LABEL_AGREEMENTS_TOTAL, "Classification comparisons by whether the live and shadow predicted classes agree."),

@@ -72,14 +72,9 @@ pub async fn start(config: &str) -> Harness {
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
-    tokio::spawn(server::serve_proxy(
-        listener,
-        proxy,
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
+    tokio::spawn(server::serve_proxy(listener, proxy, async move {
+        let _ = stopped.await;
+    }));
     Harness {
         client: TestClient::new(addr),
         routes,
@@ -120,4 +115,12 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.config_path);
     }
+}
+
+/// A temp file's name alone: routing files sit in the same temp folder, and the
+/// files veer writes must be named relative to it.
+pub fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

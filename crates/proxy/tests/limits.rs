@@ -1,0 +1,268 @@
+//! The client listener's limits over raw loopback sockets: slow and idle clients
+//! are closed, a full listener answers 503, and a client's faulty upload is a 4xx
+//! that never counts against the backend it was routed to.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::start;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use veer_testkit::{Behavior, TestBackend};
+
+fn limited(backend: &str, limits: &str) -> String {
+    format!(
+        r#"
+[limits]
+{limits}
+
+[backends.model]
+url = "{backend}"
+timeout = "5s"
+
+[[routes]]
+name = "models"
+split = [ {{ backend = "model", weight = 1 }} ]
+"#
+    )
+}
+
+/// Everything the server sends until it closes (or `within` passes).
+async fn read_to_close(stream: &mut TcpStream, within: Duration) -> String {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(within, stream.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Sends `request` on a fresh connection and returns the whole answer (requests
+/// say `connection: close`).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    read_to_close(&mut stream, Duration::from_secs(10)).await
+}
+
+const GET: &[u8] = b"GET /v1/x HTTP/1.1\r\nhost: t\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_get_408_while_other_clients_are_served() {
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let proxy = start(&limited(&backend.url(), "header_read_timeout = \"1s\"")).await;
+    let addr = proxy.addr;
+    let started = Instant::now();
+    let trickles: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.expect("connect");
+                let (mut read, mut write) = stream.split();
+                let trickle = async {
+                    for byte in b"GET /v1/x HTTP/1.1\r\nx-slow: 0123456789abcdef" {
+                        if write.write_all(&[*byte]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                };
+                let mut answer = Vec::new();
+                let reading =
+                    tokio::time::timeout(Duration::from_secs(8), read.read_to_end(&mut answer));
+                tokio::select! {
+                    _ = reading => {}
+                    () = trickle => {}
+                }
+                (
+                    String::from_utf8_lossy(&answer).into_owned(),
+                    started.elapsed(),
+                )
+            })
+        })
+        .collect();
+
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let sent = Instant::now();
+        let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+        assert_eq!(answer.status, 200);
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    assert!(
+        latencies[98] < Duration::from_millis(50),
+        "p99 {:?} while 50 clients trickle",
+        latencies[98]
+    );
+
+    for trickle in trickles {
+        let (answer, after) = trickle.await.expect("trickle task");
+        assert!(
+            answer.starts_with("HTTP/1.1 408 Request Timeout"),
+            "got {answer:?}"
+        );
+        assert!(answer.contains(r#""error":"request_header_timeout""#));
+        assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    }
+    assert_eq!(
+        proxy.metric(
+            "veer_client_errors_total",
+            &[("reason", "request_header_timeout")]
+        ),
+        50.0
+    );
+    assert_eq!(
+        backend.requests(),
+        100,
+        "no partial head reached the backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_silent_connections_are_closed() {
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let proxy = start(&limited(
+        &backend.url(),
+        "idle_timeout = \"500ms\"\nheader_read_timeout = \"300ms\"",
+    ))
+    .await;
+
+    // Keep-alive, one request answered, then nothing: closed at the idle timeout.
+    let mut kept = TcpStream::connect(proxy.addr).await.expect("connect");
+    kept.write_all(GET).await.expect("write");
+    let mut buf = [0u8; 1024];
+    let n = kept.read(&mut buf).await.expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let idle_from = Instant::now();
+    let rest = read_to_close(&mut kept, Duration::from_secs(5)).await;
+    let idle = idle_from.elapsed();
+    assert_eq!(rest, "", "closed without another word");
+    assert!(
+        idle >= Duration::from_millis(400) && idle < Duration::from_secs(3),
+        "idle connection closed after {idle:?}"
+    );
+
+    // Silent from the start: closed at the header timeout, without an answer.
+    let mut silent = TcpStream::connect(proxy.addr).await.expect("connect");
+    let opened = Instant::now();
+    assert_eq!(read_to_close(&mut silent, Duration::from_secs(5)).await, "");
+    assert!(opened.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_listener_answers_503_and_keeps_serving_the_open_connections() {
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let proxy = start(&limited(&backend.url(), "max_connections = 4")).await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        stream.write_all(GET).await.expect("write");
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        open.push(stream);
+    }
+
+    let refused_at = Instant::now();
+    let refused = exchange(proxy.addr, GET).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "got {refused:?}");
+    assert!(refused.contains(r#""error":"too_many_connections""#));
+    assert!(refused.contains("retry-after: 1"));
+    assert!(refused_at.elapsed() < Duration::from_secs(2));
+
+    for stream in &mut open {
+        stream.write_all(GET).await.expect("write");
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("answer");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "open ones still served"
+        );
+    }
+
+    // One closes: its slot is free for the next client.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = exchange(
+            proxy.addr,
+            b"GET /v1/x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot was never reused: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_uploads_are_4xx_and_never_count_against_the_backend() {
+    // Reads the whole body before answering, as a model server does.
+    let backend = TestBackend::start(Behavior::Records("{}".into())).await;
+    let proxy = start(&limited(
+        &backend.url(),
+        "max_request_body = \"1KiB\"\nbody_read_timeout = \"500ms\"",
+    ))
+    .await;
+    let addr = proxy.addr;
+
+    let declared = exchange(
+        addr,
+        b"POST /v1/x HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 2048\r\n\r\n",
+    )
+    .await;
+    assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+    assert!(declared.contains(r#""error":"request_body_too_large""#));
+    assert_eq!(
+        backend.requests(),
+        0,
+        "refused before anything went upstream"
+    );
+
+    let chunk = format!("3e8\r\n{}\r\n", "x".repeat(1000));
+    let chunked = exchange(
+        addr,
+        format!("POST /v1/x HTTP/1.1\r\nhost: t\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+
+    let stalled_at = Instant::now();
+    let stalled = exchange(
+        addr,
+        b"POST /v1/x HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 100\r\n\r\nonly ten..",
+    )
+    .await;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    assert!(stalled.contains(r#""error":"request_body_timeout""#));
+    assert!(stalled_at.elapsed() < Duration::from_secs(3));
+
+    let broken = exchange(
+        addr,
+        b"POST /v1/x HTTP/1.1\r\nhost: t\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnot hex\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(broken.starts_with("HTTP/1.1 400"), "{broken}");
+    assert!(broken.contains(r#""error":"bad_request_body""#));
+
+    assert_eq!(
+        proxy.metric("veer_requests_total", &[("backend", "model")]),
+        0.0,
+        "no exchange was recorded against the backend"
+    );
+    for (reason, count) in [
+        ("request_body_too_large", 2.0),
+        ("request_body_timeout", 1.0),
+        ("bad_request_body", 1.0),
+    ] {
+        assert_eq!(
+            proxy.metric("veer_client_errors_total", &[("reason", reason)]),
+            count,
+            "{reason}"
+        );
+    }
+}
