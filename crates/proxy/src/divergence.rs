@@ -20,6 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -228,9 +229,13 @@ impl Writer {
     }
 
     fn reopen(&mut self) -> std::io::Result<()> {
+        // Readable by veer alone (the lines hold model inputs and answers), and never
+        // through a symlink planted where the log should be.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)?;
         self.size = file.metadata()?.len();
         self.file = Some(file);
@@ -394,6 +399,43 @@ mod tests {
             live: Some((200, live)),
             shadow: Some((200, shadow)),
         }
+    }
+
+    fn writer(path: &Path) -> Writer {
+        Writer {
+            path: path.to_owned(),
+            max_bytes: Arc::new(AtomicU64::new(1024)),
+            file: None,
+            size: 0,
+            failing: false,
+            queued: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn the_log_is_private_and_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("veer-log-perm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("d.jsonl");
+        writer(&log).reopen().expect("a plain file opens");
+        let mode = std::fs::metadata(&log)
+            .expect("created")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+        let target = dir.join("elsewhere");
+        std::fs::write(&target, "").expect("target");
+        let planted = dir.join("planted.jsonl");
+        std::os::unix::fs::symlink(&target, &planted).expect("symlink");
+        assert!(
+            writer(&planted).reopen().is_err(),
+            "a symlink is not followed"
+        );
+        assert_eq!(std::fs::read(&target).expect("target").len(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

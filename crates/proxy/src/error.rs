@@ -26,6 +26,23 @@ pub enum ProxyError {
     /// counted against a backend.
     #[error(transparent)]
     ClientBody(ClientFault),
+    /// Downstream: the request head is ambiguous (two Hosts, a Host that
+    /// contradicts the HTTP/2 `:authority`), so it is refused, not guessed.
+    #[error("{problem}")]
+    BadRequest {
+        /// Stable code: `duplicate_host`, `conflicting_host`.
+        kind: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// Upstream: the backend's answer cannot be relayed (an unrequested `101`).
+    #[error("backend \"{backend}\" answered what veer cannot relay: {problem}")]
+    BadAnswer {
+        /// Backend name.
+        backend: String,
+        /// What was wrong with the answer.
+        problem: &'static str,
+    },
     /// Upstream: the backend could not be connected to.
     #[error("backend \"{backend}\" is unreachable")]
     Unreachable {
@@ -93,7 +110,10 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(ClientFault::Stalled { .. }) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(ClientFault::Broken(_)) => StatusCode::BAD_REQUEST,
-            ProxyError::Unreachable { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::Unreachable { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::BadAnswer { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -106,7 +126,8 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::Stalled { .. }) => "request_body_timeout",
             ProxyError::ClientBody(ClientFault::Broken(_)) => "bad_request_body",
             ProxyError::Unreachable { .. } => "backend_unreachable",
-            ProxyError::Upstream { .. } => "backend_failed",
+            ProxyError::BadRequest { kind, .. } => kind,
+            ProxyError::Upstream { .. } | ProxyError::BadAnswer { .. } => "backend_failed",
             ProxyError::Timeout { .. } => "backend_timeout",
         }
     }
@@ -114,8 +135,11 @@ impl ProxyError {
     /// The backend involved, if any.
     pub fn backend(&self) -> Option<&str> {
         match self {
-            ProxyError::NoRoute { .. } | ProxyError::ClientBody(_) => None,
+            ProxyError::NoRoute { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::BadRequest { .. } => None,
             ProxyError::Unreachable { backend, .. }
+            | ProxyError::BadAnswer { backend, .. }
             | ProxyError::Upstream { backend, .. }
             | ProxyError::Timeout { backend, .. } => Some(backend),
         }

@@ -47,6 +47,35 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// Refuses a request head that names its host ambiguously, so two parties could
+/// route it differently: two `Host` headers, or (HTTP/2, or an absolute-form URI) a
+/// `Host` that contradicts the authority. (Both `Content-Length` and
+/// `Transfer-Encoding` never get here: hyper drops the length, frames by the
+/// chunked encoding and closes the connection after, as RFC 9112 §6.1 asks.)
+pub(crate) fn check_head<B>(req: &http::Request<B>) -> Result<(), crate::ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return Err(crate::ProxyError::BadRequest {
+            kind: "duplicate_host",
+            problem: "the request has two Host headers",
+        });
+    }
+    match (first, req.uri().authority()) {
+        (Some(host), Some(authority))
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+        {
+            Err(crate::ProxyError::BadRequest {
+                kind: "conflicting_host",
+                problem: "the Host header contradicts the request's authority",
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The client end of a connection, prepared once per connection rather than per
 /// request.
 #[derive(Debug, Clone)]
@@ -93,6 +122,8 @@ pub(crate) fn to_upstream(
     id: &HeaderValue,
 ) {
     remove_hop_by_hop(headers);
+    // Only veer marks a request as a mirror.
+    headers.remove(&crate::shadow::VEER_SHADOW);
     let original_host = headers
         .insert(header::HOST, upstream_host.clone())
         .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
@@ -111,8 +142,13 @@ pub(crate) fn to_upstream(
     headers.insert(REQUEST_ID.clone(), id.clone());
 }
 
-/// Prepares a backend response's headers for the client.
+/// Prepares a backend response's headers for the client. A response with both
+/// `Transfer-Encoding` and `Content-Length` was framed by the former (RFC 9112
+/// §6.3): the length goes, or the client would cut the de-chunked body short.
 pub(crate) fn to_downstream(headers: &mut HeaderMap, backend: &HeaderValue, id: &HeaderValue) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     remove_hop_by_hop(headers);
     headers.insert(VEER_BACKEND.clone(), backend.clone());
     if !headers.contains_key(&REQUEST_ID) {
@@ -172,6 +208,42 @@ mod tests {
         to_upstream(&mut h, &client, Some(&authority), &backend, &id);
         assert_eq!(h["x-forwarded-host"], "api.example.com:443");
         assert_eq!(h["x-forwarded-for"], "::1");
+    }
+
+    #[test]
+    fn a_client_cannot_mark_its_request_as_a_mirror() {
+        let mut h = map(&[("x-veer-shadow", "1")]);
+        let client = Downstream::new("127.0.0.1:5000".parse().unwrap());
+        let v = HeaderValue::from_static("b:1");
+        to_upstream(&mut h, &client, None, &v, &v);
+        assert!(!h.contains_key("x-veer-shadow"));
+    }
+
+    #[test]
+    fn a_chunked_answer_loses_its_content_length() {
+        let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "5")]);
+        let v = HeaderValue::from_static("v1");
+        to_downstream(&mut h, &v, &v);
+        assert!(!h.contains_key("content-length") && !h.contains_key("transfer-encoding"));
+    }
+
+    #[test]
+    fn ambiguous_hosts_are_refused() {
+        let request = |uri: &str, hosts: &[&'static str]| {
+            let mut req = http::Request::builder().uri(uri);
+            for h in hosts {
+                req = req.header("host", *h);
+            }
+            req.body(()).unwrap()
+        };
+        assert!(check_head(&request("/x", &["a"])).is_ok());
+        assert!(check_head(&request("http://A:1/x", &["a:1"])).is_ok());
+        let kind = |r| match check_head(&r) {
+            Err(crate::ProxyError::BadRequest { kind, .. }) => kind,
+            _ => "accepted",
+        };
+        assert_eq!(kind(request("/x", &["a", "b"])), "duplicate_host");
+        assert_eq!(kind(request("http://a/x", &["evil"])), "conflicting_host");
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod divergence;
 mod error;
 mod forward;
 mod headers;
+mod path;
 mod pool;
 mod proxy;
 mod registry;

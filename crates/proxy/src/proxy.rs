@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response};
+use std::borrow::Cow;
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use tokio::sync::oneshot;
 use veer_route::RequestHead;
@@ -12,8 +15,10 @@ use veer_telemetry::{Exchange, Role};
 use crate::body::{LiveCapture, ResponseBody, Tee};
 use crate::forward::{self, UpstreamPool};
 use crate::headers::{self, Downstream};
+use crate::path;
 use crate::pool::ComparePool;
 use crate::shadow;
+use crate::snapshot::Upstream;
 use crate::upload::ClientBody;
 use crate::{ProxyError, Routes, Snapshot};
 
@@ -83,6 +88,8 @@ impl Proxy {
         peer: &Downstream,
         request_id: &HeaderValue,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        headers::check_head(&req)?;
+        let req = with_normalized_path(req);
         let decision =
             snapshot
                 .decide(&RequestHead::of(&req))
@@ -115,8 +122,9 @@ impl Proxy {
             capture
         });
         let started = Instant::now();
-        let result =
-            forward::send(&self.upstream_pool, outbound, upstream, upload.as_deref()).await;
+        let result = forward::send(&self.upstream_pool, outbound, upstream, upload.as_deref())
+            .await
+            .and_then(|response| refuse_upgrade(response, upstream));
         let clients_fault = matches!(result, Err(ProxyError::ClientBody(_)));
         if let Some(series) = route
             .live_series(decision.backend)
@@ -155,4 +163,40 @@ impl Proxy {
         headers::to_downstream(response.headers_mut(), &upstream.name_header, request_id);
         Ok(response)
     }
+}
+
+/// The request with its path's dot-segments resolved ([`path::normalize`]), so it
+/// is matched and forwarded as the backend would resolve it.
+fn with_normalized_path<B>(mut req: Request<B>) -> Request<B> {
+    let Cow::Owned(path) = path::normalize(req.uri().path()) else {
+        return req;
+    };
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    // Built from a path and query that were already valid: it cannot fail.
+    if let Ok(pq) = PathAndQuery::try_from(path_and_query) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// A `101 Switching Protocols` nobody asked for (veer never forwards `Upgrade`)
+/// cannot be relayed: the backend is answering some other protocol.
+fn refuse_upgrade(
+    response: Response<Incoming>,
+    upstream: &Upstream,
+) -> Result<Response<Incoming>, ProxyError> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::BadAnswer {
+            backend: upstream.name.clone(),
+            problem: "101 Switching Protocols to a request that did not ask to upgrade",
+        });
+    }
+    Ok(response)
 }

@@ -1,6 +1,6 @@
 //! A route compiled for deciding ([`Rule`]), and the decision over a list of them.
 
-use http::{header::HOST, uri::Authority, HeaderMap, Method, Uri};
+use http::{header::HOST, HeaderMap, Method, Uri};
 use rand::Rng;
 use veer_config::{BackendId, Match, Route, SplitBy};
 
@@ -44,21 +44,20 @@ impl<'a> RequestHead<'a> {
         }
     }
 
-    /// The requested host without its port: the Host header, else the URI's authority
-    /// (HTTP/2 sends `:authority` instead of Host).
+    /// The requested host without its port: the URI's authority when it has one
+    /// (HTTP/2's `:authority`, an absolute-form URI), which wins over Host as RFC
+    /// 9110 says, else the Host header.
     pub fn host(&self) -> Option<&'a str> {
-        match self.headers.get(HOST) {
-            Some(value) => {
-                let text = value.to_str().ok()?;
-                let end = if text.starts_with('[') {
-                    text.find(']').map_or(text.len(), |i| i + 1)
-                } else {
-                    text.find(':').unwrap_or(text.len())
-                };
-                Some(&text[..end])
-            }
-            None => self.uri.authority().map(Authority::host),
+        if let Some(authority) = self.uri.authority() {
+            return Some(authority.host());
         }
+        let text = self.headers.get(HOST)?.to_str().ok()?;
+        let end = if text.starts_with('[') {
+            text.find(']').map_or(text.len(), |i| i + 1)
+        } else {
+            text.find(':').unwrap_or(text.len())
+        };
+        Some(&text[..end])
     }
 }
 
