@@ -1,7 +1,7 @@
 //! The admin endpoints' view of the running proxy.
 
 use veer_proxy::Routes;
-use veer_telemetry::admin::{AdminHooks, ReloadFailure, ReloadFuture};
+use veer_telemetry::admin::{Access, AdminHooks, ReloadFailure, ReloadFuture};
 use veer_telemetry::exporter::Gauges;
 use veer_telemetry::names;
 
@@ -81,5 +81,14 @@ impl AdminHooks for Hooks {
                 Err(error) => Err(ReloadFailure::Failed(error.to_string())),
             }
         })
+    }
+
+    /// The token read for the serving generation and its `[admin] hosts`.
+    fn access(&self) -> Access {
+        let snapshot = self.routes.load();
+        Access {
+            token: snapshot.admin_token().map(str::to_owned),
+            hosts: snapshot.config().admin.hosts.clone(),
+        }
     }
 }

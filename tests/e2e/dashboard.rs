@@ -1,12 +1,13 @@
 //! The built-in dashboard in a real headless Chromium: the numbers it renders are the
-//! numbers `/stats` reports.
+//! numbers `/stats` reports, and with an admin token it asks for the token first.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use veer_testkit::{Behavior, TestBackend, TestClient};
 
-use crate::{start, two_versions};
+use crate::{start, two_versions, TokenFile};
 
 const CHROMIUM: &str = "chromium";
 
@@ -99,9 +100,41 @@ async fn the_dashboard_shows_what_stats_reports() {
     );
 }
 
+/// With `[admin] token_file` set the page loads, its data requests are refused, and
+/// it shows the token field instead of figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_the_dashboard_asks_for_it() {
+    if Command::new(CHROMIUM).arg("--version").output().is_err() {
+        crate::skipped(&format!("dashboard token test: {CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)"));
+        return;
+    }
+    let backend = TestBackend::start(Behavior::Fixed("a".into())).await;
+    let token = TokenFile::new("dashboard-token-7e1f");
+    let config = two_versions(&backend.url(), &backend.url(), 1, 0, "\"random\"")
+        + &format!("\n[admin]\ntoken_file = \"{}\"\n", token.path().display());
+    let veer = start(&config);
+    let url = format!("http://{}/", veer.admin_addr());
+    let dom = tokio::task::block_in_place(|| dump_dom(&url));
+    assert!(
+        dom.contains("<form id=\"login\">"),
+        "token field shown:\n{dom}"
+    );
+    assert!(dom.contains("this veer asks for its admin token"), "{dom}");
+    assert!(
+        !dom.contains("<section data-route"),
+        "no figures without the token:\n{dom}"
+    );
+}
+
 /// The page as Chromium renders it after its scripts ran.
 fn dump_dom(url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("veer-chromium-{}", std::process::id()));
+    // One profile per page: two Chromiums on one profile directory clash on its lock.
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "veer-chromium-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
     let mut child = Command::new(CHROMIUM)
         .args([
             "--headless",

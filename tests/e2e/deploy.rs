@@ -191,3 +191,140 @@ fn the_dockerfile_builds_what_exists_and_runs_veer_unprivileged() {
         "config read from /etc/veer/veer.toml"
     );
 }
+
+/// veer's admin port, as the shipped files use it.
+const ADMIN_PORT: &str = "9901";
+
+/// The value of a `key: value` YAML line (list dash, quotes and a trailing comment
+/// taken off), when `line` is one for `key`.
+fn yaml_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let line = line.trim().trim_start_matches("- ");
+    let value = line.strip_prefix(key)?.strip_prefix(':')?;
+    let value = value.split(" #").next().unwrap_or_default().trim();
+    Some(value.trim_matches('"').trim_matches('\''))
+}
+
+/// The admin listener (reload, config, dashboard) is reached by pod IP and loopback
+/// only: no Service port, host port or host network exposes it, and Prometheus finds
+/// it through the pod annotations instead.
+#[test]
+fn kubernetes_keeps_the_admin_port_off_services_and_host_ports() {
+    let mut services = 0;
+    for manifest in files(&root().join("deploy/kubernetes"), &[".yaml"]) {
+        let text = std::fs::read_to_string(&manifest).expect("readable");
+        for document in text.split("\n---") {
+            let lines: Vec<&str> = document.lines().collect();
+            for line in &lines {
+                assert!(
+                    yaml_value(line, "hostPort").is_none()
+                        && yaml_value(line, "hostNetwork") != Some("true"),
+                    "{}: {line}",
+                    manifest.display()
+                );
+            }
+            if !lines
+                .iter()
+                .any(|l| yaml_value(l, "kind") == Some("Service"))
+            {
+                continue;
+            }
+            services += 1;
+            for line in &lines {
+                for key in ["port", "targetPort", "nodePort"] {
+                    let value = yaml_value(line, key);
+                    assert!(
+                        value != Some(ADMIN_PORT) && value != Some("admin"),
+                        "{} exposes the admin port: {line}",
+                        manifest.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(services >= 1, "the client Service is checked");
+
+    let deployment = std::fs::read_to_string(root().join("deploy/kubernetes/base/deployment.yaml"))
+        .expect("the Deployment");
+    let annotation = |key: &str| {
+        deployment
+            .lines()
+            .find_map(|l| yaml_value(l, key))
+            .unwrap_or_else(|| panic!("no {key} annotation"))
+            .to_owned()
+    };
+    assert_eq!(annotation("prometheus.io/scrape"), "true");
+    assert_eq!(annotation("prometheus.io/port"), ADMIN_PORT);
+    assert_eq!(annotation("prometheus.io/path"), "/metrics");
+    assert!(
+        deployment.contains(&format!("containerPort: {ADMIN_PORT}")),
+        "the probes' named port"
+    );
+}
+
+/// Compose publishes client traffic only; its Prometheus scrapes veer by service
+/// name, so the shipped veer.toml must accept that `Host`: run veer on it and scrape
+/// the way Prometheus does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_publishes_no_admin_port_and_its_prometheus_may_scrape() {
+    let compose =
+        std::fs::read_to_string(root().join("deploy/compose/compose.yaml")).expect("compose");
+    let mut in_ports: Option<usize> = None;
+    let mut published = Vec::new();
+    for line in compose.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if in_ports.is_some_and(|at| indent <= at && !line.trim().is_empty()) {
+            in_ports = None;
+        }
+        if yaml_value(line, "ports") == Some("") {
+            in_ports = Some(indent);
+        } else if in_ports.is_some() && line.trim().starts_with("- ") {
+            published.push(
+                line.trim()
+                    .trim_start_matches("- ")
+                    .trim_matches('"')
+                    .to_owned(),
+            );
+        }
+        assert!(
+            yaml_value(line, "network_mode") != Some("host"),
+            "host networking publishes every port: {line}"
+        );
+    }
+    assert!(published.contains(&"8080:8080".to_owned()), "{published:?}");
+    for mapping in &published {
+        let container = mapping.rsplit(':').next().unwrap_or_default();
+        assert_ne!(
+            container.trim_end_matches("/tcp"),
+            ADMIN_PORT,
+            "compose publishes the admin port: {mapping}"
+        );
+    }
+
+    let scrape = std::fs::read_to_string(root().join("deploy/compose/prometheus.yml"))
+        .expect("compose prometheus.yml");
+    let target = scrape
+        .lines()
+        .find_map(|l| yaml_value(l, "targets"))
+        .and_then(|t| t.trim_matches(['[', ']']).split(',').next())
+        .map(|t| t.trim().trim_matches('"').to_owned())
+        .expect("a scrape target");
+    assert_eq!(target, format!("veer:{ADMIN_PORT}"));
+
+    // The shipped file, on loopback ports of this machine.
+    let toml = std::fs::read_to_string(root().join("deploy/compose/veer.toml"))
+        .expect("compose veer.toml")
+        .replace("\"0.0.0.0:8080\"", "\"127.0.0.1:0\"")
+        .replace("\"0.0.0.0:9901\"", "\"127.0.0.1:0\"");
+    let veer = crate::start(&toml);
+    let admin = veer_testkit::TestClient::new(veer.admin_addr());
+    let scraped = admin
+        .get("/metrics", &[("host", &target)])
+        .await
+        .expect("answer");
+    assert_eq!(scraped.status, 200, "{}", scraped.text());
+    let rebound = admin
+        .get("/metrics", &[("host", "rebind.evil.example")])
+        .await
+        .expect("answer");
+    assert_eq!(rebound.status, 421);
+}

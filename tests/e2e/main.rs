@@ -2,6 +2,7 @@
 //! sockets, readiness read from veer's log.
 
 mod admin;
+mod admin_access;
 mod check;
 mod dashboard;
 mod demo;
@@ -54,6 +55,41 @@ pub async fn two_backends() -> (TestBackend, TestBackend) {
         TestBackend::start(Behavior::Fixed("a".into())).await,
         TestBackend::start(Behavior::Fixed("b".into())).await,
     )
+}
+
+/// A token file in a fresh temporary path, removed on drop.
+pub struct TokenFile(std::path::PathBuf);
+
+impl TokenFile {
+    /// Writes `token` to a new file.
+    pub fn new(token: &str) -> TokenFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "veer-admin-token-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let file = TokenFile(path);
+        file.write(token);
+        file
+    }
+
+    /// Replaces the token in the file.
+    pub fn write(&self, token: &str) {
+        std::fs::write(&self.0, format!("{token}\n")).expect("write the token file");
+    }
+
+    /// Where the file is, for `[admin] token_file`.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The start of the line [`skipped`] prints: `.ci/run` counts these lines, so a

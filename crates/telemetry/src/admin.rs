@@ -5,6 +5,9 @@
 //! What they tell about the running proxy comes through [`AdminHooks`], implemented
 //! by the binary, so this crate needs nothing of the proxy's; the binary serves
 //! [`Admin::handle`] with the proxy's accept loop.
+//!
+//! Every request passes the access checks of [`crate::access`] (its `Host`, its
+//! `Origin`, the token) before any endpoint runs.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +18,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::access::{self, Refusal};
+pub use crate::access::{Access, OPEN_PATHS};
 use crate::Telemetry;
 
 /// Why a reload did not apply, as the hooks report it.
@@ -41,6 +46,9 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn stats(&self) -> serde_json::Value;
     /// Reloads the routing file as SIGHUP does, through the same serialised path.
     fn reload(&self) -> ReloadFuture;
+    /// Who may use the admin endpoints, as the serving generation says: read for
+    /// every request, so a reload that changes the token applies to the next one.
+    fn access(&self) -> Access;
 }
 
 /// The admin server's state.
@@ -69,8 +77,19 @@ impl Admin {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Answers one admin request.
+    /// Answers one admin request: refused as [`crate::access`] decides, or served.
     pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>> {
+        if let Err(refusal) = access::check(&self.hooks.access(), req.uri(), req.headers()) {
+            // The code only: a header value may be a secret, and the log would
+            // carry whatever a stranger sends.
+            tracing::debug!(refusal = refusal.code(), "admin request refused");
+            return refused(refusal);
+        }
+        self.serve(req).await
+    }
+
+    /// Answers an admitted request.
+    async fn serve<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {
                 let mut text = self.telemetry.render();
@@ -81,7 +100,7 @@ impl Admin {
                     text,
                 )
             }
-            (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
+            (&Method::GET, "/") => dashboard(),
             (&Method::GET, "/stats") => json(StatusCode::OK, &self.hooks.stats()),
             (&Method::GET, "/livez") => respond(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/readyz") => {
@@ -122,6 +141,30 @@ impl Admin {
             ),
         }
     }
+}
+
+/// The dashboard's page, never inside a frame: a page of another site framing it
+/// could lure the token out of its field.
+fn dashboard() -> Response<Full<Bytes>> {
+    let mut response = respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
+    response
+        .headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// The JSON answer to a refused request; a 401 names the scheme it wants.
+fn refused(refusal: Refusal) -> Response<Full<Bytes>> {
+    let mut response = json(
+        refusal.status(),
+        &serde_json::json!({ "error": refusal.code(), "message": refusal.message() }),
+    );
+    if refusal == Refusal::Unauthorized {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 fn respond(

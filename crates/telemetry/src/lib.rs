@@ -10,11 +10,13 @@
 //!   registry. Recording on them allocates nothing and takes no lock: metric handles
 //!   are resolved once, and the dashboard's last minute ([`stats`]) is counted in
 //!   atomic one-second slots.
-//! - [`exporter`] renders for Prometheus, [`admin`] answers the admin endpoints.
+//! - [`exporter`] renders for Prometheus, [`admin`] answers the admin endpoints once
+//!   the access checks (`Host`, `Origin`, token) have let a request through.
 //!
 //! Label values come from config names only (route, backend) and fixed vocabularies
 //! (role, outcome, status code), never from request data, so series stay bounded.
 
+mod access;
 pub mod admin;
 pub mod exporter;
 mod recorder;

@@ -138,6 +138,11 @@ impl VeerProcess {
             .collect()
     }
 
+    /// Every log line so far, whole (message and fields), as veer wrote it.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log.lines.lock().expect("log lock").clone()
+    }
+
     /// Waits for a log line at index `from` or later whose message is `message`.
     pub fn wait_for_log(
         &self,
