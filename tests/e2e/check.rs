@@ -66,7 +66,7 @@ fn a_broken_file_exits_1_with_file_line_col_and_the_reason() {
     let first = stderr.lines().next().unwrap_or_default();
     assert_eq!(
         first,
-        format!("{path}:6:38: error: invalid weight 1.5 in route \"r\"; expected a whole number from 0 to 1000000")
+        format!("{path}:6:38: error: invalid weight 1.5 in route \"r\"; expected a whole number from 0 to 1000000 (written as a float: drop the decimal point)")
     );
     assert!(
         !stderr.contains("panicked") && !stderr.contains("RawConfig"),
