@@ -11,6 +11,7 @@ use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use veer_proxy::server::{self, ListenerLimits, Serving};
 use veer_proxy::{Proxy, Routes};
 use veer_telemetry::admin::Admin;
@@ -60,6 +61,14 @@ pub async fn serve(
     let admin_listener = TcpListener::bind(listen.admin)
         .await
         .with_context(|| format!("bind the admin listener on {}", listen.admin))?;
+    let https_listener = match listen.https {
+        Some(https) => Some(
+            TcpListener::bind(https)
+                .await
+                .with_context(|| format!("bind the https listener on {https}"))?,
+        ),
+        None => None,
+    };
     tokio::spawn({
         let telemetry = telemetry.clone();
         async move {
@@ -109,24 +118,42 @@ pub async fn serve(
             }
         }
     });
-    let draining = {
-        let admin = admin.clone();
+    // The client listener waits for `stop`; the https one for the token it cancels.
+    let draining = CancellationToken::new();
+    let stopped = {
+        let (admin, draining) = (admin.clone(), draining.clone());
         async move {
             stop.await;
             admin.set_draining();
+            draining.cancel();
         }
     };
 
     let proxy = Arc::new(Proxy::new(routes.clone()));
     let addr = listener.local_addr().context("read the bound address")?;
     tracing::info!(%addr, "listening");
+    let https = match https_listener {
+        Some(https_listener) => {
+            let https = https_listener
+                .local_addr()
+                .context("read the https address")?;
+            tracing::info!(addr = %https, "https listening");
+            let stopped = draining.clone().cancelled_owned();
+            let serving = server::serve_proxy(https_listener, proxy.clone(), true, stopped);
+            Some((https, tokio::spawn(serving)))
+        }
+        None => None,
+    };
     tracing::info!(addr = %admin_addr, "admin listening");
     bound(Bound {
         http: addr,
         admin: admin_addr,
         routes,
     });
-    let drained = server::serve_proxy(listener, proxy, draining).await;
+    let mut drained = server::serve_proxy(listener, proxy, false, stopped).await;
+    if let Some((_, serving)) = https {
+        drained &= serving.await.unwrap_or(false);
+    }
     let _ = stop_admin.send(true);
     if drained {
         tracing::info!("drained, exiting");

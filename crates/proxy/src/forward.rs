@@ -5,8 +5,11 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
+use veer_config::{Backend, Protocol};
 
 use crate::body::RequestBody;
 use crate::headers::{self, Downstream};
@@ -16,23 +19,40 @@ use crate::ProxyError;
 
 pub(crate) use crate::error::root_cause;
 
-/// The pool of keep-alive connections to backends that every request goes out on.
-/// One per proxy: it is keyed by backend authority, so it survives reloads that keep
-/// a backend.
-pub(crate) type UpstreamPool = Client<HttpConnector, RequestBody>;
+/// The keep-alive connections to backends of one kind (protocol, connect timeout,
+/// TLS trust): every backend with those settings shares it, keyed inside by
+/// authority, and a reload that keeps the settings keeps the connections.
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
-/// 90 s: longer than the keep-alive of typical model servers would make veer race
-/// their close; shorter keeps idle sockets to removed backends from lingering.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// 4 s: under the shortest keep-alive common model servers keep (uvicorn's 5 s,
+/// behind KServe and FastAPI servers), so veer closes an idle connection before the
+/// backend does and rarely sends on one the backend is closing; the rare race left
+/// is retried ([`send`]).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Builds the pool: no Nagle delay (requests are small and latency-bound).
-pub(crate) fn upstream_pool() -> UpstreamPool {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+/// Builds a client for backends like `backend`, trusting what `tls` trusts: no Nagle
+/// delay (requests are small and latency-bound), the backend's connect timeout,
+/// HTTP/2 only (prior knowledge on `http://`, ALPN on `https://`) when its protocol
+/// is `h2`.
+pub(crate) fn upstream_client(backend: &Backend, tls: ClientConfig) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(backend.connect_timeout));
+    let schemes = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let connector = match backend.protocol {
+        Protocol::Http1 => schemes.enable_http1().wrap_connector(http),
+        Protocol::H2 => schemes.enable_http2().wrap_connector(http),
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
-        .build(connector)
+        .timer(TokioTimer::new())
+        .http2_only(backend.protocol == Protocol::H2);
+    client.build(connector)
 }
 
 /// Rewrites a client request for `upstream`: same method, path, query and body;
@@ -72,12 +92,11 @@ pub(crate) fn upstream_request<B>(
 /// `upload` is the client body's progress: a failure while the client is the one
 /// being waited on is the client's fault, never the backend's.
 pub(crate) async fn send(
-    pool: &UpstreamPool,
     req: Request<RequestBody>,
     upstream: &Upstream,
     upload: Option<&Progress>,
 ) -> Result<Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(upstream.timeout, pool.request(req)).await {
+    match tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(source)) if ClientFault::find(&source).is_some() => {
             Err(ProxyError::client_fault(source))

@@ -40,6 +40,7 @@ mod routes;
 pub mod server;
 mod shadow;
 mod snapshot;
+mod tls;
 mod upload;
 
 pub use error::{ProxyError, UpstreamError};

@@ -13,7 +13,7 @@ use veer_route::RequestHead;
 use veer_telemetry::{Exchange, Role};
 
 use crate::body::{LiveCapture, ResponseBody, Tee};
-use crate::forward::{self, UpstreamPool};
+use crate::forward;
 use crate::headers::{self, Downstream};
 use crate::path;
 use crate::pool::ComparePool;
@@ -22,12 +22,11 @@ use crate::snapshot::Upstream;
 use crate::upload::ClientBody;
 use crate::{ProxyError, Routes, Snapshot};
 
-/// The reverse proxy: the current routes, the pool of upstream connections, and the
+/// The reverse proxy: the current routes (with their upstream clients), and the
 /// pool of threads shadow pairs are judged on.
 #[derive(Debug, Clone)]
 pub struct Proxy {
     routes: Routes,
-    upstream_pool: UpstreamPool,
     judges: ComparePool,
 }
 
@@ -36,7 +35,6 @@ impl Proxy {
     pub fn new(routes: Routes) -> Proxy {
         Proxy {
             routes,
-            upstream_pool: forward::upstream_pool(),
             judges: ComparePool::start(),
         }
     }
@@ -106,14 +104,7 @@ impl Proxy {
         }
         let upload = req.body().progress();
         let outbound = forward::upstream_request(req, upstream, peer, request_id);
-        let (outbound, mirror) = shadow::prepare(
-            snapshot,
-            decision,
-            outbound,
-            &self.upstream_pool,
-            request_id,
-        )
-        .await?;
+        let (outbound, mirror) = shadow::prepare(snapshot, decision, outbound, request_id).await?;
         // The mirror is under way before the live request is sent; it waits for the
         // live answer's capture, never the other way round.
         let live_capture = mirror.map(|mirror| {
@@ -122,7 +113,7 @@ impl Proxy {
             capture
         });
         let started = Instant::now();
-        let result = forward::send(&self.upstream_pool, outbound, upstream, upload.as_deref())
+        let result = forward::send(outbound, upstream, upload.as_deref())
             .await
             .and_then(|response| refuse_upgrade(response, upstream));
         let clients_fault = matches!(result, Err(ProxyError::ClientBody(_)));

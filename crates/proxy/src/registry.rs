@@ -17,10 +17,16 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Weak};
 
+use std::time::Duration;
+
 use tokio::sync::Semaphore;
+use veer_config::{Backend, BackendTls, Protocol};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role, Telemetry};
 
 use crate::divergence::{DivergenceLog, LogRate, LogWriter};
+use crate::forward::{self, UpstreamClient};
+use crate::snapshot::UnusableFile;
+use crate::tls;
 
 /// Entries of one kind by their settings, held weakly.
 struct Shelf<K, V> {
@@ -84,6 +90,19 @@ pub(crate) struct Registry {
     exchanges: Shelf<(String, String, Role), ExchangeSeries>,
     /// Comparison series, by (route, shadow backend).
     comparisons: Shelf<(String, String), ComparisonSeries>,
+    /// Upstream clients, by everything that shapes their connections.
+    clients: Shelf<ClientSettings, UpstreamClient>,
+}
+
+/// What makes two backends' connections interchangeable: protocol, connect timeout,
+/// TLS settings, and the bytes of the TLS files they name (a rotated CA or client
+/// certificate makes a new client; an unchanged one keeps the pooled connections).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientSettings {
+    protocol: Protocol,
+    connect_timeout: Duration,
+    tls: BackendTls,
+    files: Vec<Vec<u8>>,
 }
 
 /// How many entries of each kind are alive, for tests.
@@ -110,7 +129,47 @@ impl Registry {
             log_rates: Shelf::default(),
             exchanges: Shelf::default(),
             comparisons: Shelf::default(),
+            clients: Shelf::default(),
         }
+    }
+
+    /// The client for `backend`'s connections. Its TLS files are read each time, so
+    /// a rotated file is picked up by the reload that follows.
+    pub(crate) fn client(
+        &mut self,
+        backend: &Backend,
+    ) -> Result<Arc<UpstreamClient>, UnusableFile> {
+        let tls = &backend.tls;
+        let named = [
+            ("ca", tls.ca.as_deref()),
+            (
+                "client_cert",
+                tls.client_cert.as_ref().map(|(c, _)| c.as_path()),
+            ),
+            (
+                "client_key",
+                tls.client_cert.as_ref().map(|(_, k)| k.as_path()),
+            ),
+        ];
+        let mut files = Vec::new();
+        for (what, path) in named {
+            if let Some(path) = path {
+                files.push(std::fs::read(path).map_err(|e| UnusableFile::new(what, path, e))?);
+            }
+        }
+        let settings = ClientSettings {
+            protocol: backend.protocol,
+            connect_timeout: backend.connect_timeout,
+            tls: tls.clone(),
+            files,
+        };
+        if let Some(kept) = self.clients.entries.get(&settings).and_then(Weak::upgrade) {
+            return Ok(kept);
+        }
+        let config = tls::client_config(tls)?;
+        Ok(self
+            .clients
+            .get_or_make(settings, || forward::upstream_client(backend, config)))
     }
 
     /// The limits of mirrors to `backend`: at most `max` in flight, and

@@ -77,12 +77,12 @@ pub enum RejectedChange {
     /// Listeners are bound once.
     #[error("listen.{which} changed from {from} to {to}; listeners change only on restart, so the whole reload was rejected")]
     ListenChanged {
-        /// `http` or `admin`.
+        /// `http`, `https` or `admin`.
         which: &'static str,
-        /// The running address.
-        from: std::net::SocketAddr,
-        /// The address in the new file.
-        to: std::net::SocketAddr,
+        /// The running address (or "none").
+        from: String,
+        /// The address in the new file (or "none").
+        to: String,
     },
 }
 
@@ -217,12 +217,18 @@ fn read(path: &Path) -> Result<(Loaded, Source), ReloadError> {
 }
 
 fn unchanged_listeners(running: Listen, next: Listen) -> Result<(), RejectedChange> {
+    let shown = |a: Option<std::net::SocketAddr>| a.map_or("none".to_owned(), |a| a.to_string());
     for (which, from, to) in [
-        ("http", running.http, next.http),
-        ("admin", running.admin, next.admin),
+        ("http", Some(running.http), Some(next.http)),
+        ("https", running.https, next.https),
+        ("admin", Some(running.admin), Some(next.admin)),
     ] {
         if from != to {
-            return Err(RejectedChange::ListenChanged { which, from, to });
+            return Err(RejectedChange::ListenChanged {
+                which,
+                from: shown(from),
+                to: shown(to),
+            });
         }
     }
     Ok(())

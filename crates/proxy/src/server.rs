@@ -15,14 +15,16 @@ use hyper::body::{Body, Incoming};
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use veer_config::{defaults, Limits};
 use veer_telemetry::Telemetry;
 
-use crate::connection::{Activity, CountedFuture, Timeouts, Watched};
+use crate::connection::{Activity, Counted, CountedFuture, Timeouts, Watched};
 use crate::headers::Downstream;
 use crate::Proxy;
 
@@ -74,11 +76,16 @@ impl ListenerLimits {
     }
 }
 
+/// The certificate for the next handshake (`None`: serve plain HTTP).
+type CurrentTls = Arc<dyn Fn() -> Option<Arc<rustls::ServerConfig>> + Send + Sync>;
+
 /// How a listener serves: its limits (read again for every connection, so a reload
-/// applies to the next one) and where it counts what it refuses.
+/// applies to the next one), its TLS certificate (likewise, per handshake) and where
+/// it counts what it refuses.
 #[derive(Clone)]
 pub struct Serving {
     limits: Arc<dyn Fn() -> ListenerLimits + Send + Sync>,
+    tls: Option<CurrentTls>,
     telemetry: Option<Telemetry>,
 }
 
@@ -87,6 +94,7 @@ impl Serving {
     pub fn fixed(limits: ListenerLimits) -> Serving {
         Serving {
             limits: Arc::new(move || limits),
+            tls: None,
             telemetry: None,
         }
     }
@@ -99,6 +107,7 @@ impl Serving {
     ) -> Serving {
         Serving {
             limits: Arc::new(limits),
+            tls: None,
             telemetry: Some(telemetry),
         }
     }
@@ -152,20 +161,28 @@ where
                         continue;
                     };
                     let activity = Arc::new(Activity::default());
-                    let timeouts = Timeouts {
-                        header: limits.header_read_timeout,
-                        idle: limits.idle_timeout,
+                    let connection = Connection {
+                        service: Tracked { inner: make_service(peer), activity: activity.clone() },
+                        activity,
+                        timeouts: Timeouts {
+                            header: limits.header_read_timeout,
+                            idle: limits.idle_timeout,
+                        },
+                        stop: stop.clone(),
+                        telemetry: serving.telemetry.clone(),
+                        builder: builder.clone(),
+                        watcher: graceful.watcher(),
                     };
-                    let io = Watched::new(stream, activity.clone(), timeouts, false, &stop, serving.telemetry.clone());
-                    let service = Tracked { inner: make_service(peer), activity };
-                    let connection = builder
-                        .serve_connection(TokioIo::new(io), service)
-                        .into_owned();
-                    let connection = graceful.watch(connection);
+                    let tls = serving.tls.as_ref().and_then(|current| current());
                     tokio::spawn(async move {
                         let _slot = slot;
-                        if let Err(e) = connection.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        match tls {
+                            None => connection.serve(stream, false, peer).await,
+                            Some(config) => {
+                                if let Some((stream, h2)) = handshake(stream, config, &connection.stop).await {
+                                    connection.serve(stream, h2, peer).await;
+                                }
+                            }
                         }
                     });
                 }
@@ -189,20 +206,26 @@ where
 
 /// Serves client traffic through `proxy` on `listener`, as [`serve`] does, with
 /// the `[limits]` of the routes it serves (a reload applies to the next connection,
-/// and to the drain when it starts).
+/// and to the drain when it starts); over TLS when `tls` is true, with the
+/// certificate of the serving generation at each handshake.
 pub async fn serve_proxy(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    tls: bool,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let routes = proxy.routes().clone();
-    let serving = {
+    let mut serving = {
         let routes = routes.clone();
         Serving::live(
             move || ListenerLimits::clients(&routes.load().config().limits),
             proxy.routes().telemetry().clone(),
         )
     };
+    if tls {
+        let routes = routes.clone();
+        serving.tls = Some(Arc::new(move || routes.load().tls().cloned()));
+    }
     let drain = move || routes.load().config().limits.drain_timeout;
     let per_connection = move |peer: SocketAddr| {
         let (proxy, peer) = (proxy.clone(), Downstream::new(peer));
@@ -212,6 +235,74 @@ pub async fn serve_proxy(
         })
     };
     serve(listener, per_connection, serving, shutdown, drain).await
+}
+
+/// Everything one accepted connection is served with.
+struct Connection<S> {
+    service: Tracked<S>,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    stop: CancellationToken,
+    telemetry: Option<Telemetry>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+}
+
+impl<S> Connection<S> {
+    /// Serves HTTP on `io` (`h2` when TLS ALPN chose it) until the connection ends.
+    async fn serve<IO, B>(self, io: IO, h2: bool, peer: SocketAddr)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let io = Watched::new(
+            io,
+            self.activity,
+            self.timeouts,
+            h2,
+            &self.stop,
+            self.telemetry,
+        );
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(io), self.service)
+            .into_owned();
+        if let Err(e) = self.watcher.watch(connection).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// The TLS handshake of a new connection, within [`defaults::TLS_HANDSHAKE_TIMEOUT`]
+/// and abandoned at shutdown: the stream and whether ALPN chose HTTP/2, or `None`.
+async fn handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    stop: &CancellationToken,
+) -> Option<(TlsStream<TcpStream>, bool)> {
+    let accept = TlsAcceptor::from(config).accept(stream);
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(defaults::TLS_HANDSHAKE_TIMEOUT, accept) => outcome,
+        () = stop.cancelled() => return None,
+    };
+    match outcome {
+        Ok(Ok(stream)) => {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            Some((stream, h2))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// One of a listener's connection slots, given back when the connection ends.
@@ -259,7 +350,7 @@ impl<S, B> Service<Request<Incoming>> for Tracked<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,
 {
-    type Response = Response<crate::connection::Counted<B>>;
+    type Response = Response<Counted<B>>;
     type Error = S::Error;
     type Future = CountedFuture<S::Future>;
 

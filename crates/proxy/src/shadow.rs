@@ -38,7 +38,7 @@ use veer_telemetry::{Exchange, Judged, ShadowOutcome};
 
 use crate::body::{concat, read_for_mirror, Cut, LiveCapture, MirrorRead, RequestBody};
 use crate::divergence;
-use crate::forward::{self, UpstreamPool};
+use crate::forward::{self, UpstreamClient};
 use crate::pool::ComparePool;
 use crate::snapshot::{ShadowPlan, Snapshot, Upstream};
 use crate::upload::ClientBody;
@@ -52,7 +52,7 @@ pub(crate) struct Mirror {
     pair: Pair,
     request: Request<RequestBody>,
     permit: OwnedSemaphorePermit,
-    upstream_pool: UpstreamPool,
+    client: Arc<UpstreamClient>,
 }
 
 /// Who a live/shadow pair belongs to, for its metrics and its log line.
@@ -76,7 +76,6 @@ pub(crate) async fn prepare(
     snapshot: &Arc<Snapshot>,
     decision: Decision,
     request: Request<ClientBody>,
-    upstream_pool: &UpstreamPool,
     request_id: &HeaderValue,
 ) -> Result<(Request<RequestBody>, Option<Mirror>), ProxyError> {
     let streamed = |request: Request<ClientBody>| Ok((request.map(RequestBody::Streamed), None));
@@ -124,7 +123,7 @@ pub(crate) async fn prepare(
         },
         request: copy_for(&parts, shadow, bytes.clone()),
         permit,
-        upstream_pool: upstream_pool.clone(),
+        client: shadow.client.clone(),
     };
     Ok((Request::from_parts(parts, buffered(bytes)), Some(mirror)))
 }
@@ -181,22 +180,20 @@ impl Mirror {
             pair,
             request,
             permit,
-            upstream_pool,
+            client,
         } = self;
         let Some(plan) = pair.plan() else { return };
         let upstream = pair.snapshot.upstream(pair.shadow_backend);
         let compare_limit = pair.snapshot.route(pair.route).compare.max_body;
         let in_flight = plan.exchanges.in_flight();
         let started = Instant::now();
-        let answer = match tokio::time::timeout(
-            upstream.timeout,
-            exchange(&upstream_pool, request, compare_limit),
-        )
-        .await
-        {
-            Ok(answer) => answer,
-            Err(_) => Err((None, ShadowFailure::Timeout)),
-        };
+        let answer =
+            match tokio::time::timeout(upstream.timeout, exchange(&client, request, compare_limit))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err((None, ShadowFailure::Timeout)),
+            };
         plan.exchanges.record(&Exchange {
             status: match &answer {
                 Ok((status, _)) => Some(*status),
@@ -236,11 +233,11 @@ impl Mirror {
 /// Sends the mirror and reads its answer whole (up to `max_body`), into one buffer
 /// sized from its length when it declares one.
 async fn exchange(
-    upstream_pool: &UpstreamPool,
+    client: &UpstreamClient,
     request: Request<RequestBody>,
     max_body: u64,
 ) -> Result<(u16, Bytes), (Option<u16>, ShadowFailure)> {
-    let response = upstream_pool
+    let response = client
         .request(request)
         .await
         .map_err(|e| (None, ShadowFailure::Failed(forward::root_cause(&e))))?;

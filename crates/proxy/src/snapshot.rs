@@ -14,7 +14,9 @@ use veer_route::{Decision, RequestHead, RouteId, Rule};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
+use crate::forward::UpstreamClient;
 use crate::registry::{Registry, ShadowLimiter};
+use crate::tls;
 
 /// Where a config came from, for `/config` and the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct Snapshot {
     upstreams: Vec<Upstream>,
     /// The bearer token the admin listener asks for, read from `[admin] token_file`.
     admin_token: Option<String>,
+    /// The HTTPS listener's certificate, read from `[tls]` for this generation.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A file the config names that cannot be used; the reload that met it is refused
@@ -126,6 +130,8 @@ pub(crate) struct Upstream {
     pub(crate) host_header: HeaderValue,
     /// Budget for the upstream exchange.
     pub(crate) timeout: Duration,
+    /// The connections it is reached over.
+    pub(crate) client: Arc<UpstreamClient>,
 }
 
 impl Snapshot {
@@ -143,7 +149,12 @@ impl Snapshot {
             .as_deref()
             .map(read_token)
             .transpose()?;
-        let upstreams = config.backends.iter().map(Upstream::new).collect();
+        let upstreams = config
+            .backends
+            .iter()
+            .map(|b| Ok(Upstream::new(b, registry.client(b)?)))
+            .collect::<Result<_, UnusableFile>>()?;
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         // One limit per shadow backend; where routes disagree the smallest applies,
         // and the reading budget is the largest body times that limit.
         let mut limits: HashMap<BackendId, (usize, u64)> = HashMap::new();
@@ -205,7 +216,13 @@ impl Snapshot {
             routes,
             upstreams,
             admin_token,
+            tls,
         })
+    }
+
+    /// What the HTTPS listener hands new handshakes, when `[tls]` is set.
+    pub(crate) fn tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
+        self.tls.as_ref()
     }
 
     /// The token every protected admin path asks for, when `[admin] token_file` is set.
@@ -286,7 +303,7 @@ impl std::fmt::Debug for CompiledRoute {
 }
 
 impl Upstream {
-    fn new(backend: &Backend) -> Upstream {
+    fn new(backend: &Backend, client: Arc<UpstreamClient>) -> Upstream {
         // Validation guarantees a header-safe name and an http URL with an authority;
         // the fallbacks only keep this function total.
         let authority = backend
@@ -303,6 +320,7 @@ impl Upstream {
                 .unwrap_or(HeaderValue::from_static("invalid")),
             authority,
             timeout: backend.timeout,
+            client,
         }
     }
 }

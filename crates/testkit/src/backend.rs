@@ -59,6 +59,16 @@ pub struct TestBackend {
 impl TestBackend {
     /// Starts a backend with `behavior` on a fresh loopback port.
     pub async fn start(behavior: Behavior) -> TestBackend {
+        TestBackend::start_with(behavior, None).await
+    }
+
+    /// Starts an HTTPS backend (HTTP/1.1 or HTTP/2 by ALPN) with `behavior`,
+    /// serving `tls`'s certificate.
+    pub async fn start_tls(behavior: Behavior, tls: Arc<rustls::ServerConfig>) -> TestBackend {
+        TestBackend::start_with(behavior, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(behavior: Behavior, tls: Option<tokio_rustls::TlsAcceptor>) -> TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port for a test backend");
@@ -87,14 +97,28 @@ impl TestBackend {
                     _ => {
                         let behavior = behavior.clone();
                         let (counter, sink) = (counter.clone(), sink.clone());
+                        let tls = tls.clone();
                         tokio::spawn(async move {
                             let service = service_fn(move |req| {
                                 counter.fetch_add(1, Ordering::SeqCst);
                                 answer(behavior.clone(), req, sink.clone())
                             });
-                            let _ = auto::Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                            let builder = auto::Builder::new(TokioExecutor::new());
+                            let _ = match tls {
+                                None => {
+                                    builder
+                                        .serve_connection(TokioIo::new(stream), service)
+                                        .await
+                                }
+                                Some(tls) => match tls.accept(stream).await {
+                                    Ok(stream) => {
+                                        builder
+                                            .serve_connection(TokioIo::new(stream), service)
+                                            .await
+                                    }
+                                    Err(_) => return,
+                                },
+                            };
                         });
                     }
                 }
@@ -116,6 +140,12 @@ impl TestBackend {
     /// `http://127.0.0.1:PORT`, for a config's `url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The URL of a backend started with [`TestBackend::start_tls`],
+    /// `https://localhost:PORT` (the name its test certificate carries).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     /// Requests (or, for `Closes` and `Hangs`, connections) seen so far.

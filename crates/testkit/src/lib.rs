@@ -5,12 +5,15 @@
 //! - [`backend`]: hyper servers that answer in a chosen way (fixed, echo, inspect,
 //!   slow, failing, closing the connection, hanging).
 //! - [`client`]: a pooled hyper client and one-call helpers for tests.
+//! - [`tls`]: a throwaway certificate authority, clients that trust it, and the
+//!   PEM files veer's `[tls]` and backend settings name.
 //! - [`process`]: runs `veer run` on a config, waits on its readiness line (never a
 //!   sleep), sends it signals and reads its log.
 
 pub mod backend;
 pub mod client;
 pub mod process;
+pub mod tls;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 pub use backend::{Behavior, Received, TestBackend};
 pub use client::{metric_value, Answer, TestClient};
 pub use process::VeerProcess;
+pub use tls::{TestPki, TlsClient};
 
 /// Waits (up to 20 s) until the JSON-lines file at `path` holds at least `n` parsable
 /// lines, and returns them (possibly fewer, when the time ran out).

@@ -20,8 +20,11 @@ pub struct Harness {
     pub client: TestClient,
     pub routes: Routes,
     pub addr: std::net::SocketAddr,
+    /// The HTTPS listener, when the config has `[tls]`.
+    pub https: Option<std::net::SocketAddr>,
     pub config_path: PathBuf,
     _stop: oneshot::Sender<()>,
+    _stop_https: oneshot::Sender<()>,
 }
 
 /// A fresh file name in the temp folder for this test process.
@@ -72,15 +75,33 @@ pub async fn start(config: &str) -> Harness {
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
-    tokio::spawn(server::serve_proxy(listener, proxy, async move {
+    let (stop_https, https_stopped) = oneshot::channel::<()>();
+    let https = if routes.load().config().tls.is_some() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let https = listener.local_addr().expect("addr");
+        tokio::spawn(server::serve_proxy(
+            listener,
+            proxy.clone(),
+            true,
+            async move {
+                let _ = https_stopped.await;
+            },
+        ));
+        Some(https)
+    } else {
+        None
+    };
+    tokio::spawn(server::serve_proxy(listener, proxy, false, async move {
         let _ = stopped.await;
     }));
     Harness {
         client: TestClient::new(addr),
         routes,
         addr,
+        https,
         config_path,
         _stop: stop,
+        _stop_https: stop_https,
     }
 }
 
