@@ -18,7 +18,7 @@ impl Hooks {
 }
 
 impl AdminHooks for Hooks {
-    /// Generation, weights and build info from the serving snapshot: a route or
+    /// Generation, weights, ejections and build info from the serving snapshot: a route or
     /// backend removed by a reload is gone from the next scrape.
     fn gauges(&self) -> String {
         let snapshot = self.routes.load();
@@ -42,6 +42,17 @@ impl AdminHooks for Hooks {
                     entry.weight as f64,
                 );
             }
+        }
+        g.family(
+            names::BACKEND_EJECTED,
+            "1 while outlier detection keeps a backend out of rotation (its share goes to the route's other backends), else 0.",
+        );
+        for (backend, ejected) in snapshot.ejections() {
+            g.series(
+                names::BACKEND_EJECTED,
+                &[("backend", backend)],
+                f64::from(u8::from(ejected)),
+            );
         }
         g.family(
             names::BUILD_INFO,

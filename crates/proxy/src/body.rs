@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::upload::{ClientBody, ClientFault};
 
@@ -207,10 +208,17 @@ pub(crate) enum LiveCapture {
 /// A response body on its way to the client.
 #[derive(Debug)]
 pub(crate) enum ResponseBody {
-    /// A backend's body, streamed through.
-    Streamed(Incoming),
+    /// A backend's body, streamed through; the backend's in-flight permit is held
+    /// until it ends.
+    Streamed {
+        body: UpstreamBody,
+        _permit: OwnedSemaphorePermit,
+    },
     /// A backend's body, streamed through while a copy is kept for the shadow.
-    Teed(Tee),
+    Teed {
+        tee: Tee,
+        _permit: OwnedSemaphorePermit,
+    },
     /// A body veer wrote itself.
     Local(Full<Bytes>),
 }
@@ -224,33 +232,104 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         match self.get_mut() {
-            ResponseBody::Streamed(body) => Pin::new(body).poll_frame(cx),
-            ResponseBody::Teed(tee) => Pin::new(tee).poll_frame(cx),
+            ResponseBody::Streamed { body, .. } => Pin::new(body).poll_frame(cx),
+            ResponseBody::Teed { tee, .. } => Pin::new(tee).poll_frame(cx),
             ResponseBody::Local(body) => poll_full(body, cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResponseBody::Streamed(body) => body.is_end_stream(),
-            ResponseBody::Teed(tee) => tee.inner.is_end_stream(),
+            ResponseBody::Streamed { body, .. } => body.is_end_stream(),
+            ResponseBody::Teed { tee, .. } => tee.inner.is_end_stream(),
             ResponseBody::Local(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Streamed(body) => body.size_hint(),
-            ResponseBody::Teed(tee) => tee.inner.size_hint(),
+            ResponseBody::Streamed { body, .. } => body.size_hint(),
+            ResponseBody::Teed { tee, .. } => tee.inner.size_hint(),
             ResponseBody::Local(body) => body.size_hint(),
         }
+    }
+}
+
+/// Why a backend's response body stopped short.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamBodyError {
+    /// The connection broke or the framing was bad.
+    #[error("the backend's response body broke")]
+    Broken(#[source] hyper::Error),
+    /// Nothing arrived for the backend's timeout: the connection is given up.
+    #[error("the backend's response body stalled for {0:?}")]
+    Stalled(Duration),
+}
+
+/// A backend's response body, never silent for longer than the backend's timeout:
+/// a backend that stalls mid-body has the exchange (and its connection) dropped
+/// then, instead of holding the client and the in-flight permit forever.
+#[derive(Debug)]
+pub(crate) struct UpstreamBody {
+    inner: Incoming,
+    stall: Duration,
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(inner: Incoming, stall: Duration) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            stall,
+            silence: None,
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = UpstreamBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(silence) = this.silence.as_mut() {
+                    silence
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.stall);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(UpstreamBodyError::Broken)))
+            }
+            Poll::Pending => {
+                let stall = this.stall;
+                let silence = this
+                    .silence
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                match silence.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(UpstreamBodyError::Stalled(stall)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -260,7 +339,7 @@ impl Body for ResponseBody {
 /// stopped waiting (it timed out), nothing more is kept.
 #[derive(Debug)]
 pub(crate) struct Tee {
-    inner: Incoming,
+    inner: UpstreamBody,
     status: u16,
     kept: Vec<Bytes>,
     kept_len: u64,
@@ -272,7 +351,7 @@ pub(crate) struct Tee {
 impl Tee {
     /// Tees `inner` (a response with `status`) into `done`.
     pub(crate) fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         status: u16,
         limit: u64,
         done: oneshot::Sender<LiveCapture>,
@@ -317,12 +396,12 @@ impl Tee {
 
 impl Body for Tee {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

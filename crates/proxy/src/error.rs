@@ -61,6 +61,12 @@ pub enum ProxyError {
         #[source]
         source: UpstreamError,
     },
+    /// Upstream: the backend has `max_connections` requests in flight already.
+    #[error("backend \"{backend}\" is at its max_connections; retry shortly")]
+    Saturated {
+        /// Backend name.
+        backend: String,
+    },
     /// Upstream: no response head within the backend's timeout.
     #[error("backend \"{backend}\" did not answer within {timeout:?}")]
     Timeout {
@@ -115,6 +121,7 @@ impl ProxyError {
             | ProxyError::Upstream { .. }
             | ProxyError::BadAnswer { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -129,6 +136,7 @@ impl ProxyError {
             ProxyError::BadRequest { kind, .. } => kind,
             ProxyError::Upstream { .. } | ProxyError::BadAnswer { .. } => "backend_failed",
             ProxyError::Timeout { .. } => "backend_timeout",
+            ProxyError::Saturated { .. } => "backend_saturated",
         }
     }
 
@@ -141,7 +149,8 @@ impl ProxyError {
             ProxyError::Unreachable { backend, .. }
             | ProxyError::BadAnswer { backend, .. }
             | ProxyError::Upstream { backend, .. }
-            | ProxyError::Timeout { backend, .. } => Some(backend),
+            | ProxyError::Timeout { backend, .. }
+            | ProxyError::Saturated { backend } => Some(backend),
         }
     }
 
@@ -172,6 +181,9 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(crate::headers::REQUEST_ID.clone(), request_id.clone());
+        if matches!(self, ProxyError::Saturated { .. }) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -16,6 +18,7 @@ use crate::headers::{self, Downstream};
 use crate::snapshot::Upstream;
 use crate::upload::{ClientFault, Progress};
 use crate::ProxyError;
+use crate::UpstreamError;
 
 pub(crate) use crate::error::root_cause;
 
@@ -91,12 +94,28 @@ pub(crate) fn upstream_request<B>(
 /// Sends `req` and waits for the response head within the backend's timeout.
 /// `upload` is the client body's progress: a failure while the client is the one
 /// being waited on is the client's fault, never the backend's.
+///
+/// An idempotent request without a body that fails before any answer (connect
+/// failure, or a pooled connection the backend closed as the request went out) is
+/// sent once more on a fresh connection, within the same timeout, unless the
+/// backend says `retry = false`.
 pub(crate) async fn send(
     req: Request<RequestBody>,
     upstream: &Upstream,
     upload: Option<&Progress>,
 ) -> Result<Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await {
+    let replay = (upstream.retry && req.method().is_idempotent() && req.body().is_end_stream())
+        .then(|| replay_of(&req));
+    let deadline = tokio::time::Instant::now() + upstream.timeout;
+    let first = tokio::time::timeout_at(deadline, upstream.client.request(req)).await;
+    let outcome = match (first, replay) {
+        (Ok(Err(failed)), Some(again)) if unanswered(&failed) => {
+            tracing::debug!(backend = %upstream.name, error = %root_cause(&failed), "retrying once");
+            tokio::time::timeout_at(deadline, upstream.client.request(again)).await
+        }
+        (first, _) => first,
+    };
+    match outcome {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(source)) if ClientFault::find(&source).is_some() => {
             Err(ProxyError::client_fault(source))
@@ -119,4 +138,30 @@ pub(crate) async fn send(
             timeout: upstream.timeout,
         }),
     }
+}
+
+/// The same bodiless request again.
+fn replay_of(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut again = Request::new(RequestBody::Buffered(Full::new(Bytes::new())));
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    again
+}
+
+/// True when the backend cannot have answered `error`'s request: it was never
+/// connected, or the connection closed before any byte of an answer.
+fn unanswered(error: &UpstreamError) -> bool {
+    if error.is_connect() {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message() || hyper.is_canceled();
+        }
+        cause = e.source();
+    }
+    false
 }

@@ -32,6 +32,7 @@ mod divergence;
 mod error;
 mod forward;
 mod headers;
+mod health;
 mod path;
 mod pool;
 mod proxy;

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use veer_route::RequestHead;
 use veer_telemetry::{Exchange, Role};
 
-use crate::body::{LiveCapture, ResponseBody, Tee};
+use crate::body::{LiveCapture, ResponseBody, Tee, UpstreamBody};
 use crate::forward;
 use crate::headers::{self, Downstream};
 use crate::path;
@@ -103,6 +103,15 @@ impl Proxy {
             return Err(ProxyError::ClientBody(fault));
         }
         let upload = req.body().progress();
+        // Held until the response body ends: requests in flight to the backend.
+        let permit =
+            upstream
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ProxyError::Saturated {
+                    backend: upstream.name.clone(),
+                })?;
         let outbound = forward::upstream_request(req, upstream, peer, request_id);
         let (outbound, mirror) = shadow::prepare(snapshot, decision, outbound, request_id).await?;
         // The mirror is under way before the live request is sent; it waits for the
@@ -117,6 +126,10 @@ impl Proxy {
             .await
             .and_then(|response| refuse_upgrade(response, upstream));
         let clients_fault = matches!(result, Err(ProxyError::ClientBody(_)));
+        if !clients_fault {
+            let healthy = matches!(&result, Ok(r) if !r.status().is_server_error());
+            upstream.health.record(healthy);
+        }
         if let Some(series) = route
             .live_series(decision.backend)
             .filter(|_| !clients_fault)
@@ -132,17 +145,27 @@ impl Proxy {
                     .and_then(|r| r.body().size_hint().exact()),
             });
         }
+        let result = result.map(|r| r.map(|body| UpstreamBody::new(body, upstream.timeout)));
         let mut response = match (result, live_capture) {
-            (Ok(response), None) => response.map(ResponseBody::Streamed),
+            (Ok(response), None) => response.map(|body| ResponseBody::Streamed {
+                body,
+                _permit: permit,
+            }),
             (Ok(response), Some(capture)) if response.body().is_end_stream() => {
                 // hyper never polls a body it knows is empty: nothing to tee.
                 let _ = capture.send(LiveCapture::empty(response.status().as_u16()));
-                response.map(ResponseBody::Streamed)
+                response.map(|body| ResponseBody::Streamed {
+                    body,
+                    _permit: permit,
+                })
             }
             (Ok(response), Some(capture)) => {
                 let status = response.status().as_u16();
                 let limit = route.compare.max_body;
-                response.map(|body| ResponseBody::Teed(Tee::new(body, status, limit, capture)))
+                response.map(|body| ResponseBody::Teed {
+                    tee: Tee::new(body, status, limit, capture),
+                    _permit: permit,
+                })
             }
             (Err(error), capture) => {
                 if let Some(capture) = capture {

@@ -20,11 +20,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use veer_config::{Backend, BackendTls, Protocol};
+use veer_config::{Backend, BackendTls, Outlier, Protocol};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role, Telemetry};
 
 use crate::divergence::{DivergenceLog, LogRate, LogWriter};
 use crate::forward::{self, UpstreamClient};
+use crate::health::Health;
 use crate::snapshot::UnusableFile;
 use crate::tls;
 
@@ -92,6 +93,10 @@ pub(crate) struct Registry {
     comparisons: Shelf<(String, String), ComparisonSeries>,
     /// Upstream clients, by everything that shapes their connections.
     clients: Shelf<ClientSettings, UpstreamClient>,
+    /// Backends' permits for requests in flight, by (backend, max_connections).
+    backend_permits: Shelf<(String, usize), Semaphore>,
+    /// Backends' outlier state, by (backend, outlier settings).
+    health: Shelf<(String, Outlier), Health>,
 }
 
 /// What makes two backends' connections interchangeable: protocol, connect timeout,
@@ -130,7 +135,24 @@ impl Registry {
             exchanges: Shelf::default(),
             comparisons: Shelf::default(),
             clients: Shelf::default(),
+            backend_permits: Shelf::default(),
+            health: Shelf::default(),
         }
+    }
+
+    /// The permits for requests in flight to `backend`.
+    pub(crate) fn backend_permits(&mut self, backend: &Backend) -> Arc<Semaphore> {
+        let max = backend.max_connections.min(Semaphore::MAX_PERMITS);
+        self.backend_permits
+            .get_or_make((backend.name.clone(), max), || Semaphore::new(max))
+    }
+
+    /// `backend`'s outlier state.
+    pub(crate) fn health(&mut self, backend: &Backend) -> Arc<Health> {
+        self.health
+            .get_or_make((backend.name.clone(), backend.outlier), || {
+                Health::new(&backend.name, backend.outlier)
+            })
     }
 
     /// The client for `backend`'s connections. Its TLS files are read each time, so

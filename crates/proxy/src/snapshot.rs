@@ -9,12 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
+use tokio::sync::Semaphore;
 use veer_config::{Backend, BackendId, Compare, Config};
 use veer_route::{Decision, RequestHead, RouteId, Rule};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
 use crate::forward::UpstreamClient;
+use crate::health::Health;
 use crate::registry::{Registry, ShadowLimiter};
 use crate::tls;
 
@@ -132,6 +134,12 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     /// The connections it is reached over.
     pub(crate) client: Arc<UpstreamClient>,
+    /// Permits for requests in flight to it (`max_connections`).
+    pub(crate) permits: Arc<Semaphore>,
+    /// Its recent failures and ejection.
+    pub(crate) health: Arc<Health>,
+    /// Retry an idempotent request that failed before any answer.
+    pub(crate) retry: bool,
 }
 
 impl Snapshot {
@@ -152,7 +160,14 @@ impl Snapshot {
         let upstreams = config
             .backends
             .iter()
-            .map(|b| Ok(Upstream::new(b, registry.client(b)?)))
+            .map(|b| {
+                Ok(Upstream::new(
+                    b,
+                    registry.client(b)?,
+                    registry.backend_permits(b),
+                    registry.health(b),
+                ))
+            })
             .collect::<Result<_, UnusableFile>>()?;
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         // One limit per shadow backend; where routes disagree the smallest applies,
@@ -245,9 +260,28 @@ impl Snapshot {
         &self.config
     }
 
-    /// The first route `head` matches and the backend its split picks.
+    /// The first route `head` matches and the backend its split picks; when that
+    /// backend is ejected, the pick among the route's others (unless all are out:
+    /// then the ejected one still gets the request, rather than nobody).
     pub(crate) fn decide(&self, head: &RequestHead<'_>) -> Option<Decision> {
-        veer_route::decide(&self.routes, head, &mut rand::rng())
+        let rng = &mut rand::rng();
+        let mut decision = veer_route::decide(&self.routes, head, rng)?;
+        if self.upstreams[decision.backend.0].health.is_ejected() {
+            let rule = &self.routes[decision.route.0].rule;
+            let usable = |b: BackendId| !self.upstreams[b.0].health.is_ejected();
+            if let Some(other) = rule.pick_among(head, rng, usable) {
+                decision.backend = other;
+                decision.shadow = decision.shadow.filter(|s| *s != other);
+            }
+        }
+        Some(decision)
+    }
+
+    /// Each backend's name and whether it is ejected now, for `veer_backend_ejected`.
+    pub fn ejections(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.health.is_ejected()))
     }
 
     /// The route behind an id from this snapshot.
@@ -303,7 +337,12 @@ impl std::fmt::Debug for CompiledRoute {
 }
 
 impl Upstream {
-    fn new(backend: &Backend, client: Arc<UpstreamClient>) -> Upstream {
+    fn new(
+        backend: &Backend,
+        client: Arc<UpstreamClient>,
+        permits: Arc<Semaphore>,
+        health: Arc<Health>,
+    ) -> Upstream {
         // Validation guarantees a header-safe name and an http URL with an authority;
         // the fallbacks only keep this function total.
         let authority = backend
@@ -321,6 +360,9 @@ impl Upstream {
             authority,
             timeout: backend.timeout,
             client,
+            permits,
+            health,
+            retry: backend.retry,
         }
     }
 }

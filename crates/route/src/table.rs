@@ -2,7 +2,7 @@
 
 use http::{header::HOST, HeaderMap, Method, Uri};
 use rand::Rng;
-use veer_config::{BackendId, Match, Route, SplitBy};
+use veer_config::{BackendId, Match, Route, SplitBy, WeightedBackend};
 
 use crate::{matcher, split::Split, sticky};
 
@@ -66,6 +66,8 @@ impl<'a> RequestHead<'a> {
 #[derive(Debug, Clone)]
 pub struct Rule {
     matcher: Match,
+    /// The split as written, for picking again without an ejected backend.
+    entries: Vec<WeightedBackend>,
     split: Split,
     split_by: SplitBy,
     hash_seed: u64,
@@ -87,6 +89,7 @@ impl Rule {
     pub fn new(route: &Route) -> Rule {
         Rule {
             matcher: route.matcher.clone(),
+            entries: route.split.clone(),
             split: Split::new(&route.split),
             split_by: route.split_by.clone(),
             hash_seed: route.hash_seed,
@@ -122,6 +125,36 @@ impl Rule {
             (bucket < buckets && shadow != backend).then_some(shadow)
         });
         Pick { backend, shadow }
+    }
+}
+
+impl Rule {
+    /// The pick for `head` among the backends `usable` allows only, as if the others
+    /// had weight 0: a user sticky to an ejected backend goes to another one by the
+    /// same key, and returns once it is back. `None` when no weighted backend is
+    /// usable.
+    pub fn pick_among<R: Rng + ?Sized>(
+        &self,
+        head: &RequestHead<'_>,
+        rng: &mut R,
+        usable: impl Fn(BackendId) -> bool,
+    ) -> Option<BackendId> {
+        let remaining: Vec<WeightedBackend> = self
+            .entries
+            .iter()
+            .map(|e| WeightedBackend {
+                weight: if usable(e.backend) { e.weight } else { 0 },
+                ..*e
+            })
+            .collect();
+        if remaining.iter().all(|e| e.weight == 0) {
+            return None;
+        }
+        let split = Split::new(&remaining);
+        Some(match sticky::key(&self.split_by, head.headers) {
+            Some(key) => split.pick_sticky(key, self.hash_seed),
+            None => split.pick_random(rng.random_range(0..split.total())),
+        })
     }
 }
 
@@ -218,6 +251,33 @@ split_by = {split_by}
         }
         let share = mirrored as f64 / eligible as f64;
         assert!((share - 0.3).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn an_unusable_backend_s_users_move_and_come_back_by_the_same_key() {
+        let t = table("", "{ header = \"x-user-id\" }");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let uri: Uri = "/p".parse().unwrap();
+        for i in 0..2_000 {
+            let user = format!("u{i}");
+            let mut headers = HeaderMap::new();
+            headers.insert("x-user-id", HeaderValue::from_str(&user).unwrap());
+            let head = RequestHead {
+                method: &Method::GET,
+                uri: &uri,
+                headers: &headers,
+            };
+            let usual = t[0].pick(&head, &mut rng).backend;
+            let without_v2 = t[0].pick_among(&head, &mut rng, |b| b != BackendId(1));
+            assert_eq!(
+                without_v2,
+                Some(BackendId(0)),
+                "{user} goes to v1 while v2 is out"
+            );
+            let with_all = t[0].pick_among(&head, &mut rng, |_| true);
+            assert_eq!(with_all, Some(usual), "{user} is back where it was");
+            assert_eq!(t[0].pick_among(&head, &mut rng, |_| false), None);
+        }
     }
 
     #[test]

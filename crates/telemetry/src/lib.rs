@@ -58,6 +58,9 @@ pub mod names {
     pub const IN_FLIGHT_REQUESTS: &str = "veer_in_flight_requests";
     /// Always 1, labelled with the version.
     pub const BUILD_INFO: &str = "veer_build_info";
+    /// Gauge: 1 while a backend is ejected by outlier detection, else 0 (label:
+    /// backend).
+    pub const BACKEND_EJECTED: &str = "veer_backend_ejected";
     /// Counter: requests refused because of the client (label: reason, the `error`
     /// code of the answer); never counted against a backend.
     pub const CLIENT_ERRORS_TOTAL: &str = "veer_client_errors_total";

@@ -1,0 +1,229 @@
+//! Upstream faults over real loopback sockets: dead, hung and mid-body-stalled
+//! backends, the keep-alive race, a saturated backend, and outlier ejection.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::start;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use veer_testkit::{Behavior, TestBackend};
+
+fn one_backend(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[backends.model]
+url = "{url}"
+timeout = "500ms"
+{extra}
+
+[[routes]]
+name = "models"
+split = [ {{ backend = "model", weight = 1 }} ]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_backends_fail_fast_and_hung_ones_at_their_timeout() {
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let proxy = start(&one_backend(&format!("http://{dead}"), "")).await;
+    let sent = Instant::now();
+    let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.json()["error"], "backend_unreachable");
+    assert!(
+        sent.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        sent.elapsed()
+    );
+
+    let hung = TestBackend::start(Behavior::Hangs).await;
+    let proxy = start(&one_backend(&hung.url(), "")).await;
+    let sent = Instant::now();
+    let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+    let took = sent.elapsed();
+    assert_eq!(answer.status, 504);
+    assert!(
+        took >= Duration::from_millis(450) && took <= Duration::from_millis(650),
+        "504 at the 500 ms timeout, ±10 % (and some room for a debug build): {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_stalling_mid_body_is_cut_at_its_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst ten.")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let proxy = start(&one_backend(&format!("http://{addr}"), "")).await;
+    let sent = Instant::now();
+    let outcome = proxy.client.get("/v1/x", &[]).await;
+    let took = sent.elapsed();
+    assert!(outcome.is_err(), "the body cannot complete: {outcome:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "cut at the timeout: {took:?}"
+    );
+    assert_eq!(
+        proxy.metric("veer_in_flight_requests", &[("role", "live")]),
+        0.0
+    );
+}
+
+/// A backend that closes keep-alive connections idle for 1 s, as many servers do.
+async fn closes_idle_after_one_second() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(1))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keep_alive_race_costs_no_request() {
+    let backend = closes_idle_after_one_second().await;
+    let proxy = start(&one_backend(&format!("http://{backend}"), "")).await;
+    let mut failed = Vec::new();
+    for i in 0..20 {
+        let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+        if answer.status != 200 {
+            failed.push((i, answer.status, answer.text()));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_backend_answers_503_at_once() {
+    let slow = TestBackend::start(Behavior::Slow(Duration::from_millis(400))).await;
+    let proxy = start(&one_backend(&slow.url(), "max_connections = 2")).await;
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let client = proxy.client.clone();
+            tokio::spawn(async move { client.get("/v1/x", &[]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = Instant::now();
+    let refused = proxy.client.get("/v1/x", &[]).await.expect("answer");
+    assert!(
+        sent.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.json()["error"], "backend_saturated");
+    assert_eq!(refused.header("retry-after"), "1");
+    for call in busy {
+        assert_eq!(call.await.expect("task").expect("answer").status, 200);
+    }
+    // Permits come back when the answers end.
+    assert_eq!(
+        proxy.client.get("/v1/x", &[]).await.expect("answer").status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_is_ejected_and_its_users_return_after() {
+    let v1 = TestBackend::start(Behavior::Fixed("v1".into())).await;
+    let v2 = TestBackend::start(Behavior::Status(500)).await;
+    let config = format!(
+        r#"
+[backends.v1]
+url = "{}"
+[backends.v2]
+url = "{}"
+outlier = {{ consecutive_failures = 3, ejection = "1s" }}
+
+[[routes]]
+name = "canary"
+split = [ {{ backend = "v1", weight = 50 }}, {{ backend = "v2", weight = 50 }} ]
+split_by = {{ header = "x-user-id" }}
+"#,
+        v1.url(),
+        v2.url()
+    );
+    let proxy = start(&config).await;
+    let users: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let backend_of = |answer: &veer_testkit::Answer| answer.header("x-veer-backend").to_owned();
+    let mut on_v2 = Vec::new();
+    for user in &users {
+        let answer = proxy
+            .client
+            .get("/x", &[("x-user-id", user)])
+            .await
+            .expect("answer");
+        if backend_of(&answer) == "v2" {
+            on_v2.push(user.clone());
+        }
+    }
+    assert!(
+        on_v2.len() >= 3,
+        "enough users on v2 to eject it: {}",
+        on_v2.len()
+    );
+    let ejected = |proxy: &common::Harness| {
+        proxy
+            .routes
+            .load()
+            .ejections()
+            .any(|(name, out)| name == "v2" && out)
+    };
+    assert!(ejected(&proxy), "three 500s in a row eject v2");
+    for user in &on_v2 {
+        let answer = proxy
+            .client
+            .get("/x", &[("x-user-id", user)])
+            .await
+            .expect("answer");
+        assert_eq!(
+            backend_of(&answer),
+            "v1",
+            "{user} is served by v1 meanwhile"
+        );
+        assert_eq!(answer.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(!ejected(&proxy), "back after its ejection");
+    let answer = proxy
+        .client
+        .get("/x", &[("x-user-id", &on_v2[0])])
+        .await
+        .expect("answer");
+    assert_eq!(backend_of(&answer), "v2", "sticky users return to v2");
+}
