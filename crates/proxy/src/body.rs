@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
+use crate::grpc::GrpcCall;
 use crate::upload::{ClientBody, ClientFault};
 
 /// A request body on its way to a backend.
@@ -212,11 +213,15 @@ pub(crate) enum ResponseBody {
     /// until it ends.
     Streamed {
         body: UpstreamBody,
+        /// Recorded when the body ends, for a gRPC call.
+        call: Option<Box<GrpcCall>>,
         _permit: OwnedSemaphorePermit,
     },
     /// A backend's body, streamed through while a copy is kept for the shadow.
     Teed {
         tee: Tee,
+        /// Recorded when the body ends, for a gRPC call.
+        call: Option<Box<GrpcCall>>,
         _permit: OwnedSemaphorePermit,
     },
     /// A body veer wrote itself.
@@ -239,8 +244,20 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         match self.get_mut() {
-            ResponseBody::Streamed { body, .. } => Pin::new(body).poll_frame(cx),
-            ResponseBody::Teed { tee, .. } => Pin::new(tee).poll_frame(cx),
+            ResponseBody::Streamed { body, call, .. } => {
+                let polled = ready!(Pin::new(body).poll_frame(cx));
+                if let Some(call) = call {
+                    call.observe(&polled);
+                }
+                Poll::Ready(polled)
+            }
+            ResponseBody::Teed { tee, call, .. } => {
+                let polled = ready!(Pin::new(tee).poll_frame(cx));
+                if let Some(call) = call {
+                    call.observe(&polled);
+                }
+                Poll::Ready(polled)
+            }
             ResponseBody::Local(body) => poll_full(body, cx),
         }
     }

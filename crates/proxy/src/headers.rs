@@ -121,7 +121,14 @@ pub(crate) fn to_upstream(
     upstream_host: &HeaderValue,
     id: &HeaderValue,
 ) {
+    // `te: trailers` is the one TE value that travels: gRPC servers ask for it.
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     remove_hop_by_hop(headers);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // Only veer marks a request as a mirror.
     headers.remove(&crate::shadow::VEER_SHADOW);
     let original_host = headers
@@ -208,6 +215,18 @@ mod tests {
         to_upstream(&mut h, &client, Some(&authority), &backend, &id);
         assert_eq!(h["x-forwarded-host"], "api.example.com:443");
         assert_eq!(h["x-forwarded-for"], "::1");
+    }
+
+    #[test]
+    fn te_trailers_travels_and_other_te_values_do_not() {
+        let client = Downstream::new("127.0.0.1:5000".parse().unwrap());
+        let v = HeaderValue::from_static("b:1");
+        let mut grpc = map(&[("te", "trailers")]);
+        to_upstream(&mut grpc, &client, None, &v, &v);
+        assert_eq!(grpc["te"], "trailers");
+        let mut other = map(&[("te", "gzip")]);
+        to_upstream(&mut other, &client, None, &v, &v);
+        assert!(!other.contains_key("te"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod connection;
 mod divergence;
 mod error;
 mod forward;
+mod grpc;
 mod headers;
 mod health;
 mod path;

@@ -1,24 +1,25 @@
 //! The request handler: a request's story from arrival to answer, one phase a call.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
-
-use std::borrow::Cow;
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use tokio::sync::oneshot;
+use veer_config::BackendId;
 use veer_route::RequestHead;
 use veer_telemetry::{Exchange, Role};
 
 use crate::body::{LiveCapture, ResponseBody, Tee, UpstreamBody};
 use crate::forward;
+use crate::grpc::{self, GrpcCall};
 use crate::headers::{self, Downstream};
 use crate::path;
 use crate::pool::ComparePool;
 use crate::shadow;
-use crate::snapshot::Upstream;
+use crate::snapshot::{CompiledRoute, Upstream};
 use crate::upload::ClientBody;
 use crate::{ProxyError, Routes, Snapshot};
 
@@ -125,30 +126,19 @@ impl Proxy {
         let result = forward::send(outbound, upstream, upload.as_deref())
             .await
             .and_then(|response| refuse_upgrade(response, upstream));
-        let clients_fault = matches!(result, Err(ProxyError::ClientBody(_)));
-        if !clients_fault {
-            let healthy = matches!(&result, Ok(r) if !r.status().is_server_error());
-            upstream.health.record(healthy);
-        }
-        if let Some(series) = route
-            .live_series(decision.backend)
-            .filter(|_| !clients_fault)
-        {
-            series.record(&Exchange {
-                status: result.as_ref().ok().map(|r| r.status().as_u16()),
-                started,
-                request_id: request_id.to_str().unwrap_or("-"),
-                upstream: upstream.authority.as_str(),
-                bytes: result
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| r.body().size_hint().exact()),
-            });
-        }
+        let call = record_live(
+            route,
+            decision.backend,
+            upstream,
+            &result,
+            started,
+            request_id,
+        );
         let result = result.map(|r| r.map(|body| UpstreamBody::new(body, upstream.timeout)));
         let mut response = match (result, live_capture) {
             (Ok(response), None) => response.map(|body| ResponseBody::Streamed {
                 body,
+                call,
                 _permit: permit,
             }),
             (Ok(response), Some(capture)) if response.body().is_end_stream() => {
@@ -156,6 +146,7 @@ impl Proxy {
                 let _ = capture.send(LiveCapture::empty(response.status().as_u16()));
                 response.map(|body| ResponseBody::Streamed {
                     body,
+                    call,
                     _permit: permit,
                 })
             }
@@ -164,6 +155,7 @@ impl Proxy {
                 let limit = route.compare.max_body;
                 response.map(|body| ResponseBody::Teed {
                     tee: Tee::new(body, status, limit, capture),
+                    call,
                     _permit: permit,
                 })
             }
@@ -177,6 +169,52 @@ impl Proxy {
         headers::to_downstream(response.headers_mut(), &upstream.name_header, request_id);
         Ok(response)
     }
+}
+
+/// Records the live exchange in the route's series and the backend's health: now,
+/// or, for a gRPC call whose status will come in its trailers, when its response
+/// ends (the returned call rides along in the response body). A client's fault is
+/// not the backend's exchange, and is recorded nowhere here.
+fn record_live(
+    route: &CompiledRoute,
+    backend: BackendId,
+    upstream: &Upstream,
+    result: &Result<Response<Incoming>, ProxyError>,
+    started: Instant,
+    request_id: &HeaderValue,
+) -> Option<Box<GrpcCall>> {
+    if matches!(result, Err(ProxyError::ClientBody(_))) {
+        return None;
+    }
+    let series = route.live_series(backend);
+    let response = result.as_ref().ok();
+    let grpc = response.filter(|r| grpc::is_grpc(r.headers()));
+    let grpc_status = grpc.and_then(|r| grpc::status(r.headers()));
+    if let (Some(r), None, Some(series)) = (grpc, grpc_status, series) {
+        if !r.body().is_end_stream() {
+            return Some(Box::new(GrpcCall::new(
+                series.clone(),
+                upstream.health.clone(),
+                started,
+                request_id.clone(),
+                upstream.authority.clone(),
+                r.status().as_u16(),
+            )));
+        }
+    }
+    let exchange = Exchange {
+        status: response.map(|r| r.status().as_u16()),
+        started,
+        request_id: request_id.to_str().unwrap_or("-"),
+        upstream: upstream.authority.as_str(),
+        bytes: response.and_then(|r| r.body().size_hint().exact()),
+        grpc_status,
+    };
+    upstream.health.record(!exchange.failed());
+    if let Some(series) = series {
+        series.record(&exchange);
+    }
+    None
 }
 
 /// The request with its path's dot-segments resolved ([`path::normalize`]), so it

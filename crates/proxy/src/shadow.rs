@@ -203,6 +203,7 @@ impl Mirror {
             request_id: pair.request_id.to_str().unwrap_or("-"),
             upstream: upstream.authority.as_str(),
             bytes: answer.as_ref().ok().map(|(_, body)| body.len() as u64),
+            grpc_status: None,
         });
         drop(in_flight);
         let shadow = match answer {

@@ -312,11 +312,11 @@ impl Snapshot {
 
 impl CompiledRoute {
     /// The series of requests this route sends to `backend`.
-    pub(crate) fn live_series(&self, backend: BackendId) -> Option<&ExchangeSeries> {
+    pub(crate) fn live_series(&self, backend: BackendId) -> Option<&Arc<ExchangeSeries>> {
         self.live
             .iter()
             .find(|(id, _)| *id == backend)
-            .map(|(_, series)| &**series)
+            .map(|(_, series)| series)
     }
 }
 

@@ -27,6 +27,7 @@ mod window;
 pub use recorder::{Telemetry, RECENT_DIVERGENCES};
 pub use series::{
     ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop, CACHED_CODES,
+    GRPC_SERVER_FAULTS,
 };
 
 /// Metric names.

@@ -49,6 +49,25 @@ pub struct Exchange<'a> {
     pub upstream: &'a str,
     /// Response body size when known (content-length, or read whole).
     pub bytes: Option<u64>,
+    /// For a gRPC call, its `grpc-status` (from the trailers, or the head of a
+    /// trailers-only answer): a non-zero one is the `code` label as `grpc_<n>`.
+    pub grpc_status: Option<u16>,
+}
+
+/// gRPC statuses that are the server's fault, as 5xx are for HTTP (UNKNOWN,
+/// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+/// DATA_LOSS); the others (CANCELLED, INVALID_ARGUMENT, NOT_FOUND, ...) are the
+/// caller's, like 4xx.
+pub const GRPC_SERVER_FAULTS: [u16; 7] = [2, 4, 8, 12, 13, 14, 15];
+
+impl Exchange<'_> {
+    /// True when the backend failed: no answer, a 5xx, or a gRPC server fault.
+    pub fn failed(&self) -> bool {
+        self.status.is_none_or(|code| code >= 500)
+            || self
+                .grpc_status
+                .is_some_and(|code| GRPC_SERVER_FAULTS.contains(&code))
+    }
 }
 
 impl ExchangeSeries {
@@ -103,12 +122,16 @@ impl ExchangeSeries {
             backend = self.backend,
             role = self.role.label(),
             status = exchange.status,
+            grpc_status = exchange.grpc_status,
             duration_ms = duration.as_secs_f64() * 1000.0,
             bytes = exchange.bytes,
             upstream = exchange.upstream,
             "access"
         );
-        self.count_code(exchange.status);
+        match exchange.grpc_status {
+            Some(grpc) if grpc != 0 => self.code_counter(&format!("grpc_{grpc}")).increment(1),
+            _ => self.count_code(exchange.status),
+        }
         self.duration
             .get_or_init(|| {
                 self.telemetry
@@ -117,7 +140,7 @@ impl ExchangeSeries {
             .record(duration.as_secs_f64());
         let slot = self.window.at(self.telemetry.second(now));
         bump(&slot.count);
-        if exchange.status.is_none_or(|code| code >= 500) {
+        if exchange.failed() {
             bump(&slot.errors);
         }
         bump(

@@ -252,6 +252,7 @@ mod tests {
                 request_id: "id",
                 upstream: "127.0.0.1:1",
                 bytes: None,
+                grpc_status: None,
             });
         }
         let comparisons = telemetry.comparison_series("r", "v2");
@@ -319,6 +320,7 @@ mod tests {
                     request_id: "id",
                     upstream: "u",
                     bytes: None,
+                    grpc_status: None,
                 });
             }
         }
