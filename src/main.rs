@@ -8,6 +8,7 @@ mod check;
 mod demo;
 mod logging;
 mod run;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

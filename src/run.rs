@@ -107,6 +107,12 @@ pub async fn serve(
         || Duration::ZERO,
     ));
 
+    // Kept for as long as veer serves: dropping it ends the watch.
+    let _watcher = if routes.load().config().watch {
+        Some(crate::watch::start(path, routes.clone())?)
+    } else {
+        None
+    };
     let mut hangups = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     tokio::spawn({
         let routes = routes.clone();

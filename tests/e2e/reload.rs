@@ -214,3 +214,67 @@ async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation
         "the 20 POSTs and at least one SIGHUP reloaded: {ok}"
     );
 }
+
+/// `[reload] watch = true` with the file mounted the way Kubernetes mounts a
+/// ConfigMap: `veer.toml -> ..data/veer.toml`, `..data -> ..v1`. Swapping `..data`
+/// reloads once; a file veer writes next to it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_swap_is_reloaded_by_the_watch() {
+    let (a, b) = crate::two_backends().await;
+    let folder = std::env::temp_dir().join(format!("veer-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    let write_version = |name: &str, w2: u32| {
+        let dir = folder.join(name);
+        std::fs::create_dir_all(&dir).expect("version folder");
+        let config = format!(
+            "[reload]\nwatch = true\n{}",
+            two_versions(&a.url(), &b.url(), 100 - w2, w2, "\"random\"")
+        );
+        std::fs::write(dir.join("veer.toml"), config).expect("write version");
+    };
+    write_version("..v1", 0);
+    std::os::unix::fs::symlink("..v1", folder.join("..data")).expect("..data link");
+    std::os::unix::fs::symlink("..data/veer.toml", folder.join("veer.toml")).expect("file link");
+    let veer = veer_testkit::VeerProcess::start_file(crate::VEER, folder.join("veer.toml"))
+        .expect("veer starts");
+    veer.wait_for_log(
+        0,
+        "watching the routing file's folder",
+        Duration::from_secs(10),
+    )
+    .expect("the watch is on");
+    let admin = TestClient::new(veer.admin_addr());
+    let generation = || async {
+        admin.get("/config", &[]).await.expect("config").json()["generation"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+
+    // A file written next to the config (a log, say) is not a reason to reload.
+    std::fs::write(folder.join("divergence.jsonl"), "{}\n").expect("write a log");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(generation().await, 1);
+
+    // Kubernetes' swap: a new version folder, a new link, renamed over `..data`.
+    write_version("..v2", 100);
+    std::os::unix::fs::symlink("..v2", folder.join("..data_tmp")).expect("tmp link");
+    std::fs::rename(folder.join("..data_tmp"), folder.join("..data")).expect("swap");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while generation().await < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(generation().await, 2, "one reload for the swap");
+    let answer = TestClient::new(veer.addr())
+        .get("/v1/p", &[])
+        .await
+        .expect("answer");
+    assert_eq!(
+        answer.header("x-veer-backend"),
+        "v2",
+        "the new weights serve"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(generation().await, 2, "debounced: still one reload");
+    drop(veer);
+    let _ = std::fs::remove_dir_all(&folder);
+}

@@ -41,6 +41,12 @@ impl VeerProcess {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
+        VeerProcess::start_file(bin, config_path)
+    }
+
+    /// Runs `bin run --config CONFIG_PATH --log-format json` on a routing file the
+    /// caller wrote (in a folder of its own, say), as [`VeerProcess::start`] does.
+    pub fn start_file(bin: &str, config_path: PathBuf) -> Result<VeerProcess, String> {
         let mut child = Command::new(bin)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config_path)
