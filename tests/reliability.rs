@@ -64,13 +64,16 @@ fn percentile(mut samples: Vec<Duration>, pct: usize) -> Duration {
     samples[(samples.len() * pct / 100).min(samples.len() - 1)]
 }
 
+/// Looks at one answer (and when its request began); false counts it as failed.
+type Check = Arc<dyn Fn(Instant, &veer_testkit::Answer) -> bool + Send + Sync>;
+
 /// Runs `clients` tasks sending GETs until `stop`, each answer checked by `check`
 /// (which returns false for a failure); returns (sent, failed).
 async fn load(
     addr: SocketAddr,
     clients: usize,
     stop: Arc<AtomicBool>,
-    check: Arc<dyn Fn(Instant, &veer_testkit::Answer) -> bool + Send + Sync>,
+    check: Check,
 ) -> (usize, usize) {
     let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let tasks: Vec<_> = (0..clients)
