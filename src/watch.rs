@@ -29,7 +29,7 @@ pub fn start(config: &Path, routes: Routes) -> anyhow::Result<notify::Recommende
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => Path::new(".").to_owned(),
     };
-    let names = watched_names(config, &routes.load().config());
+    let names = watched_names(config, routes.load().config());
     let (changed, mut changes) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
