@@ -471,3 +471,49 @@ async fn h2load_over_h2c_and_tls_sees_no_error() {
         ),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_is_veer_s_503_not_the_backend_s_error() {
+    let _turn = one_at_a_time().await;
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let config = two_versions(&backend.url(), &backend.url(), 1, 0, "");
+    let veer = VeerProcess::start_limited(VEER, &config, Some(48))
+        .unwrap_or_else(|e| panic!("veer did not start: {e}"));
+    // A first connection, served while descriptors remain.
+    let mut first = TcpStream::connect(veer.addr()).await.expect("connect");
+    first
+        .write_all(b"GET /p HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = first.read(&mut buf).await.expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Use up veer's descriptors with connections it accepts and keeps.
+    let mut hogs = Vec::new();
+    for _ in 0..60 {
+        if let Ok(stream) = TcpStream::connect(veer.addr()).await {
+            hogs.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pooled upstream connection idles out (4 s) so the next request must
+    // connect anew, with no descriptor left to do it.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    first
+        .write_all(b"GET /p HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let n = tokio::time::timeout(Duration::from_secs(10), first.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("answer");
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""error":"out_of_sockets""#), "{answer}");
+    drop(hogs);
+    let admin = TestClient::new(veer.admin_addr());
+    let errors = admin
+        .metric("veer_requests_total", &[("code", "error")])
+        .await;
+    assert_eq!(errors, 0.0, "not counted against the backend");
+}

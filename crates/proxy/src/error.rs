@@ -61,6 +61,14 @@ pub enum ProxyError {
         #[source]
         source: UpstreamError,
     },
+    /// Local: veer is out of file descriptors and cannot open a connection; not the
+    /// backend's fault (raise the fd limit, or lower `limits.max_connections`).
+    #[error("veer is out of sockets")]
+    OutOfSockets {
+        /// The connect error (EMFILE or ENFILE).
+        #[source]
+        source: UpstreamError,
+    },
     /// Upstream: the backend has `max_connections` requests in flight already.
     #[error("backend \"{backend}\" is at its max_connections; retry shortly")]
     Saturated {
@@ -75,6 +83,17 @@ pub enum ProxyError {
         /// The budget it exceeded.
         timeout: Duration,
     },
+}
+
+/// Whose doing a refused request is: what it is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The client's (a 4xx): `veer_client_errors_total`, never a backend.
+    Client,
+    /// The backend's: its series and its outlier detection.
+    Backend,
+    /// veer's own (out of sockets): logged, counted against no one.
+    Veer,
 }
 
 /// An error of the upstream pool.
@@ -121,7 +140,9 @@ impl ProxyError {
             | ProxyError::Upstream { .. }
             | ProxyError::BadAnswer { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Saturated { .. } | ProxyError::OutOfSockets { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -137,6 +158,22 @@ impl ProxyError {
             ProxyError::Upstream { .. } | ProxyError::BadAnswer { .. } => "backend_failed",
             ProxyError::Timeout { .. } => "backend_timeout",
             ProxyError::Saturated { .. } => "backend_saturated",
+            ProxyError::OutOfSockets { .. } => "out_of_sockets",
+        }
+    }
+
+    /// Whose doing this is.
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::NoRoute { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::BadRequest { .. } => Blame::Client,
+            ProxyError::OutOfSockets { .. } => Blame::Veer,
+            ProxyError::Unreachable { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::BadAnswer { .. }
+            | ProxyError::Saturated { .. }
+            | ProxyError::Timeout { .. } => Blame::Backend,
         }
     }
 
@@ -145,7 +182,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. }
             | ProxyError::ClientBody(_)
-            | ProxyError::BadRequest { .. } => None,
+            | ProxyError::BadRequest { .. }
+            | ProxyError::OutOfSockets { .. } => None,
             ProxyError::Unreachable { backend, .. }
             | ProxyError::BadAnswer { backend, .. }
             | ProxyError::Upstream { backend, .. }
@@ -181,7 +219,10 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(crate::headers::REQUEST_ID.clone(), request_id.clone());
-        if matches!(self, ProxyError::Saturated { .. }) {
+        if matches!(
+            self,
+            ProxyError::Saturated { .. } | ProxyError::OutOfSockets { .. }
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

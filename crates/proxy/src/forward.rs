@@ -125,6 +125,7 @@ pub(crate) async fn send(
                 timeout: upstream.timeout,
             }))
         }
+        Ok(Err(source)) if out_of_sockets(&source) => Err(ProxyError::OutOfSockets { source }),
         Ok(Err(source)) if source.is_connect() => Err(ProxyError::Unreachable {
             backend: upstream.name.clone(),
             source,
@@ -138,6 +139,19 @@ pub(crate) async fn send(
             timeout: upstream.timeout,
         }),
     }
+}
+
+/// True when connecting failed for want of a file descriptor here (EMFILE, ENFILE):
+/// veer's own shortage, not the backend's fault.
+fn out_of_sockets(error: &UpstreamError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The same bodiless request again.

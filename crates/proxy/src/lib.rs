@@ -45,7 +45,7 @@ mod snapshot;
 mod tls;
 mod upload;
 
-pub use error::{ProxyError, UpstreamError};
+pub use error::{Blame, ProxyError, UpstreamError};
 pub use proxy::Proxy;
 pub use registry::RegistrySize;
 pub use routes::{RejectedChange, ReloadError, Reloaded, Routes};

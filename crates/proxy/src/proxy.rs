@@ -13,6 +13,7 @@ use veer_route::RequestHead;
 use veer_telemetry::{Exchange, Role};
 
 use crate::body::{LiveCapture, ResponseBody, Tee, UpstreamBody};
+use crate::error::Blame;
 use crate::forward;
 use crate::grpc::{self, GrpcCall};
 use crate::headers::{self, Downstream};
@@ -61,7 +62,7 @@ impl Proxy {
                 let status = error.status().as_u16();
                 // A 5xx is veer's or a backend's problem and worth an operator's eye;
                 // a 4xx is the client's, and could flood the log.
-                if error.backend().is_none() {
+                if error.blame() == Blame::Client {
                     // Answered without an upstream exchange (no route, unreadable body):
                     // the client's doing, counted as such; the access log still gets
                     // its line.
@@ -173,8 +174,8 @@ impl Proxy {
 
 /// Records the live exchange in the route's series and the backend's health: now,
 /// or, for a gRPC call whose status will come in its trailers, when its response
-/// ends (the returned call rides along in the response body). A client's fault is
-/// not the backend's exchange, and is recorded nowhere here.
+/// ends (the returned call rides along in the response body). A client's fault (or
+/// veer's own) is not the backend's exchange, and is recorded nowhere here.
 fn record_live(
     route: &CompiledRoute,
     backend: BackendId,
@@ -183,7 +184,7 @@ fn record_live(
     started: Instant,
     request_id: &HeaderValue,
 ) -> Option<Box<GrpcCall>> {
-    if matches!(result, Err(ProxyError::ClientBody(_))) {
+    if matches!(result, Err(e) if e.blame() != Blame::Backend) {
         return None;
     }
     let series = route.live_series(backend);

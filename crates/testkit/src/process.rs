@@ -34,6 +34,16 @@ impl VeerProcess {
     /// Writes `config` to a fresh file and runs `bin run --config FILE --log-format
     /// json`, returning once veer reports its client listener bound.
     pub fn start(bin: &str, config: &str) -> Result<VeerProcess, String> {
+        VeerProcess::start_limited(bin, config, None)
+    }
+
+    /// As [`VeerProcess::start`], with at most `max_fds` open files when given
+    /// (`ulimit -n` in a shell that then becomes veer, so the pid is veer's).
+    pub fn start_limited(
+        bin: &str,
+        config: &str,
+        max_fds: Option<u32>,
+    ) -> Result<VeerProcess, String> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let config_path = std::env::temp_dir().join(format!(
             "veer-test-{}-{}.toml",
@@ -41,13 +51,29 @@ impl VeerProcess {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
-        VeerProcess::start_file(bin, config_path)
+        VeerProcess::launch(bin, config_path, max_fds)
     }
 
     /// Runs `bin run --config CONFIG_PATH --log-format json` on a routing file the
     /// caller wrote (in a folder of its own, say), as [`VeerProcess::start`] does.
     pub fn start_file(bin: &str, config_path: PathBuf) -> Result<VeerProcess, String> {
-        let mut child = Command::new(bin)
+        VeerProcess::launch(bin, config_path, None)
+    }
+
+    fn launch(
+        bin: &str,
+        config_path: PathBuf,
+        max_fds: Option<u32>,
+    ) -> Result<VeerProcess, String> {
+        let mut command = match max_fds {
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+                sh
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
