@@ -155,8 +155,13 @@ impl<IO> Watched<IO> {
             self.phase = Phase::Busy;
         } else if !fresh.is_empty() {
             match self.phase {
-                // HTTP/2 frames between requests (pings, settings) are not a head.
-                _ if self.protocol == Protocol::H2 => {}
+                // HTTP/2 frames between requests (the preface, settings, pings) are
+                // not a head: the connection is idle, and they do not keep it alive.
+                Phase::Idle if self.protocol == Protocol::H2 => {}
+                _ if self.protocol == Protocol::H2 => {
+                    let idle = self.timeouts.idle;
+                    self.arm(Phase::Idle, idle);
+                }
                 Phase::Head { started: true } => {}
                 // A new connection's budget already runs from accept.
                 Phase::Head { started: false } => self.phase = Phase::Head { started: true },

@@ -266,3 +266,37 @@ async fn faulty_uploads_are_4xx_and_never_count_against_the_backend() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_lives_for_the_idle_timeout_not_the_header_timeout() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let proxy = start(&limited(
+        &backend.url(),
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"1200ms\"",
+    ))
+    .await;
+    let stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    let closed = tokio::spawn(connection);
+    let request = || {
+        http::Request::get(format!("http://{}/v1/x", proxy.addr))
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    // Idle longer than the header timeout between requests: still open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answer = sender.send_request(request()).await.expect("first answer");
+    assert_eq!(answer.status(), 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answer = sender.send_request(request()).await.expect("second answer");
+    assert_eq!(answer.status(), 200);
+    // Idle past the idle timeout: veer closes it.
+    let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is closed");
+}
