@@ -8,20 +8,24 @@
 //!   for its first head); past it veer answers `408 request_header_timeout` and
 //!   closes. This is what stops slowloris: hyper's own header timeout also counts
 //!   keep-alive idle time and closes without an answer;
-//! - once shutdown begins, the connection closes at once.
+//! - once shutdown begins, an HTTP/1 connection closes at once (HTTP/2 ones get
+//!   GOAWAY from the graceful shutdown).
 //!
-//! While a request is in flight the connection has no deadline of its own: the
-//! request body and the backend have theirs.
+//! While a request is in flight the connection has no read deadline of its own: the
+//! request body and the backend have theirs. Writing has one at all times: a client
+//! that stops reading its answers (its socket stays full) is cut off after
+//! `idle_timeout`, so it cannot hold a connection slot and a backend permit forever.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
+use http::StatusCode;
 use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,12 +33,17 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use veer_telemetry::Telemetry;
 
+use crate::error::raw_answer;
+
 /// The answer to a request head that did not arrive in time.
-const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
-content-type: application/json\r\n\
-connection: close\r\n\
-content-length: 91\r\n\r\n\
-{\"error\":\"request_header_timeout\",\"message\":\"the request head did not arrive in time\"}\n";
+static HEADER_TIMEOUT_ANSWER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    raw_answer(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_header_timeout",
+        "the request head did not arrive in time",
+        "",
+    )
+});
 
 /// The first bytes of every HTTP/2 prior-knowledge connection.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -52,6 +61,9 @@ pub(crate) struct Timeouts {
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     requests: AtomicUsize,
+    /// Requests ever started: a request that began and ended between two reads
+    /// (pipelined, answered from hyper's buffer) still counts as activity.
+    started: AtomicU64,
     /// The connection's reader, parked while a request was in flight: woken when the
     /// last one ends, so the idle clock starts then and not at the next byte.
     reader: AtomicWaker,
@@ -61,6 +73,7 @@ impl Activity {
     /// Marks a request in flight until the guard (kept in its response body) drops.
     pub(crate) fn start(self: &Arc<Self>) -> Active {
         self.requests.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::AcqRel);
         Active(self.clone())
     }
 
@@ -106,6 +119,15 @@ pub(crate) struct Watched<IO> {
     phase: Phase,
     protocol: Protocol,
     deadline: Pin<Box<Sleep>>,
+    /// Preface bytes matched so far, while the protocol is unknown.
+    sniffed: usize,
+    /// [`Activity`]'s count of started requests when last looked at.
+    seen: u64,
+    /// Bytes handed to the socket and not yet flushed: no raw answer may go out.
+    unflushed: bool,
+    /// Armed while the client does not take what veer writes (its window is full):
+    /// a client that stops reading is cut off after `idle` (nginx's send_timeout).
+    write_stall: Option<Pin<Box<Sleep>>>,
     stop: CancellationToken,
     stopped: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Where header timeouts are counted.
@@ -130,6 +152,10 @@ impl<IO> Watched<IO> {
             phase: Phase::Head { started: false },
             protocol: if h2 { Protocol::H2 } else { Protocol::Unknown },
             deadline: Box::pin(tokio::time::sleep(timeouts.header)),
+            sniffed: 0,
+            seen: 0,
+            unflushed: false,
+            write_stall: None,
             stop: stop.clone(),
             stopped: Box::pin(stop.clone().cancelled_owned()),
             telemetry,
@@ -141,35 +167,84 @@ impl<IO> Watched<IO> {
         self.deadline.as_mut().reset(Instant::now() + after);
     }
 
-    /// Notes bytes that just arrived.
-    fn arrived(&mut self, fresh: &[u8]) {
-        if self.protocol == Protocol::Unknown && !fresh.is_empty() {
-            let n = fresh.len().min(H2_PREFACE.len());
-            self.protocol = if fresh[..n] == H2_PREFACE[..n] {
-                Protocol::H2
+    /// Tells HTTP/2 prior knowledge from HTTP/1 by the preface, across reads: HTTP/1
+    /// at the first byte that differs from it, HTTP/2 only once it is whole.
+    fn sniff(&mut self, fresh: &[u8]) {
+        for byte in fresh {
+            if self.protocol != Protocol::Unknown {
+                return;
+            }
+            if *byte != H2_PREFACE[self.sniffed] {
+                self.protocol = Protocol::Http1;
             } else {
-                Protocol::Http1
-            };
+                self.sniffed += 1;
+                if self.sniffed == H2_PREFACE.len() {
+                    self.protocol = Protocol::H2;
+                }
+            }
+        }
+    }
+
+    /// True (and the phase made Busy) when a request is in flight or one started
+    /// since the last look.
+    fn busy(&mut self) -> bool {
+        let started = self.activity.started.load(Ordering::Acquire);
+        if started != self.seen {
+            self.seen = started;
+            self.phase = Phase::Busy;
         }
         if self.activity.busy() {
             self.phase = Phase::Busy;
-        } else if !fresh.is_empty() {
-            match self.phase {
-                // HTTP/2 frames between requests (the preface, settings, pings) are
-                // not a head: the connection is idle, and they do not keep it alive.
-                Phase::Idle if self.protocol == Protocol::H2 => {}
-                _ if self.protocol == Protocol::H2 => {
-                    let idle = self.timeouts.idle;
-                    self.arm(Phase::Idle, idle);
-                }
-                Phase::Head { started: true } => {}
-                // A new connection's budget already runs from accept.
-                Phase::Head { started: false } => self.phase = Phase::Head { started: true },
-                Phase::Idle | Phase::Busy => {
-                    let header = self.timeouts.header;
-                    self.arm(Phase::Head { started: true }, header);
-                }
+            return true;
+        }
+        false
+    }
+
+    /// Notes bytes that just arrived.
+    fn arrived(&mut self, fresh: &[u8]) {
+        self.sniff(fresh);
+        if self.busy() || fresh.is_empty() {
+            return;
+        }
+        match self.phase {
+            // HTTP/2 frames between requests (the preface, settings, pings) are not a
+            // head: the connection is idle, and they do not keep it alive.
+            Phase::Idle if self.protocol == Protocol::H2 => {}
+            _ if self.protocol == Protocol::H2 => {
+                let idle = self.timeouts.idle;
+                self.arm(Phase::Idle, idle);
             }
+            Phase::Head { started: true } => {}
+            // A new connection's budget already runs from accept.
+            Phase::Head { started: false } => self.phase = Phase::Head { started: true },
+            Phase::Idle | Phase::Busy => {
+                let header = self.timeouts.header;
+                self.arm(Phase::Head { started: true }, header);
+            }
+        }
+    }
+
+    /// Notes how a write went: progress disarms the stall clock, a full socket arms
+    /// it, and past it the write fails.
+    fn wrote<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.write_stall = None;
+            return polled;
+        }
+        let after = self.timeouts.idle;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client has not read its answer within idle_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -196,8 +271,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {}
         }
-        if this.activity.busy() {
-            this.phase = Phase::Busy;
+        if this.busy() {
             this.activity.reader.register(cx.waker());
             // The last request may have ended meanwhile; then its wake was missed.
             if this.activity.busy() {
@@ -208,8 +282,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
             let idle = this.timeouts.idle;
             this.arm(Phase::Idle, idle);
         }
-        // Shutdown: a connection with nothing in flight closes now (end of stream).
-        if this.stop.is_cancelled() || this.stopped.as_mut().poll(cx).is_ready() {
+        // Shutdown: an HTTP/1 connection with nothing in flight closes now (end of
+        // stream); an HTTP/2 one is sent GOAWAY by the graceful shutdown instead.
+        let stopping = this.stop.is_cancelled() || this.stopped.as_mut().poll(cx).is_ready();
+        if stopping && this.protocol != Protocol::H2 {
             return Poll::Ready(Ok(()));
         }
         if this.deadline.as_mut().poll(cx).is_pending() {
@@ -217,10 +293,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
         }
         match this.phase {
             Phase::Head { started: true } if this.protocol == Protocol::Http1 => {
-                // Nothing has been written on this connection since its last answer,
-                // so a whole response fits in the empty send buffer; best effort.
-                let _ = Pin::new(&mut this.io).poll_write(cx, HEADER_TIMEOUT_RESPONSE);
-                let _ = Pin::new(&mut this.io).poll_flush(cx);
+                // Only when every earlier answer is flushed can a whole response go
+                // out without landing inside one; then it fits the empty send buffer.
+                if !this.unflushed {
+                    let _ = Pin::new(&mut this.io).poll_write(cx, &HEADER_TIMEOUT_ANSWER);
+                    let _ = Pin::new(&mut this.io).poll_flush(cx);
+                }
                 if let Some(telemetry) = &this.telemetry {
                     telemetry.record_client_error("request_header_timeout");
                 }
@@ -241,7 +319,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        // Written, or waiting to be: either way not flushed yet.
+        this.unflushed |= !buf.is_empty();
+        this.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -249,7 +331,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.unflushed |= bufs.iter().any(|b| !b.is_empty());
+        this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -257,7 +342,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        if matches!(polled, Poll::Ready(Ok(()))) {
+            this.unflushed = false;
+        }
+        this.wrote(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

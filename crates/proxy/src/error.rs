@@ -228,3 +228,50 @@ impl ProxyError {
         response
     }
 }
+
+/// A whole HTTP/1.1 answer veer writes on a raw connection, one it closes after
+/// (a refused connection, a request head that never came): `status`, a JSON body
+/// `{"error": kind, "message": message}`, its exact length, and `extra` header lines
+/// (each ending in CRLF).
+pub(crate) fn raw_answer(status: StatusCode, kind: &str, message: &str, extra: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": kind, "message": message }).to_string();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nconnection: close\r\n{extra}content-length: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_answer_declares_the_length_of_its_body() {
+        let answer = raw_answer(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_header_timeout",
+            "late",
+            "retry-after: 1\r\n",
+        );
+        let text = String::from_utf8(answer).expect("text");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(
+            head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nretry-after: 1\r\n"));
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.parse().ok())
+            .expect("a content-length");
+        assert_eq!(declared, body.len());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).expect("json")["error"],
+            "request_header_timeout"
+        );
+    }
+}

@@ -7,10 +7,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -25,6 +25,7 @@ use veer_config::{defaults, Limits};
 use veer_telemetry::Telemetry;
 
 use crate::connection::{Activity, Counted, CountedFuture, Timeouts, Watched};
+use crate::error::raw_answer;
 use crate::headers::Downstream;
 use crate::Proxy;
 
@@ -37,12 +38,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
 /// The answer on a connection over the limit.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\n\
-retry-after: 1\r\n\
-connection: close\r\n\
-content-length: 87\r\n\r\n\
-{\"error\":\"too_many_connections\",\"message\":\"veer is at its connection limit; retry\"}\n";
+static TOO_MANY_CONNECTIONS: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    raw_answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_connections",
+        "veer is at its connection limit; retry",
+        "retry-after: 1\r\n",
+    )
+});
 
 /// What one listener enforces on its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,7 +331,7 @@ impl Drop for Slot {
 /// discarding) what the client sent meanwhile for a moment so it gets the answer
 /// rather than a reset.
 async fn refuse(mut stream: TcpStream) {
-    if stream.write_all(TOO_MANY_CONNECTIONS).await.is_err() {
+    if stream.write_all(&TOO_MANY_CONNECTIONS).await.is_err() {
         return;
     }
     let _ = stream.shutdown().await;

@@ -46,6 +46,21 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
 
 const GET: &[u8] = b"GET /v1/x HTTP/1.1\r\nhost: t\r\n\r\n";
 
+/// Asserts a raw answer's body is exactly as long as its `content-length` says.
+fn assert_whole(answer: &str) {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let declared: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a content-length");
+    assert_eq!(declared, body.len(), "{answer:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_get_408_while_other_clients_are_served() {
     let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
@@ -53,12 +68,19 @@ async fn slow_heads_get_408_while_other_clients_are_served() {
     let addr = proxy.addr;
     let started = Instant::now();
     let trickles: Vec<_> = (0..50)
-        .map(|_| {
+        .map(|i| {
             tokio::spawn(async move {
                 let mut stream = TcpStream::connect(addr).await.expect("connect");
                 let (mut read, mut write) = stream.split();
+                // Half start like HTTP/2's preface does ("P"), which must not make
+                // them look like HTTP/2.
+                let head: &[u8] = if i % 2 == 0 {
+                    b"GET /v1/x HTTP/1.1\r\nx-slow: 0123456789abcdef"
+                } else {
+                    b"POST /v1/x HTTP/1.1\r\nx-slow: 0123456789abcdef"
+                };
                 let trickle = async {
-                    for byte in b"GET /v1/x HTTP/1.1\r\nx-slow: 0123456789abcdef" {
+                    for byte in head {
                         if write.write_all(&[*byte]).await.is_err() {
                             return;
                         }
@@ -101,6 +123,7 @@ async fn slow_heads_get_408_while_other_clients_are_served() {
             "got {answer:?}"
         );
         assert!(answer.contains(r#""error":"request_header_timeout""#));
+        assert_whole(&answer);
         assert!(after < Duration::from_secs(4), "closed after {after:?}");
     }
     assert_eq!(
@@ -145,7 +168,21 @@ async fn idle_and_silent_connections_are_closed() {
     let mut silent = TcpStream::connect(proxy.addr).await.expect("connect");
     let opened = Instant::now();
     assert_eq!(read_to_close(&mut silent, Duration::from_secs(5)).await, "");
-    assert!(opened.elapsed() < Duration::from_secs(2));
+    let silent_for = opened.elapsed();
+    assert!(
+        silent_for >= Duration::from_millis(250) && silent_for < Duration::from_secs(2),
+        "closed at the header timeout: {silent_for:?}"
+    );
+
+    // Two pipelined requests in one write, both answered, then nothing: an idle
+    // connection (closed at the idle timeout, with no 408 written into it).
+    let mut piped = TcpStream::connect(proxy.addr).await.expect("connect");
+    piped.write_all(&[GET, GET].concat()).await.expect("write");
+    let piped_from = Instant::now();
+    let all = read_to_close(&mut piped, Duration::from_secs(5)).await;
+    assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all:?}");
+    assert!(!all.contains("408"), "{all:?}");
+    assert!(piped_from.elapsed() >= Duration::from_millis(400));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +204,7 @@ async fn a_full_listener_answers_503_and_keeps_serving_the_open_connections() {
     assert!(refused.starts_with("HTTP/1.1 503"), "got {refused:?}");
     assert!(refused.contains(r#""error":"too_many_connections""#));
     assert!(refused.contains("retry-after: 1"));
+    assert_whole(&refused);
     assert!(refused_at.elapsed() < Duration::from_secs(2));
 
     for stream in &mut open {
@@ -299,4 +337,35 @@ async fn an_idle_http2_connection_lives_for_the_idle_timeout_not_the_header_time
     // Idle past the idle timeout: veer closes it.
     let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
     assert!(ended.is_ok(), "the idle HTTP/2 connection is closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_frees_the_backend() {
+    let big = "x".repeat(16 * 1024 * 1024);
+    let backend = TestBackend::start(Behavior::Fixed(big)).await;
+    let config = limited(&backend.url(), "idle_timeout = \"1s\"")
+        .replace("timeout = \"5s\"", "timeout = \"5s\"\nmax_connections = 1");
+    let proxy = start(&config).await;
+    let mut stalled = TcpStream::connect(proxy.addr).await.expect("connect");
+    stalled.write_all(GET).await.expect("write");
+    // Read nothing: veer's writes fill the socket and stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = proxy.client.get("/v1/x", &[]).await.expect("answer");
+    assert_eq!(
+        busy.status, 503,
+        "the only backend permit is held meanwhile"
+    );
+    // Cut at the 1 s idle timeout, well before the backend's 5 s one could.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+        if answer.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled reader still holds the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
