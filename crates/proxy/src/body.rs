@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::grpc::GrpcCall;
-use crate::upload::{ClientBody, ClientFault};
+use crate::silence::Silence;
+use crate::upload::{ClientBody, ClientFault, Progress};
 
 /// A request body on its way to a backend.
 #[derive(Debug)]
@@ -290,22 +291,28 @@ pub(crate) enum UpstreamBodyError {
     Stalled(Duration),
 }
 
-/// A backend's response body, never silent for longer than the backend's timeout:
-/// a backend that stalls mid-body has the exchange (and its connection) dropped
-/// then, instead of holding the client and the in-flight permit forever.
+/// A backend's response body, never silent for longer than the backend's timeout
+/// once the request is whole: a backend that stalls mid-body has the exchange (and
+/// its connection) dropped then, instead of holding the client and the in-flight
+/// permit forever. While the client is still uploading (a streaming call), a quiet
+/// backend is waiting for it, not stalled.
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
     inner: Incoming,
-    stall: Duration,
-    silence: Option<Pin<Box<tokio::time::Sleep>>>,
+    silence: Silence,
+    upload: Option<Arc<Progress>>,
 }
 
 impl UpstreamBody {
-    pub(crate) fn new(inner: Incoming, stall: Duration) -> UpstreamBody {
+    pub(crate) fn new(
+        inner: Incoming,
+        stall: Duration,
+        upload: Option<Arc<Progress>>,
+    ) -> UpstreamBody {
         UpstreamBody {
             inner,
-            stall,
-            silence: None,
+            silence: Silence::new(stall),
+            upload,
         }
     }
 }
@@ -321,23 +328,19 @@ impl Body for UpstreamBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(silence) = this.silence.as_mut() {
-                    silence
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + this.stall);
-                }
+                this.silence.heard();
                 Poll::Ready(frame.map(|f| f.map_err(UpstreamBodyError::Broken)))
             }
-            Poll::Pending => {
-                let stall = this.stall;
-                let silence = this
-                    .silence
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                match silence.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(UpstreamBodyError::Stalled(stall)))),
-                    Poll::Pending => Poll::Pending,
-                }
+            Poll::Pending if this.upload.as_deref().is_some_and(Progress::open) => {
+                this.silence.heard();
+                Poll::Pending
             }
+            Poll::Pending => match this.silence.poll_quiet(cx) {
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(UpstreamBodyError::Stalled(this.silence.limit()))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

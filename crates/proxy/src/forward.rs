@@ -115,12 +115,18 @@ pub(crate) async fn send(
         }
         (first, _) => first,
     };
+    // The upload's own account comes first: some failures lose the body's error
+    // on the way (an HTTP/2 backend's stream is merely reset).
+    if let (Ok(Err(_)) | Err(_), Some(fault)) = (&outcome, upload.and_then(Progress::fault)) {
+        return Err(ProxyError::ClientBody(fault));
+    }
     match outcome {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(source)) if ClientFault::find(&source).is_some() => {
             Err(ProxyError::client_fault(source))
         }
-        Err(_) if upload.is_some_and(Progress::waiting_on_client) => {
+        // The backend cannot answer what it has not yet received whole.
+        Err(_) if upload.is_some_and(Progress::open) => {
             Err(ProxyError::ClientBody(ClientFault::Stalled {
                 timeout: upstream.timeout,
             }))

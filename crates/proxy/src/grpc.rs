@@ -20,6 +20,7 @@ use hyper::body::Frame;
 use veer_telemetry::{Exchange, ExchangeSeries};
 
 use crate::health::Health;
+use crate::upload::Progress;
 
 /// `grpc-status` of a call that ended without one (the stream was cut short).
 const UNKNOWN: u16 = 2;
@@ -52,6 +53,9 @@ pub(crate) struct GrpcCall {
     request_id: HeaderValue,
     upstream: Authority,
     http_status: u16,
+    /// The client's side of a streaming call: when it broke the call, the
+    /// backend is not to blame.
+    upload: Option<Arc<Progress>>,
     recorded: bool,
 }
 
@@ -73,6 +77,7 @@ impl GrpcCall {
         request_id: HeaderValue,
         upstream: Authority,
         http_status: u16,
+        upload: Option<Arc<Progress>>,
     ) -> GrpcCall {
         GrpcCall {
             series,
@@ -81,6 +86,7 @@ impl GrpcCall {
             request_id,
             upstream,
             http_status,
+            upload,
             recorded: false,
         }
     }
@@ -92,6 +98,10 @@ impl GrpcCall {
                 if let Some(trailers) = frame.trailers_ref() {
                     self.finish(Some(status(trailers).unwrap_or(UNKNOWN)));
                 }
+            }
+            // The client broke its half (too large, stalled): the call is its doing.
+            Some(Err(_)) if self.upload.as_deref().and_then(Progress::fault).is_some() => {
+                self.recorded = true;
             }
             Some(Err(_)) => self.finish(None),
             None => self.finish(Some(UNKNOWN)),

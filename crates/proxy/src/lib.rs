@@ -41,6 +41,7 @@ mod registry;
 mod routes;
 pub mod server;
 mod shadow;
+mod silence;
 mod snapshot;
 mod tls;
 mod upload;

@@ -21,7 +21,7 @@ use crate::path;
 use crate::pool::ComparePool;
 use crate::shadow;
 use crate::snapshot::{CompiledRoute, Upstream};
-use crate::upload::ClientBody;
+use crate::upload::{ClientBody, Progress};
 use crate::{ProxyError, Routes, Snapshot};
 
 /// The reverse proxy: the current routes (with their upstream clients), and the
@@ -134,8 +134,10 @@ impl Proxy {
             &result,
             started,
             request_id,
+            &upload,
         );
-        let result = result.map(|r| r.map(|body| UpstreamBody::new(body, upstream.timeout)));
+        let result =
+            result.map(|r| r.map(|body| UpstreamBody::new(body, upstream.timeout, upload.clone())));
         let mut response = match (result, live_capture) {
             (Ok(response), None) => response.map(|body| ResponseBody::Streamed {
                 body,
@@ -183,6 +185,7 @@ fn record_live(
     result: &Result<Response<Incoming>, ProxyError>,
     started: Instant,
     request_id: &HeaderValue,
+    upload: &Option<Arc<Progress>>,
 ) -> Option<Box<GrpcCall>> {
     if matches!(result, Err(e) if e.blame() != Blame::Backend) {
         return None;
@@ -200,6 +203,7 @@ fn record_live(
                 request_id.clone(),
                 upstream.authority.clone(),
                 r.status().as_u16(),
+                upload.clone(),
             )));
         }
     }

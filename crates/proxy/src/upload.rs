@@ -6,16 +6,15 @@
 //! while forwarding, so the handler can tell a client's fault from a backend's
 //! ([`ClientFault::find`]) and never count it against the backend.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::silence::Silence;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::time::Sleep;
 
 /// What the client did wrong with its request body.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +25,9 @@ pub enum ClientFault {
         /// The route's `max_request_body`.
         limit: u64,
     },
-    /// Nothing arrived for `timeout` while the body was incomplete.
-    #[error("the request body stalled for {timeout:?}")]
+    /// The body did not arrive in time: nothing for `body_read_timeout`, or not
+    /// all of it within the backend's timeout.
+    #[error("the request body did not arrive in time ({timeout:?})")]
     Stalled {
         /// `limits.body_read_timeout`.
         timeout: Duration,
@@ -54,18 +54,49 @@ impl ClientFault {
 }
 
 /// Where reading the body stands, shared with the handler: whether the proxy is
-/// waiting on the client right now. A backend timeout while it is, is the client's.
-#[derive(Debug, Default)]
-pub(crate) struct Progress(AtomicU8);
+/// waiting on the client right now, whether the body is complete, and the fault
+/// that ended it, if one did. Some upstream errors lose the body's own error (an
+/// HTTP/2 backend's stream is just reset), so the fault is kept here too.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    state: AtomicU8,
+    limit: u64,
+    stall: Duration,
+}
 
 const READING: u8 = 0;
 const WAITING_ON_CLIENT: u8 = 1;
 const DONE: u8 = 2;
+const TOO_LARGE: u8 = 3;
+const STALLED: u8 = 4;
+const BROKEN: u8 = 5;
 
 impl Progress {
-    /// True while the body is incomplete and no bytes are waiting to be read.
-    pub(crate) fn waiting_on_client(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == WAITING_ON_CLIENT
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Relaxed);
+    }
+
+    /// True while the body is incomplete and the client has not failed it: a
+    /// timeout now is the upload's, not the backend's.
+    pub(crate) fn open(&self) -> bool {
+        matches!(
+            self.state.load(Ordering::Relaxed),
+            READING | WAITING_ON_CLIENT
+        )
+    }
+
+    /// The fault that ended the body, if the client caused one.
+    pub(crate) fn fault(&self) -> Option<ClientFault> {
+        match self.state.load(Ordering::Relaxed) {
+            TOO_LARGE => Some(ClientFault::TooLarge { limit: self.limit }),
+            STALLED => Some(ClientFault::Stalled {
+                timeout: self.stall,
+            }),
+            BROKEN => Some(ClientFault::Broken(
+                "the client broke its request body".into(),
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -75,9 +106,7 @@ pub struct ClientBody {
     inner: Incoming,
     limit: u64,
     read: u64,
-    stall: Duration,
-    /// Armed while the client is silent; made the first time it is.
-    silence: Option<Pin<Box<Sleep>>>,
+    silence: Silence,
     /// Shared with the handler, for bodies that are not empty.
     progress: Option<Arc<Progress>>,
 }
@@ -86,13 +115,18 @@ impl ClientBody {
     /// Reads `inner` under `limit` bytes and a `stall` timeout.
     pub(crate) fn new(inner: Incoming, limit: u64, stall: Duration) -> ClientBody {
         // Most requests (GETs) have no body: no shared state for them.
-        let progress = (!inner.is_end_stream()).then(Arc::default);
+        let progress = (!inner.is_end_stream()).then(|| {
+            Arc::new(Progress {
+                state: AtomicU8::new(READING),
+                limit,
+                stall,
+            })
+        });
         ClientBody {
             inner,
             limit,
             read: 0,
-            stall,
-            silence: None,
+            silence: Silence::new(stall),
             progress,
         }
     }
@@ -111,8 +145,17 @@ impl ClientBody {
 
     fn mark(&self, state: u8) {
         if let Some(p) = &self.progress {
-            p.0.store(state, Ordering::Relaxed);
+            p.set(state);
         }
+    }
+
+    fn fail(
+        &self,
+        state: u8,
+        fault: ClientFault,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientFault>>> {
+        self.mark(state);
+        Poll::Ready(Some(Err(fault)))
     }
 }
 
@@ -130,36 +173,29 @@ impl Body for ClientBody {
                 if let Some(data) = frame.data_ref() {
                     this.read += data.len() as u64;
                     if this.read > this.limit {
-                        this.mark(DONE);
-                        return Poll::Ready(Some(Err(ClientFault::TooLarge { limit: this.limit })));
+                        let limit = this.limit;
+                        return this.fail(TOO_LARGE, ClientFault::TooLarge { limit });
                     }
                 }
-                this.mark(READING);
-                // Re-armed from now the next time the client goes quiet.
-                if let Some(silence) = this.silence.as_mut() {
-                    let deadline = tokio::time::Instant::now() + this.stall;
-                    silence.as_mut().reset(deadline);
-                }
+                this.silence.heard();
+                this.mark(if this.inner.is_end_stream() {
+                    DONE
+                } else {
+                    READING
+                });
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.mark(DONE);
-                Poll::Ready(Some(Err(ClientFault::Broken(e.into()))))
-            }
+            Poll::Ready(Some(Err(e))) => this.fail(BROKEN, ClientFault::Broken(e.into())),
             Poll::Ready(None) => {
                 this.mark(DONE);
                 Poll::Ready(None)
             }
             Poll::Pending => {
                 this.mark(WAITING_ON_CLIENT);
-                let stall = this.stall;
-                let silence = this
-                    .silence
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                match silence.as_mut().poll(cx) {
+                match this.silence.poll_quiet(cx) {
                     Poll::Ready(()) => {
-                        this.mark(DONE);
-                        Poll::Ready(Some(Err(ClientFault::Stalled { timeout: stall })))
+                        let timeout = this.silence.limit();
+                        this.fail(STALLED, ClientFault::Stalled { timeout })
                     }
                     Poll::Pending => Poll::Pending,
                 }

@@ -239,13 +239,27 @@ async fn a_full_listener_answers_503_and_keeps_serving_the_open_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_uploads_are_4xx_and_never_count_against_the_backend() {
+    faulty_uploads(false).await;
+}
+
+/// An HTTP/2 backend's stream is only reset when the client's body fails: the
+/// fault must still be the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_uploads_to_an_http2_backend_are_the_client_s_too() {
+    faulty_uploads(true).await;
+}
+
+async fn faulty_uploads(h2: bool) {
     // Reads the whole body before answering, as a model server does.
     let backend = TestBackend::start(Behavior::Records("{}".into())).await;
-    let proxy = start(&limited(
+    let mut config = limited(
         &backend.url(),
         "max_request_body = \"1KiB\"\nbody_read_timeout = \"500ms\"",
-    ))
-    .await;
+    );
+    if h2 {
+        config = config.replace("timeout = \"5s\"", "timeout = \"5s\"\nprotocol = \"h2\"");
+    }
+    let proxy = start(&config).await;
     let addr = proxy.addr;
 
     let declared = exchange(
