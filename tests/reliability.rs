@@ -512,8 +512,15 @@ async fn out_of_file_descriptors_is_veer_s_503_not_the_backend_s_error() {
     assert!(answer.contains(r#""error":"out_of_sockets""#), "{answer}");
     drop(hogs);
     let admin = TestClient::new(veer.admin_addr());
-    let errors = admin
-        .metric("veer_requests_total", &[("code", "error")])
+    let exchanges = admin
+        .metric("veer_requests_total", &[("backend", "v1")])
         .await;
-    assert_eq!(errors, 0.0, "not counted against the backend");
+    assert_eq!(
+        exchanges, 1.0,
+        "only the first request was an exchange with v1"
+    );
+    let refused = admin
+        .metric("veer_refused_total", &[("reason", "out_of_sockets")])
+        .await;
+    assert_eq!(refused, 1.0, "counted as veer's own refusal");
 }

@@ -60,19 +60,22 @@ impl Diagnostic {
         }
     }
 
-    /// The same finding with the offending value hidden in the source line shown
-    /// under it: for values that may be secrets (URL credentials, header values).
-    pub(crate) fn redacted(mut self) -> Self {
-        const SHOWN: &str = "\"<redacted>\"";
-        let chars: Vec<char> = self.source_line.chars().collect();
-        let start = (self.column - 1).min(chars.len());
-        let end = (start + self.underline).min(chars.len());
-        let mut line: String = chars[..start].iter().collect();
-        line.push_str(SHOWN);
-        line.extend(&chars[end..]);
-        self.source_line = line;
-        self.underline = SHOWN.len();
-        self
+    /// Replaces `len` characters of the source line from 1-based `column` with `*`,
+    /// keeping every column (and the caret) where it was.
+    pub(crate) fn mask(&mut self, column: usize, len: usize) {
+        let start = column.saturating_sub(1);
+        self.source_line = self
+            .source_line
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i >= start && i < start + len {
+                    '*'
+                } else {
+                    c
+                }
+            })
+            .collect();
     }
 
     /// A finding about the file as a whole (it could not be read, say).

@@ -88,6 +88,7 @@ impl Config {
             source,
             found: Vec::new(),
             divergence_logs: Vec::new(),
+            secrets: Vec::new(),
         };
         let raw: RawConfig = match toml::from_str(source) {
             Ok(raw) => raw,
@@ -98,6 +99,7 @@ impl Config {
             }
         };
         let config = v.config(raw);
+        v.hide_secrets();
         if v.found.iter().any(|d| d.severity == Severity::Error) {
             return Err(Diagnostics(v.found));
         }
@@ -114,6 +116,9 @@ struct Validator<'a> {
     found: Vec<Diagnostic>,
     /// Divergence logs seen so far, with the route that named each.
     divergence_logs: Vec<(String, DivergenceLog)>,
+    /// Spans of values that may be secrets (header values a route matches on, URLs
+    /// with credentials or a query): never shown in any finding's source line.
+    secrets: Vec<Range<usize>>,
 }
 
 impl Validator<'_> {
@@ -122,10 +127,15 @@ impl Validator<'_> {
         self.found.push(d);
     }
 
-    /// An error about a value that may be a secret: the value is not shown.
-    fn secret_error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let d = Diagnostic::new(Severity::Error, self.file, self.source, span, message);
-        self.found.push(d.redacted());
+    /// Masks every secret in the source lines findings show, whichever finding
+    /// shows the line (another key's mistake on the same line, say).
+    fn hide_secrets(&mut self) {
+        for secret in &self.secrets {
+            let at = Diagnostic::new(Severity::Error, self.file, self.source, secret.clone(), "");
+            for d in self.found.iter_mut().filter(|d| d.line == at.line) {
+                d.mask(at.column, at.underline);
+            }
+        }
     }
 
     fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -304,7 +314,12 @@ impl Validator<'_> {
 
     fn duration(&mut self, what: &str, raw: &Spanned<String>, fallback: Duration) -> Duration {
         match humantime::parse_duration(raw.get_ref()) {
-            Ok(d) if !d.is_zero() => d,
+            Ok(d) if !d.is_zero() && d <= defaults::MAX_DURATION => d,
+            Ok(d) if !d.is_zero() => {
+                let msg = format!("{what} \"{}\" is too long; at most 1 day", raw.get_ref());
+                self.error(raw.span(), msg);
+                fallback
+            }
             _ => {
                 let msg = format!(
                     "invalid {what} \"{}\"; expected a duration above zero such as \"2s\" or \"500ms\"",
@@ -487,12 +502,15 @@ impl Validator<'_> {
 
     fn backend_url(&mut self, name: &str, raw: &Spanned<String>) -> Uri {
         let text = raw.get_ref();
+        if text.contains(['@', '?']) {
+            self.secrets.push(raw.span());
+        }
         if text.contains('@') {
             // Userinfo: never echo the credentials back into a log or an answer.
             let msg = format!(
                         "invalid url for backend \"{name}\": it carries user:password@ (not shown); veer would send it in Host and show it in logs; expected http://HOST:PORT or https://HOST:PORT"
                     );
-            self.secret_error(raw.span(), msg);
+            self.error(raw.span(), msg);
             return Uri::from_static("http://invalid/");
         }
         let problem = match text.parse::<Uri>() {
@@ -510,8 +528,14 @@ impl Validator<'_> {
                 _ => "it lacks the http:// or https:// scheme or the host".to_owned(),
             },
         };
+        // A query may carry a key: such a url is not echoed.
+        let shown = if text.contains('?') {
+            String::new()
+        } else {
+            format!(" \"{text}\"")
+        };
         let msg = format!(
-            "invalid url \"{text}\" for backend \"{name}\": {problem}; expected http://HOST:PORT or https://HOST:PORT"
+            "invalid url{shown} for backend \"{name}\": {problem}; expected http://HOST:PORT or https://HOST:PORT"
         );
         self.error(raw.span(), msg);
         Uri::from_static("http://invalid/")
@@ -810,6 +834,7 @@ impl Validator<'_> {
             }
         }
         for (name, value) in raw.headers.unwrap_or_default() {
+            self.secrets.push(value.span());
             let header = HeaderName::from_bytes(name.as_bytes());
             let parsed = HeaderValue::from_str(value.get_ref());
             match (header, parsed) {
@@ -818,7 +843,7 @@ impl Validator<'_> {
                     let msg = format!(
                         "invalid header match \"{name}\" in route \"{route}\" (value not shown); expected a header name and a visible ASCII value"
                     );
-                    self.secret_error(value.span(), msg);
+                    self.error(value.span(), msg);
                 }
             }
         }
@@ -1270,6 +1295,35 @@ shadow = { backend = "a", divergence_log = "../../etc/cron.d/x", max_body = "2Gi
             assert!(line.starts_with(expected), "{line}\n  expected: {expected}");
         }
         assert!(!err.to_string().contains("cret"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_hidden_when_another_mistake_shares_their_line() {
+        let src = r#"
+[backends.a]
+url = "http://127.0.0.1:1/?api_key=hunter2"
+
+[[routes]]
+name = "r"
+match = { headers = { "x-api-key" = "sk-live-123" }, path_prefix = "no-slash" }
+split = [ { backend = "a", weight = 1 } ]
+"#;
+        let err = Config::from_toml("f.toml", src).expect_err("rejected");
+        let shown = err.to_string();
+        assert!(shown.contains("path_prefix \"no-slash\""), "{shown}");
+        assert!(
+            !shown.contains("sk-live-123") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let prefix = err
+            .errors()
+            .find(|d| d.message.contains("no-slash"))
+            .expect("found");
+        let caret_at = prefix.source_line.chars().skip(prefix.column - 1);
+        assert!(
+            caret_at.collect::<String>().starts_with("\"no-slash\""),
+            "the caret still points at it"
+        );
     }
 
     #[test]

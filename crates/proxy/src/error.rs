@@ -177,6 +177,15 @@ impl ProxyError {
         }
     }
 
+    /// True for a refusal at a limit (a saturated backend, no sockets left): a
+    /// sign of overload, not of a failure.
+    pub fn is_overload(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Saturated { .. } | ProxyError::OutOfSockets { .. }
+        )
+    }
+
     /// The backend involved, if any.
     pub fn backend(&self) -> Option<&str> {
         match self {

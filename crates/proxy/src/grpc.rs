@@ -27,11 +27,14 @@ const UNKNOWN: u16 = 2;
 /// `grpc-status` of a call whose client went away before it ended.
 const CANCELLED: u16 = 1;
 
-/// True for a gRPC message (`content-type: application/grpc`, `+proto`, ...).
+/// True for a gRPC message (`content-type: application/grpc`, `+proto`, `;...`).
+/// gRPC-Web (`application/grpc-web`) is not: its status travels in the body.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .strip_prefix(b"application/grpc")
+            .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
+    })
 }
 
 /// The `grpc-status` in `headers` (trailers, or a trailers-only head).

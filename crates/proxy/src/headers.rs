@@ -62,11 +62,7 @@ pub(crate) fn check_head<B>(req: &http::Request<B>) -> Result<(), crate::ProxyEr
         });
     }
     match (first, req.uri().authority()) {
-        (Some(host), Some(authority))
-            if !host
-                .as_bytes()
-                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
-        {
+        (Some(host), Some(authority)) if !same_host(host.as_bytes(), authority.as_str()) => {
             Err(crate::ProxyError::BadRequest {
                 kind: "conflicting_host",
                 problem: "the Host header contradicts the request's authority",
@@ -74,6 +70,26 @@ pub(crate) fn check_head<B>(req: &http::Request<B>) -> Result<(), crate::ProxyEr
         }
         _ => Ok(()),
     }
+}
+
+/// True when a `Host` value and an authority name the same host, case aside; their
+/// ports must agree only when both give one (`example.com` is `example.com:443`).
+fn same_host(host: &[u8], authority: &str) -> bool {
+    fn split(text: &[u8]) -> (&[u8], Option<&[u8]>) {
+        // The port follows the last ':' after an IPv6 literal's closing bracket.
+        let from = text.iter().position(|b| *b == b']').unwrap_or(0);
+        match text[from..].iter().rposition(|b| *b == b':') {
+            Some(i) => (&text[..from + i], Some(&text[from + i + 1..])),
+            None => (text, None),
+        }
+    }
+    let (host, host_port) = split(host);
+    let (name, port) = split(authority.as_bytes());
+    host.eq_ignore_ascii_case(name)
+        && match (host_port, port) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
 }
 
 /// The client end of a connection, prepared once per connection rather than per
@@ -263,6 +279,13 @@ mod tests {
         };
         assert_eq!(kind(request("/x", &["a", "b"])), "duplicate_host");
         assert_eq!(kind(request("http://a/x", &["evil"])), "conflicting_host");
+        assert_eq!(kind(request("http://a:1/x", &["a:2"])), "conflicting_host");
+        assert!(check_head(&request(
+            "https://api.example.com:443/x",
+            &["API.example.com"]
+        ))
+        .is_ok());
+        assert!(check_head(&request("http://[::1]:8080/x", &["[::1]"])).is_ok());
     }
 
     #[test]

@@ -66,12 +66,16 @@ impl Health {
             }
             return;
         }
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures < self.settings.consecutive_failures || self.is_ejected() {
+        let previous = self.ejected_until.load(Ordering::Acquire);
+        if previous != 0 && self.now_ms() < previous {
+            // Failures of requests sent before the ejection: already acted on.
             return;
         }
-        self.failures.store(0, Ordering::Relaxed);
-        let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < self.settings.consecutive_failures {
+            return;
+        }
+        let ejections = self.ejections.load(Ordering::Relaxed);
         let ejection = self
             .settings
             .ejection
@@ -81,7 +85,19 @@ impl Health {
             .now_ms()
             .saturating_add(ejection.as_millis() as u64)
             .max(1);
-        self.ejected_until.store(until, Ordering::Relaxed);
+        // Exactly one of the threads that reached the threshold ejects: the one that
+        // replaces the state they all saw.
+        let claimed = self.ejected_until.compare_exchange(
+            previous,
+            until,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if claimed.is_err() {
+            return;
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             backend = %self.name,
             failures,
@@ -124,6 +140,27 @@ mod tests {
         h.record(false);
         assert!(h.is_ejected());
         assert!(h.remaining() > Duration::from_secs(59));
+    }
+
+    #[test]
+    fn failures_at_once_eject_once() {
+        let h = std::sync::Arc::new(health(4, 60_000));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let h = h.clone();
+                std::thread::spawn(move || (0..50).for_each(|_| h.record(false)))
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert!(h.is_ejected());
+        assert_eq!(
+            h.ejections.load(Ordering::Relaxed),
+            1,
+            "one ejection, one back-off step"
+        );
+        assert!(h.remaining() <= Duration::from_secs(60));
     }
 
     #[test]

@@ -58,25 +58,33 @@ impl Proxy {
         match self.forward(&snapshot, req, peer, &request_id).await {
             Ok(response) => response,
             Err(error) => {
-                let id = String::from_utf8_lossy(request_id.as_bytes());
-                let status = error.status().as_u16();
-                // A 5xx is veer's or a backend's problem and worth an operator's eye;
-                // a 4xx is the client's, and could flood the log.
-                if error.blame() == Blame::Client {
-                    // Answered without an upstream exchange (no route, unreadable body):
-                    // the client's doing, counted as such; the access log still gets
-                    // its line.
-                    self.routes.telemetry().record_client_error(error.kind());
-                    tracing::info!(target: "veer::access", request_id = %id, route = "-", status, "access");
-                }
-                let message = error.message();
-                if error.status().is_server_error() {
-                    tracing::warn!(status, error = %message, request_id = %id, "request failed");
-                } else {
-                    tracing::debug!(status, error = %message, request_id = %id, "request refused");
-                }
+                self.account(&error, &request_id);
                 error.to_response(&request_id).map(ResponseBody::local)
             }
+        }
+    }
+
+    /// Counts and logs a request veer answered itself, by whose doing it was: the
+    /// client's (a 4xx, counted as a client error, with its access line), a limit's
+    /// (counted as a refusal; under overload a line per request would flood the
+    /// log), or a backend's failure (worth an operator's eye; its exchange is
+    /// already recorded).
+    fn account(&self, error: &ProxyError, request_id: &HeaderValue) {
+        let id = String::from_utf8_lossy(request_id.as_bytes());
+        let status = error.status().as_u16();
+        let message = error.message();
+        let telemetry = self.routes.telemetry();
+        match error.blame() {
+            Blame::Client => {
+                telemetry.record_client_error(error.kind());
+                tracing::info!(target: "veer::access", request_id = %id, route = "-", status, "access");
+                tracing::debug!(status, error = %message, request_id = %id, "request refused");
+            }
+            _ if error.is_overload() => {
+                telemetry.record_refusal(error.kind());
+                tracing::debug!(status, error = %message, request_id = %id, "request refused");
+            }
+            _ => tracing::warn!(status, error = %message, request_id = %id, "request failed"),
         }
     }
 

@@ -95,8 +95,9 @@ pub(crate) struct Registry {
     clients: Shelf<ClientSettings, UpstreamClient>,
     /// Backends' permits for requests in flight, by (backend, max_connections).
     backend_permits: Shelf<(String, usize), Semaphore>,
-    /// Backends' outlier state, by (backend, outlier settings).
-    health: Shelf<(String, Outlier), Health>,
+    /// Backends' outlier state, by (backend, url, outlier settings): a backend
+    /// pointed somewhere else starts healthy.
+    health: Shelf<(String, String, Outlier), Health>,
 }
 
 /// What makes two backends' connections interchangeable: protocol, connect timeout,
@@ -149,10 +150,14 @@ impl Registry {
 
     /// `backend`'s outlier state.
     pub(crate) fn health(&mut self, backend: &Backend) -> Arc<Health> {
-        self.health
-            .get_or_make((backend.name.clone(), backend.outlier), || {
-                Health::new(&backend.name, backend.outlier)
-            })
+        self.health.get_or_make(
+            (
+                backend.name.clone(),
+                backend.url.to_string(),
+                backend.outlier,
+            ),
+            || Health::new(&backend.name, backend.outlier),
+        )
     }
 
     /// The client for `backend`'s connections. Its TLS files are read each time, so

@@ -37,6 +37,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// client reads the answer instead of a reset.
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
+/// Refused connections answered at once at most: each lingers up to
+/// [`REFUSED_LINGER`] holding a descriptor, so a flood past the limit must not turn
+/// into a flood of those.
+const MAX_REFUSING: usize = 64;
+
 /// The answer on a connection over the limit.
 static TOO_MANY_CONNECTIONS: LazyLock<Vec<u8>> = LazyLock::new(|| {
     raw_answer(
@@ -138,6 +143,7 @@ where
     let graceful = GracefulShutdown::new();
     let stop = CancellationToken::new();
     let open = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // veer keeps the header timeout itself (`connection`): hyper's would also count
     // keep-alive idle time and close without an answer.
@@ -158,9 +164,16 @@ where
                     let limits = (serving.limits)();
                     let Some(slot) = Slot::take(&open, limits.max_connections) else {
                         if let Some(telemetry) = &serving.telemetry {
-                            telemetry.record_client_error("too_many_connections");
+                            telemetry.record_refusal("too_many_connections");
                         }
-                        tokio::spawn(refuse(stream));
+                        // A 503 in plain HTTP, when it can be one and while few are
+                        // lingering; else the connection just closes.
+                        let answering = serving.tls.is_none()
+                            .then(|| Slot::take(&refusing, MAX_REFUSING))
+                            .flatten();
+                        if let Some(answering) = answering {
+                            tokio::spawn(refuse(stream, answering));
+                        }
                         continue;
                     };
                     let activity = Arc::new(Activity::default());
@@ -176,13 +189,17 @@ where
                         builder: builder.clone(),
                         watcher: graceful.watcher(),
                     };
-                    let tls = serving.tls.as_ref().and_then(|current| current());
+                    let tls = serving.tls.as_ref().map(|current| current());
+                    let handshake_within = limits.header_read_timeout;
                     tokio::spawn(async move {
                         let _slot = slot;
                         match tls {
                             None => connection.serve(stream, false, peer).await,
-                            Some(config) => {
-                                if let Some((stream, h2)) = handshake(stream, config, &connection.stop).await {
+                            // An HTTPS listener never falls back to plain HTTP.
+                            Some(None) => {}
+                            Some(Some(config)) => {
+                                let shaken = handshake(stream, config, handshake_within, &connection.stop).await;
+                                if let Some((stream, h2)) = shaken {
                                     connection.serve(stream, h2, peer).await;
                                 }
                             }
@@ -280,16 +297,18 @@ impl<S> Connection<S> {
     }
 }
 
-/// The TLS handshake of a new connection, within [`defaults::TLS_HANDSHAKE_TIMEOUT`]
-/// and abandoned at shutdown: the stream and whether ALPN chose HTTP/2, or `None`.
+/// The TLS handshake of a new connection, within `within` (the header read
+/// timeout: a handshake is the first part of a request's head) and abandoned at
+/// shutdown: the stream and whether ALPN chose HTTP/2, or `None`.
 async fn handshake(
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
+    within: Duration,
     stop: &CancellationToken,
 ) -> Option<(TlsStream<TcpStream>, bool)> {
     let accept = TlsAcceptor::from(config).accept(stream);
     let outcome = tokio::select! {
-        outcome = tokio::time::timeout(defaults::TLS_HANDSHAKE_TIMEOUT, accept) => outcome,
+        outcome = tokio::time::timeout(within, accept) => outcome,
         () = stop.cancelled() => return None,
     };
     match outcome {
@@ -330,7 +349,7 @@ impl Drop for Slot {
 /// Answers a connection over the limit with 503 and closes it, reading (and
 /// discarding) what the client sent meanwhile for a moment so it gets the answer
 /// rather than a reset.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, _answering: Slot) {
     if stream.write_all(&TOO_MANY_CONNECTIONS).await.is_err() {
         return;
     }

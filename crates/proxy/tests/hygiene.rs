@@ -74,6 +74,13 @@ async fn a_smuggling_corpus_is_refused_or_normalised() {
         assert!(safe, "{name}: {answer:?}");
     }
     for received in backend.received() {
+        let path = received.uri.path().to_ascii_lowercase();
+        assert!(
+            !path
+                .split('/')
+                .any(|seg| seg == ".." || seg == "." || seg.contains("%2e")),
+            "the backend got a dot-segment: {path}"
+        );
         let h = &received.headers;
         assert!(
             !(h.contains_key("content-length") && h.contains_key("transfer-encoding")),

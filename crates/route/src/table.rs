@@ -131,8 +131,11 @@ impl Rule {
 impl Rule {
     /// The pick for `head` among the backends `usable` allows only, as if the others
     /// had weight 0: a user sticky to an ejected backend goes to another one by the
-    /// same key, and returns once it is back. `None` when no weighted backend is
-    /// usable.
+    /// same key, and returns once it is back. `None` when the usable backends carry
+    /// less than half of the route's weight: ejection moves a small share (a failing
+    /// 5 % canary) onto the rest, never the bulk of a route onto a small share (a
+    /// failing baseline onto an unproven canary), as Envoy's `max_ejection_percent`
+    /// guards against.
     pub fn pick_among<R: Rng + ?Sized>(
         &self,
         head: &RequestHead<'_>,
@@ -147,7 +150,9 @@ impl Rule {
                 ..*e
             })
             .collect();
-        if remaining.iter().all(|e| e.weight == 0) {
+        let total: u64 = self.entries.iter().map(|e| e.weight).sum();
+        let usable_weight: u64 = remaining.iter().map(|e| e.weight).sum();
+        if usable_weight == 0 || usable_weight * 2 < total {
             return None;
         }
         let split = Split::new(&remaining);
@@ -277,6 +282,11 @@ split_by = {split_by}
             let with_all = t[0].pick_among(&head, &mut rng, |_| true);
             assert_eq!(with_all, Some(usual), "{user} is back where it was");
             assert_eq!(t[0].pick_among(&head, &mut rng, |_| false), None);
+            assert_eq!(
+                t[0].pick_among(&head, &mut rng, |b| b != BackendId(0)),
+                None,
+                "the 90 % baseline's users are never all moved onto the 10 % canary"
+            );
         }
     }
 

@@ -65,6 +65,9 @@ pub mod names {
     /// Counter: requests refused because of the client (label: reason, the `error`
     /// code of the answer); never counted against a backend.
     pub const CLIENT_ERRORS_TOTAL: &str = "veer_client_errors_total";
+    /// Counter: requests and connections refused at a limit (label: reason,
+    /// `too_many_connections`, `backend_saturated`, `out_of_sockets`).
+    pub const REFUSED_TOTAL: &str = "veer_refused_total";
 }
 
 /// Which side of a shadowed pair a request was.

@@ -153,6 +153,17 @@ impl Telemetry {
         .increment(1);
     }
 
+    /// Counts a request or connection refused at a limit (overload), by reason.
+    /// Off the hot path: only refusals register their handle.
+    pub fn record_refusal(&self, reason: &'static str) {
+        register_counter(
+            &self.inner.recorder,
+            names::REFUSED_TOTAL,
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
+    }
+
     /// Lists a divergent pair on the dashboard (the last [`RECENT_DIVERGENCES`]).
     pub fn record_divergence(&self, divergence: Divergence) {
         let Ok(mut recent) = self.inner.recent.lock() else {
@@ -189,8 +200,9 @@ impl Telemetry {
 
 /// `# HELP` text and units for every metric the recorder holds.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 6] = [
-        (names::CLIENT_ERRORS_TOTAL, "Requests refused because of the client, by reason (the error code answered): request_header_timeout, request_body_timeout, request_body_too_large, bad_request_body, no_route, ...; never counted against a backend."),
+    let counters: [(&'static str, &'static str); 7] = [
+        (names::REFUSED_TOTAL, "Requests and connections refused at a limit, by reason: too_many_connections (the listener's max_connections), backend_saturated (a backend's max_connections), out_of_sockets (no file descriptor left)."),
+        (names::CLIENT_ERRORS_TOTAL, "Requests refused because of the client, by reason (the error code answered): request_header_timeout, request_body_timeout, request_body_too_large, bad_request_body, no_route, duplicate_host, ...; never counted against a backend."),
         (names::REQUESTS_TOTAL, "Upstream exchanges finished, by route, backend, role (live/shadow) and status code (or error)."),
         (names::SHADOW_COMPARISONS_TOTAL, "Shadow comparisons by outcome: match, diverged, shadow_error, live_error, timeout, dropped, skipped."),
         (names::SHADOW_LABEL_AGREEMENTS_TOTAL, "Classification comparisons by whether the live and shadow predicted classes agree."),

@@ -129,7 +129,9 @@ impl ExchangeSeries {
             "access"
         );
         match exchange.grpc_status {
-            Some(grpc) if grpc != 0 => self.code_counter(&format!("grpc_{grpc}")).increment(1),
+            // gRPC defines statuses 0 to 16; anything else is one label, not many.
+            Some(grpc @ 1..=16) => self.code_counter(&format!("grpc_{grpc}")).increment(1),
+            Some(grpc) if grpc != 0 => self.code_counter("grpc_other").increment(1),
             _ => self.count_code(exchange.status),
         }
         self.duration

@@ -42,6 +42,8 @@ pub enum Behavior {
 /// A request as a [`Behavior::Records`] backend received it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The request's path and query, as the backend saw them.
+    pub uri: http::Uri,
     /// Request headers.
     pub headers: http::HeaderMap,
     /// The whole body.
@@ -223,6 +225,7 @@ async fn answer(
             };
             if let Ok(mut sink) = sink.lock() {
                 sink.push(Received {
+                    uri: parts.uri,
                     headers: parts.headers,
                     body: bytes,
                 });
