@@ -9,6 +9,7 @@ mod demo;
 mod deploy;
 mod errors;
 mod grafana;
+mod grpc;
 mod reload;
 mod shadow;
 mod split;
