@@ -148,7 +148,9 @@ async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation
         veer_testkit::TestBackend::start(veer_testkit::Behavior::Fixed("ok".into())).await;
     let veer = start(&many_routes(&backend.url(), 800));
     let admin = TestClient::new(veer.admin_addr());
-    let posts: Vec<_> = (0..20)
+    // Ten of each: the last POST waits for every reload before it, and a loaded CI
+    // box compiles an 800-route debug-build snapshot slowly.
+    let posts: Vec<_> = (0..10)
         .map(|_| {
             let admin = admin.clone();
             tokio::spawn(async move {
@@ -162,7 +164,7 @@ async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation
         })
         .collect();
     tokio::task::block_in_place(|| {
-        for _ in 0..20 {
+        for _ in 0..10 {
             veer.signal("HUP").expect("SIGHUP");
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -173,7 +175,7 @@ async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation
     }
     posted.sort_unstable();
     posted.dedup();
-    assert_eq!(posted.len(), 20, "every POST got a generation of its own");
+    assert_eq!(posted.len(), 10, "every POST got a generation of its own");
 
     // Reloads triggered by signals may still be waiting or running (signals sent
     // while one runs are folded into one more). Wait (bounded) until the figures
@@ -192,7 +194,7 @@ async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation
         if last != Some(now) {
             (last, steady_since) = (Some(now), Instant::now());
         }
-        let agree = generation == ok && now.2 as f64 == generation && ok >= 22.0;
+        let agree = generation == ok && now.2 as f64 == generation && ok >= 12.0;
         if (agree && steady_since.elapsed() >= Duration::from_millis(500))
             || Instant::now() > settled
         {
@@ -210,8 +212,8 @@ async fn concurrent_sighup_and_post_reloads_of_800_routes_count_every_generation
         "/config shows the same generation"
     );
     assert!(
-        ok >= 22.0,
-        "the 20 POSTs and at least one SIGHUP reloaded: {ok}"
+        ok >= 12.0,
+        "the 10 POSTs and at least one SIGHUP reloaded: {ok}"
     );
 }
 
