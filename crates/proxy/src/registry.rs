@@ -27,7 +27,7 @@ use crate::divergence::{DivergenceLog, LogRate, LogWriter};
 use crate::forward::{self, UpstreamClient};
 use crate::health::Health;
 use crate::snapshot::UnusableFile;
-use crate::tls;
+use crate::tls::{self, TlsFiles};
 
 /// Entries of one kind by their settings, held weakly.
 struct Shelf<K, V> {
@@ -45,12 +45,24 @@ impl<K, V> Default for Shelf<K, V> {
 impl<K: Hash + Eq, V> Shelf<K, V> {
     /// The live entry for `key`, or a new one from `make`.
     fn get_or_make(&mut self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
-        if let Some(kept) = self.entries.get(&key).and_then(Weak::upgrade) {
-            return kept;
+        match self.try_get_or_make(key, || Ok::<V, std::convert::Infallible>(make())) {
+            Ok(entry) => entry,
+            Err(never) => match never {},
         }
-        let made = Arc::new(make());
+    }
+
+    /// The live entry for `key`, or a new one from `make`, which may fail.
+    fn try_get_or_make<E>(
+        &mut self,
+        key: K,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        if let Some(kept) = self.entries.get(&key).and_then(Weak::upgrade) {
+            return Ok(kept);
+        }
+        let made = Arc::new(make()?);
         self.entries.insert(key, Arc::downgrade(&made));
-        made
+        Ok(made)
     }
 
     /// Forgets the keys of entries that were released.
@@ -108,7 +120,7 @@ struct ClientSettings {
     protocol: Protocol,
     connect_timeout: Duration,
     tls: BackendTls,
-    files: Vec<Vec<u8>>,
+    files: TlsFiles,
 }
 
 /// How many entries of each kind are alive, for tests.
@@ -166,37 +178,17 @@ impl Registry {
         &mut self,
         backend: &Backend,
     ) -> Result<Arc<UpstreamClient>, UnusableFile> {
-        let tls = &backend.tls;
-        let named = [
-            ("ca", tls.ca.as_deref()),
-            (
-                "client_cert",
-                tls.client_cert.as_ref().map(|(c, _)| c.as_path()),
-            ),
-            (
-                "client_key",
-                tls.client_cert.as_ref().map(|(_, k)| k.as_path()),
-            ),
-        ];
-        let mut files = Vec::new();
-        for (what, path) in named {
-            if let Some(path) = path {
-                files.push(std::fs::read(path).map_err(|e| UnusableFile::new(what, path, e))?);
-            }
-        }
+        let files = TlsFiles::read(&backend.tls)?;
         let settings = ClientSettings {
             protocol: backend.protocol,
             connect_timeout: backend.connect_timeout,
-            tls: tls.clone(),
-            files,
+            tls: backend.tls.clone(),
+            files: files.clone(),
         };
-        if let Some(kept) = self.clients.entries.get(&settings).and_then(Weak::upgrade) {
-            return Ok(kept);
-        }
-        let config = tls::client_config(tls)?;
-        Ok(self
-            .clients
-            .get_or_make(settings, || forward::upstream_client(backend, config)))
+        self.clients.try_get_or_make(settings, || {
+            let config = tls::client_config(&backend.tls, &files)?;
+            Ok(forward::upstream_client(backend, config))
+        })
     }
 
     /// The limits of mirrors to `backend`: at most `max` in flight, and

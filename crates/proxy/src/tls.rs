@@ -29,8 +29,8 @@ fn provider() -> Arc<CryptoProvider> {
 /// The HTTPS listener's configuration: the certificate chain and key in `tls`, ALPN
 /// h2 and http/1.1, TLS 1.2 and 1.3.
 pub(crate) fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, UnusableFile> {
-    let certs = certificates("tls.cert", &tls.cert)?;
-    let key = private_key("tls.key", &tls.key)?;
+    let certs = certificates("tls.cert", &tls.cert, &read_pem("tls.cert", &tls.cert)?)?;
+    let key = private_key("tls.key", &tls.key, &read_pem("tls.key", &tls.key)?)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(rustls::DEFAULT_VERSIONS)
         .map_err(|e| UnusableFile::new("tls.cert", &tls.cert, e))?
@@ -47,30 +47,59 @@ pub(crate) fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, UnusableFile
     Ok(Arc::new(config))
 }
 
+/// The PEM files an `https://` backend's settings name, as read for one generation:
+/// part of what keys its upstream client, so a rotated file makes a new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct TlsFiles {
+    ca: Option<Vec<u8>>,
+    client_cert: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    /// Reads the files `tls` names.
+    pub(crate) fn read(tls: &BackendTls) -> Result<TlsFiles, UnusableFile> {
+        let read =
+            |what, path: &Path| std::fs::read(path).map_err(|e| UnusableFile::new(what, path, e));
+        Ok(TlsFiles {
+            ca: tls.ca.as_deref().map(|ca| read("ca", ca)).transpose()?,
+            client_cert: match &tls.client_cert {
+                Some((cert, key)) => Some((read("client_cert", cert)?, read("client_key", key)?)),
+                None => None,
+            },
+        })
+    }
+}
+
 /// What veer trusts and presents towards `https://` backends: the webpki roots, or
-/// the `ca` file's; and the client certificate for mutual TLS, when set. ALPN is
-/// left to the connector, which offers what the backend's `protocol` speaks.
-pub(crate) fn client_config(tls: &BackendTls) -> Result<ClientConfig, UnusableFile> {
+/// the `ca` file's; and the client certificate for mutual TLS, when set. `files`
+/// are the bytes of the files `tls` names. ALPN is left to the connector, which
+/// offers what the backend's `protocol` speaks.
+pub(crate) fn client_config(
+    tls: &BackendTls,
+    files: &TlsFiles,
+) -> Result<ClientConfig, UnusableFile> {
     let mut roots = RootCertStore::empty();
-    match &tls.ca {
-        Some(ca) => {
-            for cert in certificates("ca", ca)? {
+    match (&tls.ca, &files.ca) {
+        (Some(ca), Some(pem)) => {
+            for cert in certificates("ca", ca, pem)? {
                 roots
                     .add(cert)
                     .map_err(|e| UnusableFile::new("ca", ca, e))?;
             }
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        _ => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+    let versions = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS);
+    // The versions are rustls's own defaults: the provider always supports them.
+    let builder = versions
         .map_err(|e| UnusableFile::new("ca", tls.ca.as_deref().unwrap_or(Path::new("-")), e))?
         .with_root_certificates(roots);
-    match &tls.client_cert {
-        Some((cert, key)) => builder
+    match (&tls.client_cert, &files.client_cert) {
+        (Some((cert, key)), Some((cert_pem, key_pem))) => builder
             .with_client_auth_cert(
-                certificates("client_cert", cert)?,
-                private_key("client_key", key)?,
+                certificates("client_cert", cert, cert_pem)?,
+                private_key("client_key", key, key_pem)?,
             )
             .map_err(|e| {
                 UnusableFile::new(
@@ -79,17 +108,17 @@ pub(crate) fn client_config(tls: &BackendTls) -> Result<ClientConfig, UnusableFi
                     format!("it does not go with client_cert: {e}"),
                 )
             }),
-        None => Ok(builder.with_no_client_auth()),
+        _ => Ok(builder.with_no_client_auth()),
     }
 }
 
-/// Every certificate in a PEM file; at least one.
+/// Every certificate in the PEM text `pem` (read from `path`); at least one.
 fn certificates(
     what: &'static str,
     path: &Path,
+    pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, UnusableFile> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| UnusableFile::new(what, path, e))?
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UnusableFile::new(what, path, e))?;
     if certs.is_empty() {
@@ -98,7 +127,16 @@ fn certificates(
     Ok(certs)
 }
 
-/// The private key in a PEM file: PKCS#8, PKCS#1 or SEC1.
-fn private_key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, UnusableFile> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| UnusableFile::new(what, path, e))
+/// The private key in the PEM text `pem` (read from `path`): PKCS#8, PKCS#1 or SEC1.
+fn private_key(
+    what: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<PrivateKeyDer<'static>, UnusableFile> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| UnusableFile::new(what, path, e))
+}
+
+/// Reads a PEM file named by the setting `what`.
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, UnusableFile> {
+    std::fs::read(path).map_err(|e| UnusableFile::new(what, path, e))
 }
