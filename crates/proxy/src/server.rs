@@ -39,8 +39,9 @@ const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
 /// Refused connections answered at once at most: each lingers up to
 /// [`REFUSED_LINGER`] holding a descriptor, so a flood past the limit must not turn
-/// into a flood of those.
-const MAX_REFUSING: usize = 64;
+/// into a flood of those; 1,024 answers a burst of clients (a restarted fleet
+/// reconnecting) with 503s, and past it a connection just closes.
+const MAX_REFUSING: usize = 1024;
 
 /// The answer on a connection over the limit.
 static TOO_MANY_CONNECTIONS: LazyLock<Vec<u8>> = LazyLock::new(|| {
