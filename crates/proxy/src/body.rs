@@ -360,7 +360,10 @@ impl Body for UpstreamBody {
 #[derive(Debug)]
 pub(crate) struct Tee {
     inner: UpstreamBody,
+    /// The status the comparison sees (for gRPC, set from the trailers).
     status: u16,
+    /// The response is gRPC: its status comes in its trailers.
+    grpc: bool,
     kept: Vec<Bytes>,
     kept_len: u64,
     limit: u64,
@@ -373,12 +376,14 @@ impl Tee {
     pub(crate) fn new(
         inner: UpstreamBody,
         status: u16,
+        grpc: bool,
         limit: u64,
         done: oneshot::Sender<LiveCapture>,
     ) -> Tee {
         Tee {
             inner,
             status,
+            grpc,
             kept: Vec::new(),
             kept_len: 0,
             limit,
@@ -428,6 +433,10 @@ impl Body for Tee {
             Poll::Ready(Some(Ok(frame))) => {
                 if !this.wanted() {
                     return polled;
+                }
+                if let Some(trailers) = frame.trailers_ref().filter(|_| this.grpc) {
+                    let grpc = crate::grpc::status(trailers).unwrap_or(crate::grpc::UNKNOWN);
+                    this.status = crate::grpc::http_equivalent(grpc);
                 }
                 if let Some(chunk) = frame.data_ref() {
                     this.kept_len += chunk.len() as u64;

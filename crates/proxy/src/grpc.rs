@@ -23,7 +23,7 @@ use crate::health::Health;
 use crate::upload::Progress;
 
 /// `grpc-status` of a call that ended without one (the stream was cut short).
-const UNKNOWN: u16 = 2;
+pub(crate) const UNKNOWN: u16 = 2;
 /// `grpc-status` of a call whose client went away before it ended.
 const CANCELLED: u16 = 1;
 
@@ -46,6 +46,45 @@ pub(crate) fn status(headers: &HeaderMap) -> Option<u16> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The HTTP status a gRPC status corresponds to (the mapping gRPC gateways use):
+/// how a shadow's comparison sees a gRPC answer, whose HTTP status is always 200.
+/// So `status` mode tells OK from NOT_FOUND from UNAVAILABLE, and a server fault
+/// on either side is that side's error, as a 5xx is.
+pub(crate) fn http_equivalent(grpc: u16) -> u16 {
+    match grpc {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        4 => 504,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+/// The status a comparison sees for a response with `status` and `headers`: for
+/// a trailers-only gRPC answer, its status's HTTP equivalent.
+pub(crate) fn compared_status(status: u16, headers: &HeaderMap) -> u16 {
+    match status_of_grpc_head(headers) {
+        Some(grpc) => http_equivalent(grpc),
+        None => status,
+    }
+}
+
+/// The `grpc-status` of a gRPC response's head, when it carries one.
+fn status_of_grpc_head(headers: &HeaderMap) -> Option<u16> {
+    if is_grpc(headers) {
+        status(headers)
+    } else {
+        None
+    }
 }
 
 /// A gRPC call in progress, recorded once when its response ends.
@@ -140,6 +179,19 @@ impl Drop for GrpcCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_statuses_compare_as_their_http_equivalents() {
+        assert_eq!(http_equivalent(0), 200);
+        assert_eq!(http_equivalent(5), 404);
+        assert_eq!(http_equivalent(14), 503);
+        assert!(
+            veer_telemetry::GRPC_SERVER_FAULTS
+                .iter()
+                .all(|code| http_equivalent(*code) >= 500),
+            "a server fault is a 5xx to the comparison too"
+        );
+    }
 
     #[test]
     fn grpc_messages_and_statuses_are_recognised() {

@@ -154,7 +154,8 @@ impl Proxy {
             }),
             (Ok(response), Some(capture)) if response.body().is_end_stream() => {
                 // hyper never polls a body it knows is empty: nothing to tee.
-                let _ = capture.send(LiveCapture::empty(response.status().as_u16()));
+                let status = grpc::compared_status(response.status().as_u16(), response.headers());
+                let _ = capture.send(LiveCapture::empty(status));
                 response.map(|body| ResponseBody::Streamed {
                     body,
                     call,
@@ -162,10 +163,11 @@ impl Proxy {
                 })
             }
             (Ok(response), Some(capture)) => {
-                let status = response.status().as_u16();
+                let status = grpc::compared_status(response.status().as_u16(), response.headers());
+                let is_grpc = grpc::is_grpc(response.headers());
                 let limit = route.compare.max_body;
                 response.map(|body| ResponseBody::Teed {
-                    tee: Tee::new(body, status, limit, capture),
+                    tee: Tee::new(body, status, is_grpc, limit, capture),
                     call,
                     _permit: permit,
                 })

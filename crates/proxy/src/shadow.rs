@@ -39,6 +39,7 @@ use veer_telemetry::{Exchange, Judged, ShadowOutcome};
 use crate::body::{concat, read_for_mirror, Cut, LiveCapture, MirrorRead, RequestBody};
 use crate::divergence;
 use crate::forward::{self, UpstreamClient};
+use crate::grpc;
 use crate::pool::ComparePool;
 use crate::snapshot::{ShadowPlan, Snapshot, Upstream};
 use crate::upload::ClientBody;
@@ -196,18 +197,18 @@ impl Mirror {
             };
         plan.exchanges.record(&Exchange {
             status: match &answer {
-                Ok((status, _)) => Some(*status),
+                Ok((answered, _)) => Some(answered.http),
                 Err((status, _)) => *status,
             },
             started,
             request_id: pair.request_id.to_str().unwrap_or("-"),
             upstream: upstream.authority.as_str(),
             bytes: answer.as_ref().ok().map(|(_, body)| body.len() as u64),
-            grpc_status: None,
+            grpc_status: answer.as_ref().ok().and_then(|(answered, _)| answered.grpc),
         });
         drop(in_flight);
         let shadow = match answer {
-            Ok(answer) => answer,
+            Ok((answered, body)) => (answered.compared(), body),
             // Without a shadow answer the live one does not matter: judged now.
             Err((_, failure)) => return plan.comparisons.record(&Judged::only(failure.outcome())),
         };
@@ -231,18 +232,35 @@ impl Mirror {
     }
 }
 
+/// A shadow answer's status: its HTTP status, and its `grpc-status` for a gRPC call.
+#[derive(Debug, Clone, Copy)]
+struct Answered {
+    http: u16,
+    grpc: Option<u16>,
+}
+
+impl Answered {
+    /// The status the comparison sees: for a gRPC call, its status's HTTP
+    /// equivalent, as on the live side.
+    fn compared(self) -> u16 {
+        self.grpc.map_or(self.http, grpc::http_equivalent)
+    }
+}
+
 /// Sends the mirror and reads its answer whole (up to `max_body`), into one buffer
 /// sized from its length when it declares one.
 async fn exchange(
     client: &UpstreamClient,
     request: Request<RequestBody>,
     max_body: u64,
-) -> Result<(u16, Bytes), (Option<u16>, ShadowFailure)> {
+) -> Result<(Answered, Bytes), (Option<u16>, ShadowFailure)> {
     let response = client
         .request(request)
         .await
         .map_err(|e| (None, ShadowFailure::Failed(forward::root_cause(&e))))?;
     let status = response.status().as_u16();
+    let is_grpc = grpc::is_grpc(response.headers());
+    let mut grpc_status = is_grpc.then(|| grpc::status(response.headers())).flatten();
     let mut body = response.into_body();
     if body.size_hint().lower() > max_body {
         return Err((Some(status), ShadowFailure::TooLarge));
@@ -251,6 +269,9 @@ async fn exchange(
     let mut whole = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| (Some(status), ShadowFailure::Failed(e.to_string())))?;
+        if let Some(trailers) = frame.trailers_ref().filter(|_| is_grpc) {
+            grpc_status = Some(grpc::status(trailers).unwrap_or(grpc::UNKNOWN));
+        }
         if let Ok(chunk) = frame.into_data() {
             if (whole.len() + chunk.len()) as u64 > max_body {
                 return Err((Some(status), ShadowFailure::TooLarge));
@@ -258,7 +279,9 @@ async fn exchange(
             whole.extend_from_slice(&chunk);
         }
     }
-    Ok((status, whole.freeze()))
+    // A gRPC call that ended without a status ended badly.
+    let grpc = grpc_status.or(is_grpc.then_some(grpc::UNKNOWN));
+    Ok((Answered { http: status, grpc }, whole.freeze()))
 }
 
 /// On a compare-pool thread: judges the pair, records the verdict, lists and logs a

@@ -152,3 +152,54 @@ async fn a_trailers_only_answer_is_counted_at_once() {
         1.0
     );
 }
+
+fn shadowed(live: SocketAddr, shadow: SocketAddr) -> String {
+    format!(
+        r#"
+[backends.live]
+url = "http://{live}"
+protocol = "h2"
+
+[backends.shadow]
+url = "http://{shadow}"
+protocol = "h2"
+
+[[routes]]
+name = "grpc"
+split = [ {{ backend = "live", weight = 1 }} ]
+
+[routes.shadow]
+backend = "shadow"
+
+[routes.compare]
+mode = "status"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_shadow_is_judged_by_its_grpc_status() {
+    let ok = grpc_backend("0", false).await;
+    let not_found = grpc_backend("5", false).await;
+    let also_ok = grpc_backend("0", false).await;
+
+    let differs = start(&shadowed(ok, not_found)).await;
+    let (head, trailers) = call(differs.addr).await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0", "the live answer");
+    let diverged = differs
+        .metric_reaches("veer_shadow_comparisons_total", &[("outcome", "diverged")], 1.0)
+        .await;
+    assert_eq!(diverged, 1.0, "NOT_FOUND beside OK diverges though both are HTTP 200");
+    assert_eq!(
+        differs.metric("veer_requests_total", &[("role", "shadow"), ("code", "grpc_5")]),
+        1.0
+    );
+
+    let agrees = start(&shadowed(ok, also_ok)).await;
+    call(agrees.addr).await;
+    let matched = agrees
+        .metric_reaches("veer_shadow_comparisons_total", &[("outcome", "match")], 1.0)
+        .await;
+    assert_eq!(matched, 1.0);
+}
