@@ -186,20 +186,38 @@ async fn a_grpc_shadow_is_judged_by_its_grpc_status() {
     let differs = start(&shadowed(ok, not_found)).await;
     let (head, trailers) = call(differs.addr).await;
     assert_eq!(head.status(), 200);
-    assert_eq!(trailers.expect("trailers")["grpc-status"], "0", "the live answer");
-    let diverged = differs
-        .metric_reaches("veer_shadow_comparisons_total", &[("outcome", "diverged")], 1.0)
-        .await;
-    assert_eq!(diverged, 1.0, "NOT_FOUND beside OK diverges though both are HTTP 200");
     assert_eq!(
-        differs.metric("veer_requests_total", &[("role", "shadow"), ("code", "grpc_5")]),
+        trailers.expect("trailers")["grpc-status"],
+        "0",
+        "the live answer"
+    );
+    let diverged = differs
+        .metric_reaches(
+            "veer_shadow_comparisons_total",
+            &[("outcome", "diverged")],
+            1.0,
+        )
+        .await;
+    assert_eq!(
+        diverged, 1.0,
+        "NOT_FOUND beside OK diverges though both are HTTP 200"
+    );
+    assert_eq!(
+        differs.metric(
+            "veer_requests_total",
+            &[("role", "shadow"), ("code", "grpc_5")]
+        ),
         1.0
     );
 
     let agrees = start(&shadowed(ok, also_ok)).await;
     call(agrees.addr).await;
     let matched = agrees
-        .metric_reaches("veer_shadow_comparisons_total", &[("outcome", "match")], 1.0)
+        .metric_reaches(
+            "veer_shadow_comparisons_total",
+            &[("outcome", "match")],
+            1.0,
+        )
         .await;
     assert_eq!(matched, 1.0);
 }
