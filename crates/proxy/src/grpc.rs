@@ -69,21 +69,12 @@ pub(crate) fn http_equivalent(grpc: u16) -> u16 {
     }
 }
 
-/// The status a comparison sees for a response with `status` and `headers`: for
-/// a trailers-only gRPC answer, its status's HTTP equivalent.
-pub(crate) fn compared_status(status: u16, headers: &HeaderMap) -> u16 {
-    match status_of_grpc_head(headers) {
+/// The status a comparison sees for a response with status `http` and `headers`:
+/// for a trailers-only gRPC answer, its gRPC status's HTTP equivalent.
+pub(crate) fn compared_status(http: u16, headers: &HeaderMap) -> u16 {
+    match status(headers).filter(|_| is_grpc(headers)) {
         Some(grpc) => http_equivalent(grpc),
-        None => status,
-    }
-}
-
-/// The `grpc-status` of a gRPC response's head, when it carries one.
-fn status_of_grpc_head(headers: &HeaderMap) -> Option<u16> {
-    if is_grpc(headers) {
-        status(headers)
-    } else {
-        None
+        None => http,
     }
 }
 
