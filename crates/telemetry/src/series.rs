@@ -55,10 +55,10 @@ pub struct Exchange<'a> {
 }
 
 /// gRPC statuses that are the server's fault, as 5xx are for HTTP (UNKNOWN,
-/// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
-/// DATA_LOSS); the others (CANCELLED, INVALID_ARGUMENT, NOT_FOUND, ...) are the
-/// caller's, like 4xx.
-pub const GRPC_SERVER_FAULTS: [u16; 7] = [2, 4, 8, 12, 13, 14, 15];
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS); the others
+/// (CANCELLED, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED like 429, ...) are
+/// the caller's, like 4xx.
+pub const GRPC_SERVER_FAULTS: [u16; 6] = [2, 4, 12, 13, 14, 15];
 
 impl Exchange<'_> {
     /// True when the backend failed: no answer, a 5xx, or a gRPC server fault.
