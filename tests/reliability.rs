@@ -355,6 +355,20 @@ async fn sigterm_closes_idle_and_slow_connections_at_once_and_drains_requests() 
         .write_all(b"GET /p HTTP/1.1\r\nx-slow")
         .await
         .expect("a partial head");
+    // An HTTP/2 connection with a request in flight: it gets a GOAWAY, its request
+    // finishes, and the connection ends cleanly.
+    let h2 = TcpStream::connect(addr).await.expect("h2 connection");
+    let (mut sender, h2_connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(h2),
+    )
+    .await
+    .expect("h2c handshake");
+    let h2_connection = tokio::spawn(h2_connection);
+    let h2_request = http::Request::get(format!("http://{addr}/p"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let h2_in_flight = tokio::spawn(sender.send_request(h2_request));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     veer.signal("TERM").expect("SIGTERM");
@@ -376,6 +390,20 @@ async fn sigterm_closes_idle_and_slow_connections_at_once_and_drains_requests() 
         .expect("task")
         .expect("the in-flight request finishes");
     assert_eq!(answer.status, 200);
+    let h2_answer = h2_in_flight
+        .await
+        .expect("task")
+        .expect("the h2 request finishes");
+    assert_eq!(h2_answer.status(), 200);
+    drop(h2_answer);
+    let ended = tokio::time::timeout(Duration::from_secs(5), h2_connection)
+        .await
+        .expect("the h2 connection ends")
+        .expect("task");
+    assert!(
+        ended.is_ok(),
+        "after a GOAWAY, not a broken pipe: {ended:?}"
+    );
     let status = veer.wait_exit(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{status:?}");
     assert!(signalled.elapsed() < Duration::from_secs(5));

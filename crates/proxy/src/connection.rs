@@ -29,6 +29,7 @@ use http::StatusCode;
 use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use veer_telemetry::Telemetry;
@@ -67,6 +68,9 @@ pub(crate) struct Activity {
     /// The connection's reader, parked while a request was in flight: woken when the
     /// last one ends, so the idle clock starts then and not at the next byte.
     reader: AtomicWaker,
+    /// Signalled when an HTTP/2 connection has been idle too long: its task ends it
+    /// gracefully (GOAWAY), which a stream of bytes cannot do.
+    idle: Notify,
 }
 
 impl Activity {
@@ -79,6 +83,12 @@ impl Activity {
 
     fn busy(&self) -> bool {
         self.requests.load(Ordering::Acquire) > 0
+    }
+
+    /// Resolves when the connection's idle time is up and it should be ended
+    /// gracefully (HTTP/2).
+    pub(crate) async fn idle_closed(&self) {
+        self.idle.notified().await;
     }
 }
 
@@ -102,6 +112,8 @@ enum Phase {
     Head { started: bool },
     /// A request is in flight: no deadline here.
     Busy,
+    /// An idle HTTP/2 connection being ended gracefully: no deadline any more.
+    Ending,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +221,7 @@ impl<IO> Watched<IO> {
         match self.phase {
             // HTTP/2 frames between requests (the preface, settings, pings) are not a
             // head: the connection is idle, and they do not keep it alive.
-            Phase::Idle if self.protocol == Protocol::H2 => {}
+            Phase::Idle | Phase::Ending if self.protocol == Protocol::H2 => {}
             _ if self.protocol == Protocol::H2 => {
                 let idle = self.timeouts.idle;
                 self.arm(Phase::Idle, idle);
@@ -217,7 +229,7 @@ impl<IO> Watched<IO> {
             Phase::Head { started: true } => {}
             // A new connection's budget already runs from accept.
             Phase::Head { started: false } => self.phase = Phase::Head { started: true },
-            Phase::Idle | Phase::Busy => {
+            Phase::Idle | Phase::Busy | Phase::Ending => {
                 let header = self.timeouts.header;
                 self.arm(Phase::Head { started: true }, header);
             }
@@ -288,7 +300,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
         if stopping && this.protocol != Protocol::H2 {
             return Poll::Ready(Ok(()));
         }
-        if this.deadline.as_mut().poll(cx).is_pending() {
+        if this.phase == Phase::Ending || this.deadline.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         match this.phase {
@@ -306,6 +318,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
                     io::ErrorKind::TimedOut,
                     "request head not complete within header_read_timeout",
                 )))
+            }
+            // An idle HTTP/2 connection gets a GOAWAY from its task, not an end of
+            // stream that could cut a request crossing it.
+            Phase::Idle if this.protocol == Protocol::H2 => {
+                this.phase = Phase::Ending;
+                this.activity.idle.notify_one();
+                Poll::Pending
             }
             // Idle, or silent since accept: close without a word, as nginx does.
             _ => Poll::Ready(Ok(())),

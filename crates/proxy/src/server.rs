@@ -1,7 +1,7 @@
 //! Accepting connections: one loop for every listener veer runs (the client port, the
 //! admin port, the demo's model servers), serving HTTP/1.1 and HTTP/2 (prior
 //! knowledge) on each, within a connection limit, every connection on its own clock
-//! ([`connection`](crate::connection)) and watched so shutdown can drain it.
+//! ([`connection`](crate::connection)) and counted so shutdown can drain it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,9 +15,9 @@ use hyper::body::{Body, Incoming};
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -141,10 +141,9 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
     let stop = CancellationToken::new();
-    let open = Arc::new(AtomicUsize::new(0));
-    let refusing = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Slots::default());
+    let refusing = Arc::new(Slots::default());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // veer keeps the header timeout itself (`connection`): hyper's would also count
     // keep-alive idle time and close without an answer.
@@ -188,7 +187,6 @@ where
                         stop: stop.clone(),
                         telemetry: serving.telemetry.clone(),
                         builder: builder.clone(),
-                        watcher: graceful.watcher(),
                     };
                     let tls = serving.tls.as_ref().map(|current| current());
                     let handshake_within = limits.header_read_timeout;
@@ -216,11 +214,13 @@ where
         }
     }
     drop(listener);
+    // Every connection task sees this: HTTP/1 ones with nothing in flight close,
+    // the others finish their requests (HTTP/2 ones after a GOAWAY).
     stop.cancel();
     let drain = drain();
-    tracing::info!(connections = graceful.count(), timeout = ?drain, "draining");
+    tracing::info!(connections = open.count(), timeout = ?drain, "draining");
     tokio::select! {
-        () = graceful.shutdown() => true,
+        () = open.all_closed() => true,
         () = tokio::time::sleep(drain) => false,
     }
 }
@@ -266,7 +266,6 @@ struct Connection<S> {
     stop: CancellationToken,
     telemetry: Option<Telemetry>,
     builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
 }
 
 impl<S> Connection<S> {
@@ -280,6 +279,7 @@ impl<S> Connection<S> {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let closing = self.activity.clone();
         let io = Watched::new(
             io,
             self.activity,
@@ -290,10 +290,28 @@ impl<S> Connection<S> {
         );
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(io), self.service)
-            .into_owned();
-        if let Err(e) = self.watcher.watch(connection).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            .serve_connection(TokioIo::new(io), self.service);
+        tokio::pin!(connection);
+        // Shutdown, or an idle HTTP/2 connection, ends the connection gracefully:
+        // hyper sends HTTP/2 a GOAWAY and lets the requests in flight finish.
+        let mut ending = false;
+        loop {
+            tokio::select! {
+                outcome = connection.as_mut() => {
+                    if let Err(e) = outcome {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = self.stop.cancelled(), if !ending => {
+                    connection.as_mut().graceful_shutdown();
+                    ending = true;
+                }
+                () = closing.idle_closed(), if !ending => {
+                    connection.as_mut().graceful_shutdown();
+                    ending = true;
+                }
+            }
         }
     }
 }
@@ -328,22 +346,53 @@ async fn handshake(
     }
 }
 
+/// A listener's connections (or lingering refusals): how many are open, and a
+/// signal when the last one closes.
+#[derive(Debug, Default)]
+struct Slots {
+    open: AtomicUsize,
+    emptied: Notify,
+}
+
+impl Slots {
+    fn count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no slot is taken.
+    async fn all_closed(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            emptied.await;
+        }
+    }
+}
+
 /// One of a listener's connection slots, given back when the connection ends.
-struct Slot(Arc<AtomicUsize>);
+struct Slot(Arc<Slots>);
 
 impl Slot {
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Slot(open.clone()))
+    fn take(slots: &Arc<Slots>, max: usize) -> Option<Slot> {
+        slots
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(slots.clone()))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.emptied.notify_waiters();
+        }
     }
 }
 
