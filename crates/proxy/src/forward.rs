@@ -92,8 +92,9 @@ pub(crate) fn upstream_request<B>(
 }
 
 /// Sends `req` and waits for the response head within the backend's timeout.
-/// `upload` is the client body's progress: a failure while the client is the one
-/// being waited on is the client's fault, never the backend's.
+/// `upload` is the client body's progress: a failure after the client failed its
+/// body, or a timeout while the body is still incomplete, is the client's fault,
+/// never the backend's.
 ///
 /// An idempotent request without a body that fails before any answer (connect
 /// failure, or a pooled connection the backend closed as the request went out) is

@@ -1,7 +1,7 @@
 //! Accepting connections: one loop for every listener veer runs (the client port, the
 //! admin port, the demo's model servers), serving HTTP/1.1 and HTTP/2 (prior
 //! knowledge) on each, within a connection limit, every connection on its own clock
-//! ([`connection`](crate::connection)) and counted so shutdown can drain it.
+//! (`connection`) and counted so shutdown can drain it.
 
 use std::convert::Infallible;
 use std::future::Future;
