@@ -233,12 +233,12 @@ impl Validator<'_> {
         let d = Limits::default();
         let timeout = |v: &mut Self, field: &str, raw: Option<Spanned<String>>, fallback| {
             raw.map_or(fallback, |t| {
-                v.duration(&format!("limits.{field}"), &t, fallback)
+                v.duration(&format!("limits.{field}"), "", &t, fallback)
             })
         };
         Limits {
             max_connections: raw.max_connections.map_or(d.max_connections, |m| {
-                self.whole(&m, "limits.max_connections", 1..=1_000_000) as usize
+                self.whole("limits.max_connections", "", &m, 1..=1_000_000) as usize
             }),
             header_read_timeout: timeout(
                 self,
@@ -254,7 +254,7 @@ impl Validator<'_> {
                 d.body_read_timeout,
             ),
             max_request_body: raw.max_request_body.map_or(d.max_request_body, |b| {
-                self.body_size("limits.max_request_body", &b, d.max_request_body)
+                self.body_size("limits.max_request_body", "", &b, d.max_request_body)
             }),
             drain_timeout: timeout(self, "drain_timeout", raw.drain_timeout, d.drain_timeout),
         }
@@ -312,17 +312,30 @@ impl Validator<'_> {
         path
     }
 
-    fn duration(&mut self, what: &str, raw: &Spanned<String>, fallback: Duration) -> Duration {
+    // The setting helpers below name the setting as `key` and where it is as
+    // `within` (" for backend \"a\"", " in route \"r\"", or ""), so every message
+    // reads "invalid KEY VALUE WITHIN; expected ...".
+
+    fn duration(
+        &mut self,
+        key: &str,
+        within: &str,
+        raw: &Spanned<String>,
+        fallback: Duration,
+    ) -> Duration {
         match humantime::parse_duration(raw.get_ref()) {
             Ok(d) if !d.is_zero() && d <= defaults::MAX_DURATION => d,
             Ok(d) if !d.is_zero() => {
-                let msg = format!("{what} \"{}\" is too long; at most 1 day", raw.get_ref());
+                let msg = format!(
+                    "{key} \"{}\"{within} is too long; at most 1 day",
+                    raw.get_ref()
+                );
                 self.error(raw.span(), msg);
                 fallback
             }
             _ => {
                 let msg = format!(
-                    "invalid {what} \"{}\"; expected a duration above zero such as \"2s\" or \"500ms\"",
+                    "invalid {key} \"{}\"{within}; expected a duration above zero such as \"2s\" or \"500ms\"",
                     raw.get_ref()
                 );
                 self.error(raw.span(), msg);
@@ -333,15 +346,16 @@ impl Validator<'_> {
 
     fn whole(
         &mut self,
+        key: &str,
+        within: &str,
         raw: &Spanned<toml::Value>,
-        what: &str,
         range: std::ops::RangeInclusive<i64>,
     ) -> i64 {
         match raw.get_ref() {
             toml::Value::Integer(i) if range.contains(i) => *i,
             other => {
                 let msg = format!(
-                    "invalid {what} {other}; expected a whole number from {} to {}",
+                    "invalid {key} {other}{within}; expected a whole number from {} to {}",
                     range.start(),
                     range.end()
                 );
@@ -352,12 +366,12 @@ impl Validator<'_> {
     }
 
     /// A body-size setting: a size above zero and at most [`defaults::MAX_BODY_LIMIT`].
-    fn body_size(&mut self, what: &str, raw: &Spanned<String>, fallback: u64) -> u64 {
+    fn body_size(&mut self, key: &str, within: &str, raw: &Spanned<String>, fallback: u64) -> u64 {
         match raw.get_ref().parse::<bytesize::ByteSize>() {
             Ok(size) if (1..=defaults::MAX_BODY_LIMIT).contains(&size.as_u64()) => size.as_u64(),
             Ok(size) if size.as_u64() > defaults::MAX_BODY_LIMIT => {
                 let msg = format!(
-                    "{what} \"{}\" is too large; at most 1GiB (veer may hold a body in memory)",
+                    "{key} \"{}\"{within} is too large; at most 1GiB (veer may hold a body in memory)",
                     raw.get_ref()
                 );
                 self.error(raw.span(), msg);
@@ -365,7 +379,7 @@ impl Validator<'_> {
             }
             _ => {
                 let msg = format!(
-                    "invalid {what} \"{}\"; expected a size such as \"1MiB\" or \"512KiB\"",
+                    "invalid {key} \"{}\"{within}; expected a size such as \"1MiB\" or \"512KiB\"",
                     raw.get_ref()
                 );
                 self.error(raw.span(), msg);
@@ -394,21 +408,17 @@ impl Validator<'_> {
             );
         }
         let url = self.backend_url(&name, &raw.url);
-        let within = format!("for backend \"{name}\"");
+        let within = format!(" for backend \"{name}\"");
         let timeout = raw.timeout.map_or(defaults::BACKEND_TIMEOUT, |t| {
-            self.duration(&format!("timeout {within}"), &t, defaults::BACKEND_TIMEOUT)
+            self.duration("timeout", &within, &t, defaults::BACKEND_TIMEOUT)
         });
         let connect_timeout = raw.connect_timeout.map_or(defaults::CONNECT_TIMEOUT, |t| {
-            self.duration(
-                &format!("connect_timeout {within}"),
-                &t,
-                defaults::CONNECT_TIMEOUT,
-            )
+            self.duration("connect_timeout", &within, &t, defaults::CONNECT_TIMEOUT)
         });
         let max_connections = raw
             .max_connections
             .map_or(defaults::BACKEND_MAX_CONNECTIONS, |m| {
-                self.whole(&m, &format!("max_connections {within}"), 1..=1_000_000) as usize
+                self.whole("max_connections", &within, &m, 1..=1_000_000) as usize
             });
         let protocol = match raw.protocol {
             None => Protocol::Http1,
@@ -417,7 +427,7 @@ impl Validator<'_> {
                 "h2" => Protocol::H2,
                 other => {
                     let msg = format!(
-                        "invalid protocol \"{other}\" {within}; expected \"http1\" or \"h2\" (HTTP/2, for gRPC)"
+                        "invalid protocol \"{other}\"{within}; expected \"http1\" or \"h2\" (HTTP/2, for gRPC)"
                     );
                     self.error(p.span(), msg);
                     Protocol::Http1
@@ -484,18 +494,12 @@ impl Validator<'_> {
         };
         let Some(raw) = raw else { return outlier };
         if let Some(n) = raw.consecutive_failures {
-            outlier.consecutive_failures = self.whole(
-                &n,
-                &format!("outlier.consecutive_failures {within}"),
-                1..=10_000,
-            ) as u32;
+            outlier.consecutive_failures =
+                self.whole("outlier.consecutive_failures", within, &n, 1..=10_000) as u32;
         }
         if let Some(e) = raw.ejection {
-            outlier.ejection = self.duration(
-                &format!("outlier.ejection {within}"),
-                &e,
-                defaults::OUTLIER_EJECTION,
-            );
+            outlier.ejection =
+                self.duration("outlier.ejection", within, &e, defaults::OUTLIER_EJECTION);
         }
         outlier
     }
@@ -562,11 +566,8 @@ impl Validator<'_> {
             .hash_seed
             .map_or(defaults::HASH_SEED, |s| self.hash_seed(&name, s));
         let max_request_body = raw.max_request_body.map_or(limits.max_request_body, |b| {
-            self.body_size(
-                &format!("max_request_body in route \"{name}\""),
-                &b,
-                limits.max_request_body,
-            )
+            let within = format!(" in route \"{name}\"");
+            self.body_size("max_request_body", &within, &b, limits.max_request_body)
         });
         let shadow = raw
             .shadow
@@ -618,11 +619,12 @@ impl Validator<'_> {
         let max_in_flight = raw
             .max_in_flight
             .map_or(defaults::SHADOW_MAX_IN_FLIGHT, |m| {
-                self.count(route, "shadow.max_in_flight", &m, 1..=1_000_000) as usize
+                self.whole("shadow.max_in_flight", &in_route(route), &m, 1..=1_000_000) as usize
             });
         let max_body = raw.max_body.map_or(defaults::SHADOW_MAX_BODY, |b| {
             self.body_size(
-                &format!("shadow.max_body in route \"{route}\""),
+                "shadow.max_body",
+                &in_route(route),
                 &b,
                 defaults::SHADOW_MAX_BODY,
             )
@@ -633,7 +635,8 @@ impl Validator<'_> {
             per_sec: raw
                 .divergence_log_per_sec
                 .map_or(defaults::DIVERGENCE_LOG_PER_SEC, |r| {
-                    self.count(route, "shadow.divergence_log_per_sec", &r, 1..=100_000) as u32
+                    let key = "shadow.divergence_log_per_sec";
+                    self.whole(key, &in_route(route), &r, 1..=100_000) as u32
                 }),
             max_bytes: raw
                 .divergence_log_max
@@ -708,7 +711,8 @@ impl Validator<'_> {
         }
         if let Some(b) = raw.max_body {
             compare.max_body = self.body_size(
-                &format!("compare.max_body in route \"{route}\""),
+                "compare.max_body",
+                &in_route(route),
                 &b,
                 defaults::COMPARE_MAX_BODY,
             );
@@ -744,27 +748,6 @@ impl Validator<'_> {
                 );
                 self.error(raw.span(), msg);
                 fallback
-            }
-        }
-    }
-
-    fn count(
-        &mut self,
-        route: &str,
-        field: &str,
-        raw: &Spanned<toml::Value>,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> i64 {
-        match raw.get_ref() {
-            toml::Value::Integer(i) if range.contains(i) => *i,
-            other => {
-                let msg = format!(
-                    "invalid {field} {other} in route \"{route}\"; expected a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                );
-                self.error(raw.span(), msg);
-                *range.start()
             }
         }
     }
@@ -999,6 +982,11 @@ impl Validator<'_> {
     }
 }
 
+/// Where a route's setting is, for messages: ` in route "NAME"`.
+fn in_route(route: &str) -> String {
+    format!(" in route \"{route}\"")
+}
+
 /// Names become metric label values and a response header: keep them plain.
 const LABEL_RULE: &str = "expected 1 to 64 of the characters a-z A-Z 0-9 . _ -";
 
@@ -1171,7 +1159,7 @@ timeout = "soon"
         assert!(lines[1].contains("backend \"a\": it carries user:password@"));
         assert!(lines[2].contains("backend \"b\": it has a path or query"));
         assert!(lines[3].contains("backend \"c\": it lacks the http:// or https:// scheme"));
-        assert!(lines[4].starts_with("11:11 invalid timeout for backend \"c\" \"soon\""));
+        assert!(lines[4].starts_with("11:11 invalid timeout \"soon\" for backend \"c\""));
         assert!(
             !err.to_string().contains("hunter2"),
             "credentials are never echoed: {err}"
@@ -1287,7 +1275,7 @@ shadow = { backend = "a", divergence_log = "../../etc/cron.d/x", max_body = "2Gi
             "11:6 backend \"a\" is http://, so its TLS settings",
             "16:37 invalid header match \"x-api-key\" in route \"r\" (value not shown)",
             "17:37 invalid weight 1000000.0 in route \"r\"; expected a whole number from 0 to 1000000 (written as a float",
-            "18:77 shadow.max_body in route \"r\" \"2GiB\" is too large",
+            "18:77 shadow.max_body \"2GiB\" in route \"r\" is too large",
             "18:44 shadow.divergence_log \"../../etc/cron.d/x\" must be a relative path inside log_dir",
         ];
         assert_eq!(lines.len(), expect.len(), "{lines:#?}");
