@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::start;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use veer_testkit::{Behavior, TestBackend};
 
 fn routed(backend: &str) -> String {
@@ -109,27 +109,11 @@ async fn the_backend_sees_normalised_paths_and_no_client_mirror_mark() {
     assert!(seen["headers"].get("x-veer-shadow").is_none(), "{seen}");
 }
 
-/// A backend that answers every connection with `answer`, whatever was asked.
-async fn raw_backend(answer: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = [0u8; 4096];
-                let _ = stream.read(&mut head).await;
-                let _ = stream.write_all(answer).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_answers_veer_cannot_relay_as_they_are() {
-    let both = raw_backend(
+    let both = common::raw_backend(
         b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        false,
     )
     .await;
     let proxy = start(&routed(&format!("http://{both}"))).await;
@@ -145,8 +129,9 @@ async fn backend_answers_veer_cannot_relay_as_they_are() {
         "the chunked body whole, not its first 3 bytes"
     );
 
-    let upgrade = raw_backend(
+    let upgrade = common::raw_backend(
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+        false,
     )
     .await;
     let proxy = start(&routed(&format!("http://{upgrade}"))).await;

@@ -12,7 +12,6 @@ use common::start;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use veer_testkit::{Behavior, TestBackend};
 
@@ -62,20 +61,11 @@ async fn dead_backends_fail_fast_and_hung_ones_at_their_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_stalling_mid_body_is_cut_at_its_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = [0u8; 4096];
-                let _ = stream.read(&mut head).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst ten.")
-                    .await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            });
-        }
-    });
+    let addr = common::raw_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst ten.",
+        true,
+    )
+    .await;
     let proxy = start(&one_backend(
         &format!("http://{addr}"),
         "max_connections = 1",

@@ -145,3 +145,26 @@ pub fn file_name(path: &std::path::Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// A backend of raw bytes: every connection is read once, answered with `answer`
+/// whatever was asked, then closed, or held open for 30 s when `hold` (a backend
+/// that stalls after what it wrote).
+pub async fn raw_backend(answer: &'static [u8], hold: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let _ = stream.write_all(answer).await;
+                if hold {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
