@@ -33,6 +33,7 @@ pub use describe::REDACTED;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::{
     AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config, DivergenceLog,
-    Limits, Listen, Loaded, Match, Outlier, Protocol, Route, Shadow, SplitBy, Tls, WeightedBackend,
+    ErrorGate, Inconclusive, LatencyGate, Limits, Listen, Loaded, Match, Outlier, PredictionGate,
+    Protocol, Rollout, Route, Shadow, SplitBy, Tls, WeightedBackend,
 };
 pub use strategy::{Live, Strategy};

@@ -173,6 +173,94 @@ pub struct Route {
     pub shadow: Option<Shadow>,
     /// How a live and a shadow answer are judged.
     pub compare: Compare,
+    /// The candidate's weight stepped up, held or rolled back by veer, if asked.
+    pub rollout: Option<Rollout>,
+}
+
+/// `[routes.rollout]`: veer sets the candidate's share itself, step by step, from
+/// anytime-valid statistics of each signal (see the `veer-rollout` crate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// The backend being rolled out: the last of the route's split.
+    pub candidate: BackendId,
+    /// Candidate weights in percent, rising, the last one 100 (promoted).
+    pub steps: Vec<u8>,
+    /// A step lasts at least this long before it may advance.
+    pub min_step: Duration,
+    /// A step still undecided after this long gets [`Rollout::on_inconclusive`].
+    pub max_step: Duration,
+    /// What an undecided step comes to at `max_step`.
+    pub on_inconclusive: Inconclusive,
+    /// False-rollback budget of each signal over the whole rollout.
+    pub alpha: f64,
+    /// Before the first step: weight 0, every request mirrored to the candidate, for
+    /// at least this long and until the prediction gate passes.
+    pub shadow_first: Option<Duration>,
+    /// Where progress is kept across restarts (inside `log_dir`), if anywhere.
+    pub state_file: Option<PathBuf>,
+    /// Where every decision is appended as a JSON line (inside `log_dir`), if anywhere.
+    pub decision_log: Option<PathBuf>,
+    /// The candidate's 5xx, timeouts and connect failures against the baseline's.
+    pub errors: ErrorGate,
+    /// The candidate's share of slow requests against the baseline's.
+    pub latency: LatencyGate,
+    /// The shadow's divergence and label flips, when judged.
+    pub predictions: Option<PredictionGate>,
+    /// Each decision line is POSTed here, if set (`[routes.rollout.hooks] notify`).
+    pub notify: Option<Uri>,
+}
+
+impl Rollout {
+    /// The settings whose change starts the rollout over (the candidate and its
+    /// steps); any other setting changes in place and the progress is kept.
+    pub fn identity(&self) -> (BackendId, &[u8]) {
+        (self.candidate, &self.steps)
+    }
+}
+
+/// `on_inconclusive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Inconclusive {
+    /// Hold the weight; a person decides.
+    Pause,
+    /// Set the candidate to 0.
+    Rollback,
+}
+
+/// `[routes.rollout.errors]`. PASS needs the candidate's error rate (upper bound) at
+/// most `baseline × (1 + rel_margin) + abs_margin`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorGate {
+    /// Relative margin over the baseline's rate.
+    pub rel_margin: f64,
+    /// Absolute margin over the baseline's rate.
+    pub abs_margin: f64,
+    /// A candidate rate proven above this rolls back at once.
+    pub hard_max: f64,
+}
+
+/// `[routes.rollout.latency]`: a request is slow when it took longer than the
+/// baseline's `tail` quantile over the step so far; the candidate's share of slow
+/// requests is judged as errors are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyGate {
+    /// The baseline's quantile that makes a request slow (0.95: its p95).
+    pub tail: f64,
+    /// Relative margin over the baseline's share of slow requests.
+    pub rel_margin: f64,
+    /// Absolute margin over it.
+    pub abs_margin: f64,
+}
+
+/// `[routes.rollout.predictions]`: judged on mirrored traffic to the candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictionGate {
+    /// Largest share of compared pairs that may diverge (above the noise floor).
+    pub max_divergence: f64,
+    /// Largest share of classification pairs whose label may differ.
+    pub max_label_flip: f64,
+    /// A proven breach rolls back (true) or pauses (false).
+    pub critical: bool,
 }
 
 /// Mirroring of a route's requests to a backend whose answers never reach clients.
@@ -216,6 +304,12 @@ pub struct Compare {
     pub ignore: Vec<String>,
     /// Largest response body kept for comparison, in bytes.
     pub max_body: u64,
+    /// Binary scores: a single probability on either side of this is a label, so
+    /// label agreement is judged for models that answer one score per row.
+    pub threshold: Option<f64>,
+    /// Share of requests (0 to 100) sent a second time to the live backend and
+    /// compared with the first answer: the model's own noise floor.
+    pub noise_percent: f64,
 }
 
 impl Default for Compare {
@@ -227,6 +321,8 @@ impl Default for Compare {
             rel_tolerance: crate::defaults::REL_TOLERANCE,
             ignore: Vec::new(),
             max_body: crate::defaults::COMPARE_MAX_BODY,
+            threshold: None,
+            noise_percent: 0.0,
         }
     }
 }

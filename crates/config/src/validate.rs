@@ -593,6 +593,7 @@ impl Validator<'_> {
             max_request_body,
             shadow,
             compare,
+            rollout: None,
         }
     }
 
