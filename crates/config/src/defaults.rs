@@ -115,3 +115,43 @@ pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// The longest any timeout may be, 1 day: far beyond any sensible deadline, and far
 /// inside what the clock arithmetic behind a deadline can hold.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A rollout step lasts at least 2 minutes: long enough to see a few scrapes' worth
+/// of traffic and a slow leak of errors, short enough that a good release reaches
+/// 100 % within the hour.
+pub const ROLLOUT_MIN_STEP: Duration = Duration::from_secs(120);
+
+/// A step still undecided after 30 minutes gets `on_inconclusive`: too little traffic
+/// to decide within half an hour needs a person, not more waiting.
+pub const ROLLOUT_MAX_STEP: Duration = Duration::from_secs(30 * 60);
+
+/// 1 % of good releases rolled back by chance, per signal, over a whole rollout: a
+/// false rollback costs a retry, a missed bad release costs users.
+pub const ROLLOUT_ALPHA: f64 = 0.01;
+
+/// The candidate may fail 20 % more often than the baseline ...
+pub const ROLLOUT_ERRORS_REL_MARGIN: f64 = 0.2;
+
+/// ... plus half a percentage point, so a baseline with no errors at all does not
+/// demand a perfect candidate.
+pub const ROLLOUT_ERRORS_ABS_MARGIN: f64 = 0.005;
+
+/// A candidate proven to fail more than 5 % of requests is rolled back at once,
+/// whatever the baseline does: no model release is expected to be that broken.
+pub const ROLLOUT_ERRORS_HARD_MAX: f64 = 0.05;
+
+/// "Slow" is slower than the baseline's p95: a tail users feel, with enough slow
+/// requests (1 in 20) to judge quickly.
+pub const ROLLOUT_LATENCY_TAIL: f64 = 0.95;
+
+/// The candidate may have 20 % more slow requests than the baseline ...
+pub const ROLLOUT_LATENCY_REL_MARGIN: f64 = 0.2;
+
+/// ... plus one percentage point.
+pub const ROLLOUT_LATENCY_ABS_MARGIN: f64 = 0.01;
+
+/// At most 10 % of compared pairs may diverge above the noise floor.
+pub const ROLLOUT_MAX_DIVERGENCE: f64 = 0.10;
+
+/// At most 3 % of classification pairs may flip their label.
+pub const ROLLOUT_MAX_LABEL_FLIP: f64 = 0.03;

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::{CompareMode, Config, Match, Protocol, SplitBy};
+use crate::{CompareMode, Config, Inconclusive, Match, Protocol, SplitBy};
 
 /// What `/config` shows in place of a value that may be a secret.
 pub const REDACTED: &str = "<redacted>";
@@ -34,6 +34,39 @@ impl Config {
                     })
                 });
                 let c = &route.compare;
+                let rollout = route.rollout.as_ref().map(|r| {
+                    json!({
+                        "candidate": self.backend(r.candidate).name,
+                        "steps": r.steps,
+                        "min_step_seconds": r.min_step.as_secs_f64(),
+                        "max_step_seconds": r.max_step.as_secs_f64(),
+                        "on_inconclusive": match r.on_inconclusive {
+                            Inconclusive::Pause => "pause",
+                            Inconclusive::Rollback => "rollback",
+                        },
+                        "alpha": r.alpha,
+                        "shadow_first_seconds": r.shadow_first.map(|d| d.as_secs_f64()),
+                        "state_file": r.state_file.as_ref().map(|p| p.display().to_string()),
+                        "decision_log": r.decision_log.as_ref().map(|p| p.display().to_string()),
+                        "errors": {
+                            "rel_margin": r.errors.rel_margin,
+                            "abs_margin": r.errors.abs_margin,
+                            "hard_max": r.errors.hard_max,
+                        },
+                        "latency": {
+                            "tail": r.latency.tail,
+                            "rel_margin": r.latency.rel_margin,
+                            "abs_margin": r.latency.abs_margin,
+                        },
+                        "predictions": r.predictions.map(|p| json!({
+                            "max_divergence": p.max_divergence,
+                            "max_label_flip": p.max_label_flip,
+                            "critical": p.critical,
+                        })),
+                        // A notification URL may carry a token in its path or query.
+                        "notify": r.notify.as_ref().map(|_| REDACTED),
+                    })
+                });
                 json!({
                     "name": route.name,
                     "strategy": route.strategy(self).to_string(),
@@ -58,7 +91,10 @@ impl Config {
                         "rel_tolerance": c.rel_tolerance,
                         "ignore": c.ignore,
                         "max_body": c.max_body,
+                        "threshold": c.threshold,
+                        "noise_percent": c.noise_percent,
                     },
+                    "rollout": rollout,
                 })
             })
             .collect();

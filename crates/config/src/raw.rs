@@ -101,6 +101,55 @@ pub(crate) struct RawRoute {
     pub max_request_body: Option<Spanned<String>>,
     pub shadow: Option<Spanned<RawShadow>>,
     pub compare: Option<Spanned<RawCompare>>,
+    pub rollout: Option<Spanned<RawRollout>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRollout {
+    pub candidate: Spanned<String>,
+    pub steps: Spanned<Vec<Spanned<toml::Value>>>,
+    pub min_step: Option<Spanned<String>>,
+    pub max_step: Option<Spanned<String>>,
+    pub on_inconclusive: Option<Spanned<String>>,
+    pub alpha: Option<Spanned<toml::Value>>,
+    pub shadow_first: Option<Spanned<String>>,
+    pub state_file: Option<Spanned<String>>,
+    pub decision_log: Option<Spanned<String>>,
+    pub errors: Option<RawErrorGate>,
+    pub latency: Option<RawLatencyGate>,
+    pub predictions: Option<Spanned<RawPredictionGate>>,
+    pub hooks: Option<RawHooks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawErrorGate {
+    pub rel_margin: Option<Spanned<toml::Value>>,
+    pub abs_margin: Option<Spanned<toml::Value>>,
+    pub hard_max: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLatencyGate {
+    pub tail: Option<Spanned<toml::Value>>,
+    pub rel_margin: Option<Spanned<toml::Value>>,
+    pub abs_margin: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPredictionGate {
+    pub max_divergence: Option<Spanned<toml::Value>>,
+    pub max_label_flip: Option<Spanned<toml::Value>>,
+    pub critical: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    pub notify: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +174,8 @@ pub(crate) struct RawCompare {
     #[serde(default)]
     pub ignore: Vec<Spanned<String>>,
     pub max_body: Option<Spanned<String>>,
+    pub threshold: Option<Spanned<toml::Value>>,
+    pub noise_percent: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

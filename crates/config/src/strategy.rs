@@ -1,7 +1,8 @@
 //! What a route comes to, in the words a user uses: basic or canary, plus shadow.
 //!
 //! Strategies are not a keyword of the file; they follow from the route: one backend
-//! with weight > 0 is basic, several is canary, a `[routes.shadow]` adds shadow.
+//! with weight > 0 is basic, several is canary, a `[routes.shadow]` adds shadow, and a
+//! `[routes.rollout]` has veer step the canary's last backend up by itself.
 
 use std::fmt;
 
@@ -14,6 +15,8 @@ pub struct Strategy<'a> {
     pub live: Live<'a>,
     /// The backend mirrored to and the share of requests mirrored, if any.
     pub shadow: Option<(&'a str, f64)>,
+    /// The candidate veer rolls out by itself and its steps, if any.
+    pub rollout: Option<(&'a str, &'a [u8])>,
 }
 
 /// Where a route's live traffic goes.
@@ -53,7 +56,17 @@ impl Route {
             .shadow
             .as_ref()
             .map(|s| (config.backend(s.backend).name.as_str(), s.percent));
-        Strategy { live, shadow }
+        let rollout = self.rollout.as_ref().map(|r| {
+            (
+                config.backend(r.candidate).name.as_str(),
+                r.steps.as_slice(),
+            )
+        });
+        Strategy {
+            live,
+            shadow,
+            rollout,
+        }
     }
 }
 
@@ -79,6 +92,10 @@ impl fmt::Display for Strategy<'_> {
         }
         if let Some((backend, percent)) = self.shadow {
             write!(f, " + shadow {percent}% → {backend}")?;
+        }
+        if let Some((candidate, steps)) = self.rollout {
+            let steps: Vec<String> = steps.iter().map(u8::to_string).collect();
+            write!(f, " + rollout of {candidate} over {}%", steps.join("/"))?;
         }
         Ok(())
     }

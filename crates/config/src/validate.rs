@@ -10,13 +10,15 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use toml::Spanned;
 
 use crate::raw::{
-    RawAdmin, RawBackend, RawCompare, RawConfig, RawLimits, RawListen, RawMatch, RawOutlier,
-    RawRoute, RawShadow, RawSplit, RawTls,
+    RawAdmin, RawBackend, RawCompare, RawConfig, RawErrorGate, RawLatencyGate, RawLimits,
+    RawListen, RawMatch, RawOutlier, RawPredictionGate, RawRollout, RawRoute, RawShadow, RawSplit,
+    RawTls,
 };
 use crate::{
     defaults, AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config,
-    Diagnostic, Diagnostics, DivergenceLog, Limits, Listen, Loaded, Match, Outlier, Protocol,
-    Route, Severity, Shadow, SplitBy, Tls, WeightedBackend,
+    Diagnostic, Diagnostics, DivergenceLog, ErrorGate, Inconclusive, LatencyGate, Limits, Listen,
+    Loaded, Match, Outlier, PredictionGate, Protocol, Rollout, Route, Severity, Shadow, SplitBy,
+    Tls, WeightedBackend,
 };
 
 impl Config {
@@ -79,6 +81,13 @@ impl Config {
                 log.path = log_dir.join(&log.path);
             }
         }
+        for rollout in self.routes.iter_mut().filter_map(|r| r.rollout.as_mut()) {
+            for written in [&mut rollout.state_file, &mut rollout.decision_log] {
+                if let Some(path) = written.as_mut() {
+                    *path = log_dir.join(&*path);
+                }
+            }
+        }
     }
 
     /// Validates `source`, the text of the routing file `file` (used in messages only).
@@ -88,6 +97,7 @@ impl Config {
             source,
             found: Vec::new(),
             divergence_logs: Vec::new(),
+            rollout_files: Vec::new(),
             secrets: Vec::new(),
         };
         let raw: RawConfig = match toml::from_str(source) {
@@ -116,6 +126,8 @@ struct Validator<'a> {
     found: Vec<Diagnostic>,
     /// Divergence logs seen so far, with the route that named each.
     divergence_logs: Vec<(String, DivergenceLog)>,
+    /// Rollout state files and decision logs seen so far, with the route of each.
+    rollout_files: Vec<(PathBuf, String)>,
     /// Spans of values that may be secrets (header values a route matches on, URLs
     /// with credentials or a query): never shown in any finding's source line.
     secrets: Vec<Range<usize>>,
@@ -584,6 +596,9 @@ impl Validator<'_> {
             }
             None => Compare::default(),
         };
+        let rollout = raw
+            .rollout
+            .and_then(|r| self.rollout(config, &name, &split, shadow.as_ref(), r.into_inner()));
         Route {
             name,
             matcher,
@@ -593,8 +608,293 @@ impl Validator<'_> {
             max_request_body,
             shadow,
             compare,
-            rollout: None,
+            rollout,
         }
+    }
+
+    /// `[routes.rollout]`: its candidate must be the last backend of the split (so
+    /// raising it only moves users onto it), and its prediction gate needs a shadow
+    /// to that candidate.
+    fn rollout(
+        &mut self,
+        config: &Config,
+        route: &str,
+        split: &[WeightedBackend],
+        shadow: Option<&Shadow>,
+        raw: RawRollout,
+    ) -> Option<Rollout> {
+        let within = in_route(route);
+        let name = raw.candidate.get_ref();
+        let candidate = match config.backend_id(name) {
+            None => {
+                let msg = format!(
+                    "unknown rollout.candidate \"{name}\"{within}; expected the last backend of the route's split"
+                );
+                self.error(raw.candidate.span(), msg);
+                None
+            }
+            Some(id) if split.len() < 2 || split.last().map(|s| s.backend) != Some(id) => {
+                let msg = format!(
+                    "rollout.candidate \"{name}\"{within} must be the last backend of the route's split, after at least one baseline backend (so raising its weight only moves users onto it)"
+                );
+                self.error(raw.candidate.span(), msg);
+                None
+            }
+            Some(id) => Some(id),
+        };
+        let steps = self.steps(&within, raw.steps);
+        let min_step = raw.min_step.map_or(defaults::ROLLOUT_MIN_STEP, |d| {
+            self.duration("rollout.min_step", &within, &d, defaults::ROLLOUT_MIN_STEP)
+        });
+        let max_step = match raw.max_step {
+            Some(d) => {
+                let max =
+                    self.duration("rollout.max_step", &within, &d, defaults::ROLLOUT_MAX_STEP);
+                if max < min_step {
+                    let msg = format!(
+                        "rollout.max_step \"{}\"{within} is shorter than min_step; a step could never advance",
+                        d.get_ref()
+                    );
+                    self.error(d.span(), msg);
+                }
+                max
+            }
+            None => defaults::ROLLOUT_MAX_STEP.max(min_step),
+        };
+        let on_inconclusive = match raw.on_inconclusive {
+            None => Inconclusive::Pause,
+            Some(o) => match o.get_ref().as_str() {
+                "pause" => Inconclusive::Pause,
+                "rollback" => Inconclusive::Rollback,
+                other => {
+                    let msg = format!(
+                        "invalid rollout.on_inconclusive \"{other}\"{within}; expected \"pause\" or \"rollback\""
+                    );
+                    self.error(o.span(), msg);
+                    Inconclusive::Pause
+                }
+            },
+        };
+        let alpha = raw.alpha.map_or(defaults::ROLLOUT_ALPHA, |a| {
+            let alpha = self.number(
+                route,
+                "rollout.alpha",
+                &a,
+                0.0..=0.5,
+                defaults::ROLLOUT_ALPHA,
+            );
+            if alpha == 0.0 {
+                let msg = format!(
+                    "invalid rollout.alpha 0{within}; expected a number above 0 and at most 0.5"
+                );
+                self.error(a.span(), msg);
+            }
+            alpha
+        });
+        let shadows_candidate = shadow.is_some_and(|s| Some(s.backend) == candidate);
+        let predictions = raw.predictions.map(|p| {
+            if candidate.is_some() && !shadows_candidate {
+                let msg = format!(
+                    "[routes.rollout.predictions]{within} needs a [routes.shadow] with backend = \"{name}\": predictions are judged on mirrored traffic"
+                );
+                self.error(p.span(), msg);
+            }
+            self.prediction_gate(route, p.into_inner())
+        });
+        let shadow_first = raw.shadow_first.map(|d| {
+            if predictions.is_none() {
+                let msg = format!(
+                    "rollout.shadow_first{within} needs [routes.rollout.predictions] (and a [routes.shadow] to the candidate): the shadow phase ends when the prediction gate passes"
+                );
+                self.error(d.span(), msg);
+            }
+            self.duration("rollout.shadow_first", &within, &d, defaults::ROLLOUT_MIN_STEP)
+        });
+        let state_file = raw
+            .state_file
+            .map(|p| self.rollout_file(route, "rollout.state_file", p));
+        let decision_log = raw
+            .decision_log
+            .map(|p| self.rollout_file(route, "rollout.decision_log", p));
+        let errors = self.error_gate(route, raw.errors);
+        let latency = self.latency_gate(route, raw.latency);
+        let notify = raw
+            .hooks
+            .and_then(|h| h.notify)
+            .map(|n| self.notify_url(route, &n));
+        Some(Rollout {
+            candidate: candidate?,
+            steps,
+            min_step,
+            max_step,
+            on_inconclusive,
+            alpha,
+            shadow_first,
+            state_file,
+            decision_log,
+            errors,
+            latency,
+            predictions,
+            notify,
+        })
+    }
+
+    /// A file one rollout writes: inside `log_dir`, and no other route's.
+    fn rollout_file(&mut self, route: &str, field: &str, raw: Spanned<String>) -> PathBuf {
+        let span = raw.span();
+        let path = self.written_path(field, raw);
+        let taken = self
+            .rollout_files
+            .iter()
+            .find(|(seen, _)| *seen == path)
+            .map(|(_, other)| other.clone());
+        match taken {
+            Some(other) => {
+                let msg = format!(
+                    "{field} \"{}\" of route \"{route}\" is already written by route \"{other}\"; give each rollout its own file",
+                    path.display()
+                );
+                self.error(span, msg);
+            }
+            None => self.rollout_files.push((path.clone(), route.to_owned())),
+        }
+        path
+    }
+
+    /// Rising whole percentages from 1 to 100, the last one 100 (promoted).
+    fn steps(&mut self, within: &str, raw: Spanned<Vec<Spanned<toml::Value>>>) -> Vec<u8> {
+        let span = raw.span();
+        let mut steps: Vec<u8> = Vec::new();
+        for step in raw.into_inner() {
+            match step.get_ref() {
+                toml::Value::Integer(p) if (1..=100).contains(p) => {
+                    let p = *p as u8;
+                    if steps.last().is_some_and(|last| *last >= p) {
+                        let msg = format!(
+                            "rollout.steps{within} must rise: {p} comes after {}",
+                            steps.last().copied().unwrap_or_default()
+                        );
+                        self.error(step.span(), msg);
+                    }
+                    steps.push(p);
+                }
+                other => {
+                    let msg = format!(
+                        "invalid rollout step {other}{within}; expected a whole percentage from 1 to 100"
+                    );
+                    self.error(step.span(), msg);
+                }
+            }
+        }
+        if steps.last() != Some(&100) {
+            let msg = format!(
+                "rollout.steps{within} must end with 100 (the step that promotes the candidate), such as [5, 25, 50, 100]"
+            );
+            self.error(span, msg);
+        }
+        steps
+    }
+
+    fn error_gate(&mut self, route: &str, raw: Option<RawErrorGate>) -> ErrorGate {
+        let mut gate = ErrorGate {
+            rel_margin: defaults::ROLLOUT_ERRORS_REL_MARGIN,
+            abs_margin: defaults::ROLLOUT_ERRORS_ABS_MARGIN,
+            hard_max: defaults::ROLLOUT_ERRORS_HARD_MAX,
+        };
+        let Some(raw) = raw else { return gate };
+        if let Some(v) = raw.rel_margin {
+            gate.rel_margin = self.number(
+                route,
+                "rollout.errors.rel_margin",
+                &v,
+                0.0..=10.0,
+                gate.rel_margin,
+            );
+        }
+        if let Some(v) = raw.abs_margin {
+            gate.abs_margin = self.number(
+                route,
+                "rollout.errors.abs_margin",
+                &v,
+                0.0..=1.0,
+                gate.abs_margin,
+            );
+        }
+        if let Some(v) = raw.hard_max {
+            gate.hard_max = self.number(
+                route,
+                "rollout.errors.hard_max",
+                &v,
+                0.0..=1.0,
+                gate.hard_max,
+            );
+        }
+        gate
+    }
+
+    fn latency_gate(&mut self, route: &str, raw: Option<RawLatencyGate>) -> LatencyGate {
+        let mut gate = LatencyGate {
+            tail: defaults::ROLLOUT_LATENCY_TAIL,
+            rel_margin: defaults::ROLLOUT_LATENCY_REL_MARGIN,
+            abs_margin: defaults::ROLLOUT_LATENCY_ABS_MARGIN,
+        };
+        let Some(raw) = raw else { return gate };
+        if let Some(v) = raw.tail {
+            gate.tail = self.number(route, "rollout.latency.tail", &v, 0.5..=0.999, gate.tail);
+        }
+        if let Some(v) = raw.rel_margin {
+            gate.rel_margin = self.number(
+                route,
+                "rollout.latency.rel_margin",
+                &v,
+                0.0..=10.0,
+                gate.rel_margin,
+            );
+        }
+        if let Some(v) = raw.abs_margin {
+            gate.abs_margin = self.number(
+                route,
+                "rollout.latency.abs_margin",
+                &v,
+                0.0..=1.0,
+                gate.abs_margin,
+            );
+        }
+        gate
+    }
+
+    fn prediction_gate(&mut self, route: &str, raw: RawPredictionGate) -> PredictionGate {
+        let mut gate = PredictionGate {
+            max_divergence: defaults::ROLLOUT_MAX_DIVERGENCE,
+            max_label_flip: defaults::ROLLOUT_MAX_LABEL_FLIP,
+            critical: raw.critical.unwrap_or(false),
+        };
+        if let Some(v) = raw.max_divergence {
+            let key = "rollout.predictions.max_divergence";
+            gate.max_divergence = self.number(route, key, &v, 0.0..=1.0, gate.max_divergence);
+        }
+        if let Some(v) = raw.max_label_flip {
+            let key = "rollout.predictions.max_label_flip";
+            gate.max_label_flip = self.number(route, key, &v, 0.0..=1.0, gate.max_label_flip);
+        }
+        gate
+    }
+
+    /// `[routes.rollout.hooks] notify`: an http(s) URL without credentials in it.
+    fn notify_url(&mut self, route: &str, raw: &Spanned<String>) -> Uri {
+        let parsed = raw.get_ref().parse::<Uri>().ok().filter(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.as_str().contains('@'))
+        });
+        parsed.unwrap_or_else(|| {
+            self.secrets.push(raw.span());
+            let msg = format!(
+                "invalid rollout.hooks.notify{}; expected an http:// or https:// URL without user:password",
+                in_route(route)
+            );
+            self.error(raw.span(), msg);
+            Uri::from_static("http://invalid/")
+        })
     }
 
     fn shadow(&mut self, config: &Config, route: &str, raw: RawShadow) -> Option<Shadow> {
@@ -717,6 +1017,13 @@ impl Validator<'_> {
                 &b,
                 defaults::COMPARE_MAX_BODY,
             );
+        }
+        compare.threshold = raw
+            .threshold
+            .map(|t| self.number(route, "compare.threshold", &t, 0.0..=1.0, 0.5));
+        if let Some(p) = raw.noise_percent {
+            compare.noise_percent =
+                self.number(route, "compare.noise_percent", &p, 0.0..=100.0, 0.0);
         }
         compare
     }
@@ -1355,5 +1662,104 @@ split = [ { backend = "v1", weight = 1 } ]
         assert!(err
             .to_string()
             .starts_with("/nonexistent/veer.toml:1:1: error: cannot read"));
+    }
+
+    #[test]
+    fn a_rollout_loads_with_its_defaults_and_turns_the_canary_into_a_rollout() {
+        let loaded = load(
+            r#"
+[[routes]]
+name = "churn"
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+shadow = { backend = "v2" }
+compare = { threshold = 0.5, noise_percent = 5 }
+
+[routes.rollout]
+candidate = "v2"
+steps = [5, 25, 50, 100]
+min_step = "10s"
+shadow_first = "30s"
+state_file = "churn-rollout.json"
+decision_log = "churn-decisions.jsonl"
+errors = { hard_max = 0.1 }
+predictions = { critical = true }
+hooks = { notify = "http://127.0.0.1:9/hook" }
+"#,
+        )
+        .expect("valid");
+        let route = &loaded.config.routes[0];
+        let rollout = route.rollout.as_ref().expect("a rollout");
+        assert_eq!(rollout.candidate, BackendId(1));
+        assert_eq!(rollout.steps, [5, 25, 50, 100]);
+        assert_eq!(rollout.min_step, Duration::from_secs(10));
+        assert_eq!(rollout.max_step, defaults::ROLLOUT_MAX_STEP);
+        assert_eq!(rollout.shadow_first, Some(Duration::from_secs(30)));
+        assert_eq!(rollout.errors.hard_max, 0.1);
+        assert_eq!(
+            rollout.errors.abs_margin,
+            defaults::ROLLOUT_ERRORS_ABS_MARGIN
+        );
+        assert_eq!(rollout.latency.tail, defaults::ROLLOUT_LATENCY_TAIL);
+        let predictions = rollout.predictions.expect("a prediction gate");
+        assert!(predictions.critical);
+        assert_eq!(predictions.max_divergence, defaults::ROLLOUT_MAX_DIVERGENCE);
+        assert_eq!(route.compare.threshold, Some(0.5));
+        assert_eq!(route.compare.noise_percent, 5.0);
+        assert_eq!(
+            route.strategy(&loaded.config).to_string(),
+            "canary 95/5 by random draw (v1/v2) + shadow 100% → v2 + rollout of v2 over 5/25/50/100%"
+        );
+    }
+
+    #[test]
+    fn rollout_mistakes_are_all_explained() {
+        let found = headlines(
+            r#"
+[[routes]]
+name = "a"
+split = [ { backend = "v2", weight = 5 }, { backend = "v1", weight = 95 } ]
+[routes.rollout]
+candidate = "v2"
+steps = [25, 5, 50]
+min_step = "5m"
+max_step = "1m"
+on_inconclusive = "panic"
+alpha = 0
+shadow_first = "1m"
+state_file = "../state.json"
+
+[[routes]]
+name = "b"
+match = { path = "/b" }
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+[routes.rollout]
+candidate = "v2"
+steps = [50, 100]
+decision_log = "same.jsonl"
+predictions = {}
+[[routes]]
+name = "c"
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+[routes.rollout]
+candidate = "v2"
+steps = [100]
+decision_log = "same.jsonl"
+hooks = { notify = "ftp://x" }
+"#,
+        );
+        let expected = [
+            "veer.toml:13:13: error: rollout.candidate \"v2\" in route \"a\" must be the last backend of the route's split, after at least one baseline backend (so raising its weight only moves users onto it)",
+            "veer.toml:14:14: error: rollout.steps in route \"a\" must rise: 5 comes after 25",
+            "veer.toml:14:9: error: rollout.steps in route \"a\" must end with 100 (the step that promotes the candidate), such as [5, 25, 50, 100]",
+            "veer.toml:16:12: error: rollout.max_step \"1m\" in route \"a\" is shorter than min_step; a step could never advance",
+            "veer.toml:17:19: error: invalid rollout.on_inconclusive \"panic\" in route \"a\"; expected \"pause\" or \"rollback\"",
+            "veer.toml:18:9: error: invalid rollout.alpha 0 in route \"a\"; expected a number above 0 and at most 0.5",
+            "veer.toml:19:16: error: rollout.shadow_first in route \"a\" needs [routes.rollout.predictions] (and a [routes.shadow] to the candidate): the shadow phase ends when the prediction gate passes",
+            "veer.toml:20:14: error: rollout.state_file \"../state.json\" must be a relative path inside log_dir (no leading \"/\", no \"..\"); set the top-level log_dir to choose the folder",
+            "veer.toml:30:15: error: [routes.rollout.predictions] in route \"b\" needs a [routes.shadow] with backend = \"v2\": predictions are judged on mirrored traffic",
+            "veer.toml:37:16: error: rollout.decision_log \"same.jsonl\" of route \"c\" is already written by route \"b\"; give each rollout its own file",
+            "veer.toml:38:20: error: invalid rollout.hooks.notify in route \"c\"; expected an http:// or https:// URL without user:password",
+        ];
+        assert_eq!(found, expected);
     }
 }
