@@ -10,6 +10,16 @@
 //! Classification outputs also yield labels ([`labels`]): the argmax of each row of
 //! class probabilities, or the label strings themselves (V2 `BYTES`), so a report can
 //! say whether the predicted class flipped, not only how far probabilities moved.
+//!
+//! Binary classifiers often answer one score per row instead: `[0.83, 0.12]`,
+//! `[[0.83], [0.12]]`, or a V2 output of shape `[n]` or `[n, 1]`. Such a score is a
+//! label only under `[routes.compare] threshold = t`: at or above `t` it is class 1,
+//! below it class 0 ([`numbers::score_class`]; `t` itself is class 1). Without a
+//! threshold a lone score is not a label (it is as likely a regression output). With
+//! one, a flat list of numbers is read as one score per row, even when it happens to
+//! sum to 1: the route declared its model a binary scorer, and a batch must not be
+//! read one way or the other depending on its values. Rows of two or more class
+//! probabilities are read by argmax whatever the threshold.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -59,39 +69,41 @@ fn by_name(list: &Value) -> Option<Value> {
 /// A predicted class: an index into class probabilities, or a label string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Label<'a> {
-    /// Argmax of a probability row.
+    /// Argmax of a probability row, or a binary score's class (1 at or above the
+    /// threshold, 0 below).
     Index(usize),
     /// A label as the model named it.
     Text(&'a str),
 }
 
-/// Whether two (normalized) answers predict the same classes; `None` when either is
-/// not a classification output.
-pub fn label_agreement(live: &Value, shadow: &Value) -> Option<bool> {
-    Some(labels(live)? == labels(shadow)?)
+/// Whether two (normalized) answers predict the same classes, binary scores read
+/// against `threshold`; `None` when either is not a classification output.
+pub fn label_agreement(live: &Value, shadow: &Value, threshold: Option<f64>) -> Option<bool> {
+    Some(labels(live, threshold)? == labels(shadow, threshold)?)
 }
 
 /// Hard cap on nesting followed while looking for labels.
 const MAX_LABEL_DEPTH: usize = 8;
 
-/// The predicted classes in a prediction, if it is a classification output.
-pub fn labels(value: &Value) -> Option<Vec<Label<'_>>> {
-    labels_at(value, 0)
+/// The predicted classes in a prediction, if it is a classification output; binary
+/// scores are classes only under a `threshold`.
+pub fn labels(value: &Value, threshold: Option<f64>) -> Option<Vec<Label<'_>>> {
+    labels_at(value, threshold, 0)
 }
 
-fn labels_at(value: &Value, depth: usize) -> Option<Vec<Label<'_>>> {
+fn labels_at(value: &Value, threshold: Option<f64>, depth: usize) -> Option<Vec<Label<'_>>> {
     if depth > MAX_LABEL_DEPTH {
         return None;
     }
     match value.as_ref() {
-        ValueRef::Array(items) => array_labels(items),
+        ValueRef::Array(items) => array_labels(items, threshold),
         ValueRef::Object(map) => {
             if let Some(data) = map.get(&"data") {
-                return v2_output_labels(value, data);
+                return v2_output_labels(value, data, threshold);
             }
             for key in ["predictions", "outputs"] {
                 if let Some(inner) = map.get(&key) {
-                    return labels_at(inner, depth + 1);
+                    return labels_at(inner, threshold, depth + 1);
                 }
             }
             // Several named outputs: the labels of every output, in name order (the
@@ -100,7 +112,7 @@ fn labels_at(value: &Value, depth: usize) -> Option<Vec<Label<'_>>> {
             outputs.sort_unstable_by_key(|(name, _)| *name);
             let mut all = Vec::new();
             for (_, inner) in outputs {
-                all.extend(labels_at(inner, depth + 1)?);
+                all.extend(labels_at(inner, threshold, depth + 1)?);
             }
             (!all.is_empty()).then_some(all)
         }
@@ -108,34 +120,50 @@ fn labels_at(value: &Value, depth: usize) -> Option<Vec<Label<'_>>> {
     }
 }
 
-fn array_labels(items: &[Value]) -> Option<Vec<Label<'_>>> {
+fn array_labels(items: &[Value], threshold: Option<f64>) -> Option<Vec<Label<'_>>> {
     // The first item decides the shape; one pass then reads every item once.
     match items.first()?.as_ref() {
         ValueRef::String(_) => items.iter().map(|i| i.as_str().map(Label::Text)).collect(),
         ValueRef::Array(_) => items
             .iter()
             .map(|row| match row.as_ref() {
-                ValueRef::Array(row) => argmax(row).map(Label::Index),
+                ValueRef::Array(row) => row_class(row, threshold).map(Label::Index),
                 _ => None,
             })
             .collect(),
-        ValueRef::Number(_) => {
-            // One flat row is a single probability vector only when it looks like
-            // one: otherwise it is as likely a list of regression outputs.
-            let values = items.iter().map(as_f64).collect::<Option<Vec<f64>>>()?;
-            if !numbers::is_distribution(values.iter().copied()) {
-                return None;
+        ValueRef::Number(_) => match threshold {
+            // Under a threshold a flat list is one binary score per row, even one
+            // that sums to 1 (the module overview says why).
+            Some(t) => items
+                .iter()
+                .map(|score| as_f64(score).map(|v| Label::Index(numbers::score_class(v, t))))
+                .collect(),
+            None => {
+                // One flat row is a single probability vector only when it looks
+                // like one: otherwise it is as likely a list of regression outputs.
+                let values = items.iter().map(as_f64).collect::<Option<Vec<f64>>>()?;
+                if !numbers::is_distribution(values.iter().copied()) {
+                    return None;
+                }
+                numbers::argmax(values).map(|class| vec![Label::Index(class)])
             }
-            numbers::argmax(values).map(|class| vec![Label::Index(class)])
-        }
+        },
         _ => None,
     }
 }
 
-/// V2 output: label strings (`BYTES`), or `[n, k]`-shaped probabilities.
-fn v2_output_labels<'a>(output: &'a Value, data: &'a Value) -> Option<Vec<Label<'a>>> {
+/// V2 output: label strings (`BYTES`), `[n, k]`-shaped probabilities (k ≥ 2), or,
+/// under a threshold, `[n]`- or `[n, 1]`-shaped binary scores.
+fn v2_output_labels<'a>(
+    output: &'a Value,
+    data: &'a Value,
+    threshold: Option<f64>,
+) -> Option<Vec<Label<'a>>> {
     let data = data.as_array()?;
-    if !data.is_empty() && data.iter().all(|d| d.is_str()) {
+    if data.is_empty() {
+        return None;
+    }
+    if data.iter().all(|d| d.is_str()) {
         return Some(
             data.iter()
                 .filter_map(|d| d.as_str())
@@ -153,28 +181,29 @@ fn v2_output_labels<'a>(output: &'a Value, data: &'a Value) -> Option<Vec<Label<
             .and_then(|d| d.as_u64())
             .and_then(|d| usize::try_from(d).ok())
     };
-    match (dimension(0), dimension(1)) {
-        (Some(rows), Some(classes))
-            if shape.len() == 2
-                && classes >= 2
-                && rows.checked_mul(classes) == Some(data.len()) =>
-        {
-            data.chunks(classes)
-                .map(|row| argmax(row).map(Label::Index))
-                .collect()
-        }
-        _ => None,
+    // `[n]` is n rows of one score, like `[n, 1]`.
+    let (rows, per_row) = match shape.len() {
+        1 => (dimension(0)?, 1),
+        2 => (dimension(0)?, dimension(1)?),
+        _ => return None,
+    };
+    if per_row == 0 || rows.checked_mul(per_row) != Some(data.len()) {
+        return None;
     }
+    data.chunks(per_row)
+        .map(|row| row_class(row, threshold).map(Label::Index))
+        .collect()
 }
 
-/// Index of the first largest of at least two numbers (ties go to the lower class);
-/// `None` when any item is not a number.
-fn argmax(row: &[Value]) -> Option<usize> {
+/// A row's class ([`numbers::Argmax::class`]): the index of the first largest of at
+/// least two numbers (ties go to the lower class), or a lone score's class under a
+/// threshold; `None` when any item is not a number.
+fn row_class(row: &[Value], threshold: Option<f64>) -> Option<usize> {
     let mut argmax = numbers::Argmax::default();
     for item in row {
         argmax.push(as_f64(item)?);
     }
-    argmax.finish()
+    argmax.class(threshold)
 }
 
 /// A number's value, straight from the parsed number (sonic-rs's `Value::as_f64`
@@ -214,14 +243,20 @@ mod tests {
     #[test]
     fn probability_rows_yield_argmax_labels() {
         let v1 = json(r#"{"predictions": [[0.1, 0.9], [0.7, 0.3]]}"#);
-        assert_eq!(labels(&v1), Some(vec![Label::Index(1), Label::Index(0)]));
-        assert_eq!(labels(&json(r#"[0.2, 0.8]"#)), Some(vec![Label::Index(1)]));
         assert_eq!(
-            labels(&json(r#"[3.5, 7.25]"#)),
+            labels(&v1, None),
+            Some(vec![Label::Index(1), Label::Index(0)])
+        );
+        assert_eq!(
+            labels(&json(r#"[0.2, 0.8]"#), None),
+            Some(vec![Label::Index(1)])
+        );
+        assert_eq!(
+            labels(&json(r#"[3.5, 7.25]"#), None),
             None,
             "regression outputs are not classes"
         );
-        assert_eq!(labels(&json(r#"[0.9]"#)), None);
+        assert_eq!(labels(&json(r#"[0.9]"#), None), None);
     }
 
     #[test]
@@ -230,17 +265,64 @@ mod tests {
             r#"{"outputs": [{"name": "label", "datatype": "BYTES", "shape": [2], "data": ["cat", "dog"]}]}"#,
         ));
         assert_eq!(
-            labels(&bytes),
+            labels(&bytes, None),
             Some(vec![Label::Text("cat"), Label::Text("dog")])
         );
         let probs = normalize_owned(json(
             r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.5, 0.4, 0.1]}]}"#,
         ));
-        assert_eq!(labels(&probs), Some(vec![Label::Index(2), Label::Index(0)]));
+        assert_eq!(
+            labels(&probs, None),
+            Some(vec![Label::Index(2), Label::Index(0)])
+        );
         let overflowing = normalize_owned(json(
             r#"{"outputs": [{"name": "p", "shape": [4294967296, 4294967296], "data": [0.1, 0.9]}]}"#,
         ));
-        assert_eq!(labels(&overflowing), None);
+        assert_eq!(labels(&overflowing, None), None);
+    }
+
+    #[test]
+    fn binary_scores_are_labels_only_under_a_threshold() {
+        let half = Some(0.5);
+        let (flat, rows) = (json("[0.83, 0.12]"), json("[[0.83], [0.12]]"));
+        for scores in [&flat, &rows] {
+            assert_eq!(labels(scores, None), None, "{scores}");
+            assert_eq!(
+                labels(scores, half),
+                Some(vec![Label::Index(1), Label::Index(0)])
+            );
+        }
+        assert_eq!(
+            labels(&json("[0.5, 0.49999]"), half),
+            Some(vec![Label::Index(1), Label::Index(0)]),
+            "the threshold itself is class 1"
+        );
+        assert_eq!(
+            labels(&json("[0.3, 0.7]"), half),
+            Some(vec![Label::Index(0), Label::Index(1)]),
+            "under a threshold a flat list is scores, even one summing to 1"
+        );
+        assert_eq!(
+            labels(&json("[[0.3, 0.7], [0.6, 0.4]]"), Some(0.9)),
+            Some(vec![Label::Index(1), Label::Index(0)]),
+            "rows of class probabilities are read by argmax whatever the threshold"
+        );
+        assert_eq!(labels(&json(r#"[0.83, "x"]"#), half), None);
+        for shape in ["[2]", "[2, 1]"] {
+            let v2 = normalize_owned(json(&format!(
+                r#"{{"outputs": [{{"name": "probability", "datatype": "FP32", "shape": {shape}, "data": [0.83, 0.12]}}]}}"#
+            )));
+            assert_eq!(labels(&v2, None), None, "{shape}");
+            assert_eq!(
+                labels(&v2, half),
+                Some(vec![Label::Index(1), Label::Index(0)]),
+                "{shape}"
+            );
+        }
+        let misshapen = normalize_owned(json(
+            r#"{"outputs": [{"name": "p", "shape": [3], "data": [0.83, 0.12]}]}"#,
+        ));
+        assert_eq!(labels(&misshapen, half), None);
     }
 
     #[test]
@@ -249,10 +331,10 @@ mod tests {
             json(r#"{"predictions": ["yes"]}"#),
             json(r#"{"predictions": ["no"]}"#),
         );
-        assert_eq!(label_agreement(&a, &b), Some(false));
-        assert_eq!(label_agreement(&a, &a), Some(true));
+        assert_eq!(label_agreement(&a, &b, None), Some(false));
+        assert_eq!(label_agreement(&a, &a, None), Some(true));
         assert_eq!(
-            label_agreement(&a, &json(r#"{"predictions": [1.5]}"#)),
+            label_agreement(&a, &json(r#"{"predictions": [1.5]}"#), None),
             None
         );
     }

@@ -88,7 +88,7 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
         },
         max_abs_deviation: walk.max_abs_deviation,
         differences: walk.differences,
-        label_agreement: formats::label_agreement(&live, &shadow),
+        label_agreement: formats::label_agreement(&live, &shadow, settings.threshold),
     }
 }
 

@@ -11,7 +11,8 @@
 //! and null exactly, arrays element-wise with equal lengths, objects by key.
 //! Prediction formats are understood ([`formats`]): Open Inference Protocol V2
 //! `outputs` are compared by name rather than position, and classification outputs
-//! (class-probability rows, label strings) also yield whether the predicted class
+//! (class-probability rows, label strings, and binary scores under
+//! `compare.threshold`, class 1 at or above it) also yield whether the predicted class
 //! agrees ([`Comparison::label_agreement`]). Both the fast path ([`lockstep`]) and the
 //! full comparison ([`json`]) judge numbers and classes through [`numbers`], and the
 //! full one pairs object keys through a sorted index, so a comparison grows with the
@@ -81,7 +82,10 @@ pub struct Comparison {
     pub max_abs_deviation: Option<f64>,
     /// The first few differences, in document order.
     pub differences: Vec<Difference>,
-    /// For classification outputs: whether the predicted classes agree.
+    /// For classification outputs: whether the predicted classes agree. Binary
+    /// scores are classes only under `compare.threshold` ([`formats`]). Judged apart
+    /// from `outcome`: scores within tolerance on either side of the threshold match
+    /// and still disagree.
     pub label_agreement: Option<bool>,
 }
 
