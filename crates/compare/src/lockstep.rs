@@ -6,9 +6,9 @@
 //! others are parsed with an exact fast path. [`quick_match`] answers `Some` only when
 //! it has proven a match — with the same deviation and label agreement the full
 //! comparison would report, a property the tests check against it. Anything else (a
-//! difference, a string escape, keys in another order, V2 outputs, a select deeper
-//! than one key) makes it give up with `None`, and the caller runs the full
-//! comparison, which explains differences with JSON pointers.
+//! difference, a string escape, keys in another order, V2 outputs or other named
+//! outputs, a select deeper than one key) makes it give up with `None`, and the
+//! caller runs the full comparison, which explains differences with JSON pointers.
 
 use veer_config::Compare;
 

@@ -84,6 +84,94 @@ fn open_inference_v2_outputs_are_compared_by_name_not_position() {
     assert_eq!(c.label_agreement, Some(false));
 }
 
+/// KServe 0.21's V2 (Open Inference) answer for a binary classifier: a probability
+/// and a label per row, as two outputs.
+fn kserve_v2(probability: [f64; 2], label: [&str; 2]) -> Value {
+    json!({"model_name": "churn", "outputs": [
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": probability},
+        {"name": "label", "datatype": "BYTES", "shape": [2], "data": label}
+    ]})
+}
+
+#[test]
+fn an_answer_of_a_probability_and_a_label_is_judged_by_its_label() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let c = judge(&json_settings(), &live, &live);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+
+    let flipped = kserve_v2([0.83, 0.12], ["churn", "churn"]);
+    let c = judge(&json_settings(), &live, &flipped);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, Some(false))
+    );
+    assert_eq!(c.differences[0].pointer, "/outputs/label/data/1");
+
+    let moved = kserve_v2([0.835, 0.115], ["churn", "stay"]);
+    let c = judge(&json_settings(), &live, &moved);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+    assert!((c.max_abs_deviation.unwrap() - 0.005).abs() < 1e-6);
+}
+
+#[test]
+fn under_a_threshold_the_probability_output_is_a_label_too() {
+    let settings = Compare {
+        threshold: Some(0.5),
+        ..json_settings()
+    };
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    // The label output agrees, but the probability's class flipped: one label
+    // output that disagrees is a disagreement.
+    let c = judge(
+        &settings,
+        &live,
+        &kserve_v2([0.41, 0.12], ["churn", "stay"]),
+    );
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, Some(false))
+    );
+    let c = judge(
+        &settings,
+        &live,
+        &kserve_v2([0.79, 0.12], ["churn", "stay"]),
+    );
+    assert_eq!(c.label_agreement, Some(true));
+}
+
+#[test]
+fn label_outputs_are_paired_by_name_and_counted_only_on_both_sides() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let without_label = json!({"model_name": "churn", "outputs": [
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": [0.83, 0.12]}
+    ]});
+    let c = judge(&json_settings(), &live, &without_label);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, None),
+        "the missing output is a difference; there is no label in common"
+    );
+    let with_more = json!({"model_name": "churn", "outputs": [
+        {"name": "reason", "datatype": "BYTES", "shape": [2], "data": ["tenure", "price"]},
+        {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["churn", "stay"]},
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": [0.83, 0.12]}
+    ]});
+    let c = judge(&json_settings(), &live, &with_more);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, Some(true))
+    );
+}
+
+#[test]
+fn a_v1_object_of_named_values_is_judged_by_those_that_are_labels() {
+    let live = json!({"predictions": {"probabilities": [[0.2, 0.8]], "latency_ms": [3.5, 7.25]}});
+    let shadow =
+        json!({"predictions": {"probabilities": [[0.205, 0.795]], "latency_ms": [3.5, 7.25]}});
+    let c = judge(&json_settings(), &live, &shadow);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+}
+
 /// The three shapes a binary classifier answers in: a flat list of scores, rows of
 /// one score, and V2 outputs of shape `[n]` and `[n, 1]`.
 fn binary_scores(scores: [f64; 2]) -> [Value; 4] {
