@@ -88,7 +88,7 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
         },
         max_abs_deviation: walk.max_abs_deviation,
         differences: walk.differences,
-        label_agreement: formats::label_agreement(&live, &shadow),
+        label_agreement: formats::label_agreement(&live, &shadow, settings.threshold),
     }
 }
 
@@ -294,7 +294,7 @@ impl<'a> TreeWalk<'a> {
 
 /// An object's members sorted by key, each key once (the first occurrence, as a
 /// lookup would find it).
-fn sorted_members<'v>(
+pub(crate) fn sorted_members<'v>(
     members: impl Iterator<Item = (&'v str, &'v Value)>,
 ) -> Vec<(&'v str, &'v Value)> {
     let mut members: Vec<(&str, &Value)> = members.collect();

@@ -11,8 +11,12 @@
 //! and null exactly, arrays element-wise with equal lengths, objects by key.
 //! Prediction formats are understood ([`formats`]): Open Inference Protocol V2
 //! `outputs` are compared by name rather than position, and classification outputs
-//! (class-probability rows, label strings) also yield whether the predicted class
-//! agrees ([`Comparison::label_agreement`]). Both the fast path ([`lockstep`]) and the
+//! (class-probability rows, label strings, and binary scores under
+//! `compare.threshold`, class 1 at or above it) also yield whether the predicted class
+//! agrees ([`Comparison::label_agreement`]). An answer of several outputs (a V2
+//! `probability` beside a `label`, or a V1 object of named values) is judged by those
+//! outputs that are labels on both sides, paired by name; the rest are left to the
+//! numeric comparison. Both the fast path ([`lockstep`]) and the
 //! full comparison ([`json`]) judge numbers and classes through [`numbers`], and the
 //! full one pairs object keys through a sorted index, so a comparison grows with the
 //! answers' size (n log n), not its square: a 60,000-key object takes milliseconds,
@@ -81,7 +85,11 @@ pub struct Comparison {
     pub max_abs_deviation: Option<f64>,
     /// The first few differences, in document order.
     pub differences: Vec<Difference>,
-    /// For classification outputs: whether the predicted classes agree.
+    /// For classification outputs: whether the predicted classes agree, over the
+    /// outputs that yield labels on both sides, paired by name; `None` when there is
+    /// no such output. Binary scores are classes only under `compare.threshold`
+    /// ([`formats::label_agreement`]). Judged apart from `outcome`: scores within
+    /// tolerance on either side of the threshold match and still disagree.
     pub label_agreement: Option<bool>,
 }
 

@@ -6,9 +6,9 @@
 //! others are parsed with an exact fast path. [`quick_match`] answers `Some` only when
 //! it has proven a match — with the same deviation and label agreement the full
 //! comparison would report, a property the tests check against it. Anything else (a
-//! difference, a string escape, keys in another order, V2 outputs, a select deeper
-//! than one key) makes it give up with `None`, and the caller runs the full
-//! comparison, which explains differences with JSON pointers.
+//! difference, a string escape, keys in another order, V2 outputs or other named
+//! outputs, a select deeper than one key) makes it give up with `None`, and the
+//! caller runs the full comparison, which explains differences with JSON pointers.
 
 use veer_config::Compare;
 
@@ -56,6 +56,7 @@ pub fn quick_match(settings: &Compare, live: &[u8], shadow: &[u8]) -> Option<Qui
             abs: settings.abs_tolerance,
             rel: settings.rel_tolerance,
         },
+        threshold: settings.threshold,
         max_abs_deviation: None,
         labels: Labels::Unread,
     };
@@ -227,7 +228,8 @@ enum Labels {
     Unread,
     /// Label strings: equal on both sides, since they matched.
     Texts,
-    /// Rows of class probabilities: whether every row's argmax agreed so far.
+    /// Rows of class probabilities, or binary scores under a threshold: whether
+    /// every row's class agreed so far.
     Rows(bool),
     /// Read, and not a classification output by the labels heuristics.
     NotClasses,
@@ -258,6 +260,8 @@ struct Lockstep<'t> {
     a: Cursor<'t>,
     b: Cursor<'t>,
     tolerance: Tolerance,
+    /// `compare.threshold`: binary scores at or above it are class 1.
+    threshold: Option<f64>,
     max_abs_deviation: Option<f64>,
     labels: Labels,
 }
@@ -365,14 +369,15 @@ impl<'t> Lockstep<'t> {
         self.labels = match (fits, kind) {
             (true, b'[') => Labels::Rows(agree),
             (true, b'"') => Labels::Texts,
-            (true, b'-' | b'0'..=b'9') => flat_labels(&flat),
+            (true, b'-' | b'0'..=b'9') => flat_labels(&flat, self.threshold),
             _ => Labels::NotClasses,
         };
         Some(())
     }
 
-    /// One row of numbers: compared, with each side's argmax (None when it is not a
-    /// row of at least two numbers).
+    /// One row of numbers: compared, with each side's class ([`Argmax::class`]: the
+    /// argmax of two or more, a lone score under a threshold; None when the row is
+    /// not numbers, or a lone number without a threshold).
     fn row(&mut self, depth: usize) -> Option<(Option<usize>, Option<usize>)> {
         if depth > MAX_DEPTH {
             return None;
@@ -401,7 +406,7 @@ impl<'t> Lockstep<'t> {
         self.a.eat(b']')?;
         self.b.eat(b']')?;
         Some(if numeric {
-            (live.finish(), shadow.finish())
+            (live.class(self.threshold), shadow.class(self.threshold))
         } else {
             (None, None)
         })
@@ -535,8 +540,13 @@ impl Number<'_> {
     }
 }
 
-/// A flat row: a single probability vector only when each side looks like one.
-fn flat_labels(row: &[(f64, f64)]) -> Labels {
+/// A flat list of numbers: under a threshold one binary score per row; without one,
+/// a single probability vector only when each side looks like one.
+fn flat_labels(row: &[(f64, f64)], threshold: Option<f64>) -> Labels {
+    if let Some(t) = threshold {
+        let class = |score| numbers::score_class(score, t);
+        return Labels::Rows(row.iter().all(|&(x, y)| class(x) == class(y)));
+    }
     let (live, shadow) = (row.iter().map(|v| v.0), row.iter().map(|v| v.1));
     if numbers::is_distribution(live.clone()) && numbers::is_distribution(shadow.clone()) {
         Labels::Rows(numbers::argmax(live) == numbers::argmax(shadow))

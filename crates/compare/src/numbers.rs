@@ -1,6 +1,7 @@
 //! How numbers are judged, in one place for both the fast ([`crate::lockstep`]) and
 //! the full ([`crate::json`]) comparison: equality within tolerance, and what a row of
-//! numbers says about a predicted class.
+//! numbers says about a predicted class (the argmax of class probabilities, or a
+//! binary score against `compare.threshold`).
 
 /// Two paired numbers under the tolerances: whether they are equal, and their
 /// absolute difference.
@@ -91,6 +92,32 @@ impl Argmax {
     pub fn finish(self) -> Option<usize> {
         (self.count >= 2).then_some(self.best)
     }
+
+    /// The row's predicted class: the argmax of two or more class probabilities
+    /// (whatever `threshold`), or, for a row of one binary score, its
+    /// [`score_class`] when there is a threshold. A lone score without a threshold
+    /// has no class: it is as likely a regression output.
+    #[inline]
+    pub fn class(self, threshold: Option<f64>) -> Option<usize> {
+        match self.count {
+            0 => None,
+            // The one value pushed is `best_value` (a NaN, which JSON cannot carry,
+            // would leave -inf there: class 0 either way).
+            1 => threshold.map(|t| score_class(self.best_value, t)),
+            _ => Some(self.best),
+        }
+    }
+}
+
+/// A binary score's class: 1 at or above `threshold`, 0 below. The threshold itself
+/// is on the positive side: `threshold = 0.5` reads "0.5 and up is class 1". (Tools
+/// differ here, some use `>`; a score exactly at the threshold is rare in float
+/// output, and what matters is that both sides are read the same way.)
+/// Numbered like class indices, so a model that moves from one score per row to two
+/// class probabilities per row is still compared class for class.
+#[inline]
+pub fn score_class(score: f64, threshold: f64) -> usize {
+    usize::from(score >= threshold)
 }
 
 /// How far from 1 the sum of a probability row may be: float32 softmax outputs
@@ -152,6 +179,30 @@ mod tests {
         assert_eq!(argmax([0.7, 0.3]), Some(0));
         assert_eq!(argmax([0.9]), None);
         assert_eq!(argmax([]), None);
+    }
+
+    #[test]
+    fn a_row_of_one_is_a_class_only_under_a_threshold() {
+        let row = |values: &[f64]| {
+            let mut argmax = Argmax::default();
+            values.iter().for_each(|v| argmax.push(*v));
+            argmax
+        };
+        assert_eq!(row(&[0.83]).class(None), None);
+        assert_eq!(row(&[0.83]).class(Some(0.5)), Some(1));
+        assert_eq!(row(&[0.12]).class(Some(0.5)), Some(0));
+        assert_eq!(
+            row(&[0.5]).class(Some(0.5)),
+            Some(1),
+            "t itself is positive"
+        );
+        assert_eq!(row(&[-3.0]).class(Some(-3.5)), Some(1), "any number scores");
+        assert_eq!(
+            row(&[0.3, 0.7]).class(Some(0.9)),
+            Some(1),
+            "rows use argmax"
+        );
+        assert_eq!(row(&[]).class(Some(0.5)), None);
     }
 
     #[test]

@@ -84,6 +84,205 @@ fn open_inference_v2_outputs_are_compared_by_name_not_position() {
     assert_eq!(c.label_agreement, Some(false));
 }
 
+/// KServe 0.21's V2 (Open Inference) answer for a binary classifier: a probability
+/// and a label per row, as two outputs.
+fn kserve_v2(probability: [f64; 2], label: [&str; 2]) -> Value {
+    json!({"model_name": "churn", "outputs": [
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": probability},
+        {"name": "label", "datatype": "BYTES", "shape": [2], "data": label}
+    ]})
+}
+
+#[test]
+fn an_answer_of_a_probability_and_a_label_is_judged_by_its_label() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let c = judge(&json_settings(), &live, &live);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+
+    let flipped = kserve_v2([0.83, 0.12], ["churn", "churn"]);
+    let c = judge(&json_settings(), &live, &flipped);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, Some(false))
+    );
+    assert_eq!(c.differences[0].pointer, "/outputs/label/data/1");
+
+    let moved = kserve_v2([0.835, 0.115], ["churn", "stay"]);
+    let c = judge(&json_settings(), &live, &moved);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+    assert!((c.max_abs_deviation.unwrap() - 0.005).abs() < 1e-6);
+}
+
+#[test]
+fn under_a_threshold_the_probability_output_is_a_label_too() {
+    let settings = Compare {
+        threshold: Some(0.5),
+        ..json_settings()
+    };
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    // The label output agrees, but the probability's class flipped: one label
+    // output that disagrees is a disagreement.
+    let c = judge(
+        &settings,
+        &live,
+        &kserve_v2([0.41, 0.12], ["churn", "stay"]),
+    );
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, Some(false))
+    );
+    let c = judge(
+        &settings,
+        &live,
+        &kserve_v2([0.79, 0.12], ["churn", "stay"]),
+    );
+    assert_eq!(c.label_agreement, Some(true));
+}
+
+#[test]
+fn label_outputs_are_paired_by_name_and_counted_only_on_both_sides() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let without_label = json!({"model_name": "churn", "outputs": [
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": [0.83, 0.12]}
+    ]});
+    let c = judge(&json_settings(), &live, &without_label);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, None),
+        "the missing output is a difference; there is no label in common"
+    );
+    let with_more = json!({"model_name": "churn", "outputs": [
+        {"name": "reason", "datatype": "BYTES", "shape": [2], "data": ["tenure", "price"]},
+        {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["churn", "stay"]},
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": [0.83, 0.12]}
+    ]});
+    let c = judge(&json_settings(), &live, &with_more);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Diverged, Some(true))
+    );
+}
+
+#[test]
+fn a_v1_object_of_named_values_is_judged_by_those_that_are_labels() {
+    let live = json!({"predictions": {"probabilities": [[0.2, 0.8]], "latency_ms": [3.5, 7.25]}});
+    let shadow =
+        json!({"predictions": {"probabilities": [[0.205, 0.795]], "latency_ms": [3.5, 7.25]}});
+    let c = judge(&json_settings(), &live, &shadow);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+}
+
+/// The three shapes a binary classifier answers in: a flat list of scores, rows of
+/// one score, and V2 outputs of shape `[n]` and `[n, 1]`.
+fn binary_scores(scores: [f64; 2]) -> [Value; 4] {
+    let v2 = |shape: Value| {
+        json!({"model_name": "churn", "outputs": [
+            {"name": "probability", "datatype": "FP32", "shape": shape, "data": scores}
+        ]})
+    };
+    [
+        json!({ "predictions": scores }),
+        json!({ "predictions": [[scores[0]], [scores[1]]] }),
+        v2(json!([2])),
+        v2(json!([2, 1])),
+    ]
+}
+
+#[test]
+fn binary_scores_are_labels_under_a_threshold() {
+    let settings = Compare {
+        threshold: Some(0.5),
+        ..json_settings()
+    };
+    let live = binary_scores([0.83, 0.12]);
+    for (live, (near, flipped)) in live.iter().zip(
+        binary_scores([0.79, 0.12])
+            .iter()
+            .zip(binary_scores([0.41, 0.12]).iter()),
+    ) {
+        // 0.83 vs 0.79: both class 1, so the labels agree, though the score moved
+        // beyond the 0.01 tolerance.
+        let c = judge(&settings, live, near);
+        assert_eq!(c.label_agreement, Some(true), "{live} vs {near}");
+        assert_eq!(c.outcome, Outcome::Diverged, "{live} vs {near}");
+        let wide = Compare {
+            abs_tolerance: 0.05,
+            ..settings.clone()
+        };
+        let c = judge(&wide, live, near);
+        assert_eq!(
+            (c.outcome, c.label_agreement),
+            (Outcome::Match, Some(true)),
+            "{live} vs {near}"
+        );
+        // 0.83 vs 0.41: the class flipped, and the score is beyond tolerance.
+        let c = judge(&settings, live, flipped);
+        assert_eq!(
+            (c.outcome, c.label_agreement),
+            (Outcome::Diverged, Some(false)),
+            "{live} vs {flipped}"
+        );
+    }
+}
+
+#[test]
+fn without_a_threshold_a_binary_score_is_not_a_label() {
+    for (live, shadow) in binary_scores([0.83, 0.12])
+        .iter()
+        .zip(binary_scores([0.41, 0.12]).iter())
+    {
+        let c = judge(&json_settings(), live, shadow);
+        assert_eq!(
+            (c.outcome, c.label_agreement),
+            (Outcome::Diverged, None),
+            "{live}"
+        );
+    }
+}
+
+#[test]
+fn a_score_at_the_threshold_is_class_1_and_a_match_can_still_flip_the_class() {
+    let settings = Compare {
+        threshold: Some(0.5),
+        ..json_settings()
+    };
+    let (live, shadow) = (
+        json!({"predictions": [0.5]}),
+        json!({"predictions": [0.495]}),
+    );
+    let c = judge(&settings, &live, &shadow);
+    assert_eq!(
+        (c.outcome, c.label_agreement),
+        (Outcome::Match, Some(false)),
+        "within tolerance, on either side of the threshold"
+    );
+    let quick = veer_compare::lockstep::quick_match(
+        &settings,
+        live.to_string().as_bytes(),
+        shadow.to_string().as_bytes(),
+    );
+    assert_eq!(
+        quick
+            .expect("a plain match takes the fast path")
+            .label_agreement,
+        Some(false)
+    );
+}
+
+#[test]
+fn rows_of_class_probabilities_use_argmax_whatever_the_threshold() {
+    let settings = Compare {
+        threshold: Some(0.9),
+        ..json_settings()
+    };
+    let c = judge(
+        &settings,
+        &json!({"predictions": [[0.3, 0.7], [0.8, 0.2]]}),
+        &json!({"predictions": [[0.305, 0.695], [0.8, 0.2]]}),
+    );
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+}
+
 #[test]
 fn select_and_ignore_narrow_what_is_compared() {
     let settings = Compare {
@@ -279,6 +478,11 @@ fn nesting_deeper_than_64_levels_is_an_error_not_a_crash() {
     assert_eq!(c.outcome, Outcome::Match);
 }
 
+/// No threshold, the usual one, or any.
+fn any_threshold() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![Just(None), Just(Some(0.5)), (0.0f64..1.0).prop_map(Some)]
+}
+
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -299,8 +503,8 @@ fn any_json() -> impl Strategy<Value = Value> {
 
 proptest! {
     #[test]
-    fn comparison_is_symmetric(a in any_json(), b in any_json(), abs in 0.0f64..1.0, rel in 0.0f64..1.0) {
-        let settings = Compare { abs_tolerance: abs, rel_tolerance: rel, ..Compare::default() };
+    fn comparison_is_symmetric(a in any_json(), b in any_json(), abs in 0.0f64..1.0, rel in 0.0f64..1.0, threshold in any_threshold()) {
+        let settings = Compare { abs_tolerance: abs, rel_tolerance: rel, threshold, ..Compare::default() };
         let (ab, ba) = (judge(&settings, &a, &b), judge(&settings, &b, &a));
         prop_assert_eq!(ab.outcome, ba.outcome);
         prop_assert_eq!(ab.max_abs_deviation, ba.max_abs_deviation);
@@ -377,13 +581,18 @@ fn nudged(value: &Value, by: f64, seed: &mut u64) -> Value {
     }
 }
 
-/// A prediction-shaped answer: rows of probabilities, labels or flat scores.
+/// A prediction-shaped answer: rows of probabilities, labels, flat scores or rows of
+/// one score.
 fn any_prediction() -> impl Strategy<Value = Value> {
     let row = prop::collection::vec(0.0f64..1.0, 1..5);
     let predictions = prop_oneof![
         prop::collection::vec(row, 1..6).prop_map(|rows| json!(rows)),
         prop::collection::vec("[a-c]{1,3}", 1..4).prop_map(|labels| json!(labels)),
         prop::collection::vec(0.0f64..1.0, 1..5).prop_map(|flat| json!(flat)),
+        // Binary scores, rows of one, close to the usual threshold so that a nudge
+        // within tolerance can flip a class.
+        prop::collection::vec(0.48f64..0.52, 1..6)
+            .prop_map(|scores| { json!(scores.iter().map(|s| [*s]).collect::<Vec<_>>()) }),
         any_json(),
     ];
     (predictions, any::<bool>(), "[a-z]{0,3}").prop_map(|(p, wrapped, version)| {
@@ -398,7 +607,7 @@ fn any_prediction() -> impl Strategy<Value = Value> {
 proptest! {
     /// The fast path only ever proves what the full comparison finds: whenever the
     /// comparison answers Match without the full walk, the full walk agrees on the
-    /// outcome, the deviation and the labels.
+    /// outcome, the deviation and the labels (binary scores under a threshold too).
     #[test]
     fn the_fast_path_agrees_with_the_full_comparison(
         live in any_prediction(),
@@ -407,6 +616,7 @@ proptest! {
         pretty in any::<bool>(),
         select in prop_oneof![Just(None), Just(Some("/predictions".to_owned()))],
         ignore_version in any::<bool>(),
+        threshold in any_threshold(),
         seed in any::<u64>(),
     ) {
         let mut seed = seed;
@@ -416,6 +626,7 @@ proptest! {
             abs_tolerance: tolerance,
             select,
             ignore: if ignore_version { vec!["/model_version".into()] } else { vec![] },
+            threshold,
             ..Compare::default()
         };
         let full = veer_compare::json::full_comparison(&settings, l.as_bytes(), s.as_bytes());
