@@ -111,6 +111,21 @@ pub fn log_e_value(count: Count, p0: f64) -> f64 {
     log_mixture(n, x) - bad_term - good_term
 }
 
+/// Whether the sequence's upper end after `count` is at most `limit`, without finding
+/// the end: the interval lies around `x/n`, so its upper end is at most `limit` exactly
+/// when `x/n` is below `limit` and `limit` itself is ruled out. One e-value instead of a
+/// root search; used where many hypothetical counts are tried.
+pub(crate) fn upper_at_most(count: Count, delta: f64, limit: f64) -> bool {
+    if limit >= 1.0 {
+        return true;
+    }
+    if count.total == 0 || !(delta > 0.0 && delta < 1.0) {
+        return false;
+    }
+    let observed = count.bad_clamped() as f64 / count.total as f64;
+    observed < limit && log_e_value(count, limit) >= -delta.ln()
+}
+
 /// `ln B(a + x, b + n − x) − ln B(a, b)`: the log of the prior's mixture of likelihoods,
 /// the part of `ln M` that does not depend on `p0`.
 fn log_mixture(n: u64, x: u64) -> f64 {
@@ -303,6 +318,25 @@ mod tests {
         let loose = interval(count(500, 20), 0.1);
         let strict = interval(count(500, 20), 0.001);
         assert!(strict.lower < loose.lower && strict.upper > loose.upper);
+    }
+
+    #[test]
+    fn upper_at_most_agrees_with_the_interval() {
+        let delta = 0.002;
+        for (n, x) in [(10, 0), (300, 2), (5000, 40), (20_000, 150), (3, 3)] {
+            let upper = interval(count(n, x), delta).upper;
+            for limit in [0.001, 0.01, 0.02, 0.05, 0.2, 0.999, 1.0] {
+                if (upper - limit).abs() > 1e-9 {
+                    assert_eq!(
+                        upper_at_most(count(n, x), delta, limit),
+                        upper <= limit,
+                        "n={n} x={x} limit={limit} upper={upper}"
+                    );
+                }
+            }
+        }
+        assert!(!upper_at_most(count(0, 0), delta, 0.5));
+        assert!(upper_at_most(count(0, 0), delta, 1.0));
     }
 
     proptest! {
