@@ -171,35 +171,64 @@ fn lower_end(n: u64, x: u64, threshold: f64) -> f64 {
         good_slope - bad
     };
 
-    // A start outside the interval: step left of ln(x/n) by 1, 2, 4, … in ln p0. h grows
-    // at least as fast as x·(distance) far out, so a few doublings reach it.
-    let centre = (x as f64 / n as f64).ln();
-    let mut distance = 1.0_f64;
+    // A start outside the interval. A normal approximation puts the end about
+    // √(2·threshold·(n − x)/(n·x)) below ln(x/n); the mixture's interval is wider
+    // than that, so start at twice it (at most 1), and double until outside. h grows
+    // at least as fast as x·(distance) far out, so few doublings are ever needed.
+    let centre = (bad / n as f64).ln();
+    let normal_guess = (2.0 * threshold * good / (n as f64 * bad)).sqrt();
+    let mut distance = (2.0 * normal_guess).clamp(1e-3, 1.0);
     let mut u = centre - distance;
-    while !is_outside(h(u)) {
+    let mut level = h(u);
+    while !is_outside(level) {
         distance *= 2.0;
         if distance > 4096.0 {
             // e^(−4096) is 0 in f64: no representable rate above 0 is ruled out.
             return 0.0;
         }
         u = centre - distance;
+        level = h(u);
     }
 
     for _ in 0..MAX_NEWTON_STEPS {
-        let next = u - h(u) / slope(u);
-        // Rounding can put a converged step a hair past the root; keep the point known
-        // to be outside rather than step in.
+        let next = u - level / slope(u);
         let climbed = next > u;
-        if !climbed || !is_outside(h(next)) {
+        if !climbed {
             break;
+        }
+        let next_level = h(next);
+        if !is_outside(next_level) {
+            // Rounding put a step that reached the root a hair past it (h is nearly a
+            // line near a sharp end, so Newton lands right on the root). The root is
+            // in (u, next]: close in by bisection, keeping the end known to be outside.
+            return bisect_outside(&h, u, next).exp();
         }
         let moved = next - u;
         u = next;
+        level = next_level;
         if moved < STEP_PRECISION {
             break;
         }
     }
     u.exp()
+}
+
+/// The outside end of `[outside, inside]` narrowed to [`STEP_PRECISION`], for `h`
+/// ruling out `outside` and not `inside`.
+fn bisect_outside(h: &impl Fn(f64) -> f64, mut outside: f64, mut inside: f64) -> f64 {
+    // Each halving gains a bit; 64 take any f64 bracket below the precision.
+    for _ in 0..64 {
+        if inside - outside < STEP_PRECISION {
+            break;
+        }
+        let middle = outside + (inside - outside) / 2.0;
+        if is_outside(h(middle)) {
+            outside = middle;
+        } else {
+            inside = middle;
+        }
+    }
+    outside
 }
 
 /// Whether `h(u) = ln M(e^u) − threshold` says `e^u` is outside the interval (ruled
@@ -269,7 +298,7 @@ mod tests {
     fn all_good_trials_match_the_closed_form_and_start_at_zero() {
         // x = 0: M(p) = e^C / (1 − p)^n, so the upper end is 1 − (δ e^C)^(1/n).
         let delta = 0.01;
-        for n in [1_u64, 10, 1000, 1_000_000] {
+        for n in [1_u64, 2, 10, 37, 1000, 123_457, 1_000_000] {
             let bound = interval(count(n, 0), delta);
             let expected = 1.0 - (delta * log_mixture(n, 0).exp()).powf(1.0 / n as f64);
             assert_eq!(bound.lower, 0.0);
