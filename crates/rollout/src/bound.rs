@@ -29,7 +29,8 @@
 //! interval around `x/n`; its ends are found by Newton's method on the convex function
 //! `ln M(e^u)` (convex in `u = ln p0` too), started outside the interval. Newton's
 //! steps on a convex function never cross the root from outside, so every iterate is
-//! a valid, slightly wider bound, and the result errs on the safe side.
+//! a valid, slightly wider bound, and the result errs on the safe side (when rounding
+//! puts a step a hair inside, bisection closes in from the outside instead).
 
 use serde::Serialize;
 
@@ -42,8 +43,10 @@ const PRIOR: f64 = 0.5;
 /// is needed on every evaluation and `lgamma` is the costly part of one.
 const LN_BETA_OF_PRIOR: f64 = 1.144_729_885_849_400_2;
 
-/// Newton's method stops when a step moves the end by less than this, in `ln p0`: a
-/// relative precision of 1e-12, well inside the 1e-9 the decisions need.
+/// Newton's method stops when a step moves the end by less than this, in `ln p0`
+/// (relative to `|ln p0|` below 1, where the end is near 1 and its distance from 1 is
+/// what matters): a relative precision of 1e-12 in the end or in its distance from 1,
+/// well inside the 1e-9 the decisions need.
 const STEP_PRECISION: f64 = 1e-12;
 
 /// Newton converges in a handful of steps; the cap only bounds pathological inputs
@@ -85,10 +88,11 @@ pub fn interval(count: Count, delta: f64) -> Interval {
     let threshold = -delta.ln();
     let (n, x) = (count.total, count.bad_clamped());
     // The prior is symmetric, so the upper end for `x` bad is one minus the lower end
-    // for `n − x` bad (the rate of good trials): one root finder serves both ends.
+    // for `n − x` bad (the rate of good trials): one root finder serves both ends. It
+    // answers in logs, so `1 − e^u` keeps its precision when the upper end is tiny.
     Interval {
-        lower: lower_end(n, x, threshold),
-        upper: 1.0 - lower_end(n, n - x, threshold),
+        lower: log_lower_end(n, x, threshold).exp(),
+        upper: -log_lower_end(n, n - x, threshold).exp_m1(),
     }
 }
 
@@ -137,18 +141,18 @@ fn ln_beta(a: f64, b: f64) -> f64 {
     libm::lgamma(a) + libm::lgamma(b) - libm::lgamma(a + b)
 }
 
-/// The lower end of `{ p0 : ln M(p0) < threshold }` after `n` trials, `x` bad
-/// (`threshold > 0`, `n > 0`).
+/// The natural log of the lower end of `{ p0 : ln M(p0) < threshold }` after `n`
+/// trials, `x` bad (`threshold > 0`, `n > 0`); `−∞` when the end is 0.
 ///
 /// In `u = ln p0`, `h(u) = ln M(e^u) − threshold = C − x·u − (n − x)·ln(1 − e^u) −
 /// threshold` is convex (a line plus `−ln(1 − e^u)`, which is convex), decreasing up to
 /// its minimum at `ln(x/n)`, where it is below 0. Newton's method from a point left of
 /// the root climbs towards it without ever crossing it (a convex function lies above
 /// its tangents), so the answer is never inside the interval.
-fn lower_end(n: u64, x: u64, threshold: f64) -> f64 {
+fn log_lower_end(n: u64, x: u64, threshold: f64) -> f64 {
     if x == 0 {
         // ln M(0) = C − n·ln 1 = C ≤ 0 < threshold: 0 itself is plausible.
-        return 0.0;
+        return f64::NEG_INFINITY;
     }
     let mixture = log_mixture(n, x);
     let bad = x as f64;
@@ -171,35 +175,69 @@ fn lower_end(n: u64, x: u64, threshold: f64) -> f64 {
         good_slope - bad
     };
 
-    // A start outside the interval: step left of ln(x/n) by 1, 2, 4, … in ln p0. h grows
-    // at least as fast as x·(distance) far out, so a few doublings reach it.
-    let centre = (x as f64 / n as f64).ln();
-    let mut distance = 1.0_f64;
+    // A start outside the interval. A normal approximation puts the end about
+    // √(2·threshold·(n − x)/(n·x)) below ln(x/n); the mixture's interval is wider
+    // than that, so start at twice it (at most 1), and double until outside. h grows
+    // at least as fast as x·(distance) far out, so few doublings are ever needed.
+    let centre = (bad / n as f64).ln();
+    let normal_guess = (2.0 * threshold * good / (n as f64 * bad)).sqrt();
+    let mut distance = (2.0 * normal_guess).clamp(1e-3, 1.0);
     let mut u = centre - distance;
-    while !is_outside(h(u)) {
+    let mut level = h(u);
+    while !is_outside(level) {
         distance *= 2.0;
         if distance > 4096.0 {
             // e^(−4096) is 0 in f64: no representable rate above 0 is ruled out.
-            return 0.0;
+            return f64::NEG_INFINITY;
         }
         u = centre - distance;
+        level = h(u);
     }
 
     for _ in 0..MAX_NEWTON_STEPS {
-        let next = u - h(u) / slope(u);
-        // Rounding can put a converged step a hair past the root; keep the point known
-        // to be outside rather than step in.
+        let next = u - level / slope(u);
         let climbed = next > u;
-        if !climbed || !is_outside(h(next)) {
+        if !climbed {
             break;
+        }
+        let next_level = h(next);
+        if !is_outside(next_level) {
+            // Rounding put a step that reached the root a hair past it (h is nearly a
+            // line near a sharp end, so Newton lands right on the root). The root is
+            // in (u, next]: close in by bisection, keeping the end known to be outside.
+            return bisect_outside(&h, u, next);
         }
         let moved = next - u;
         u = next;
-        if moved < STEP_PRECISION {
+        level = next_level;
+        if moved < tolerance(u) {
             break;
         }
     }
-    u.exp()
+    u
+}
+
+/// How close in `u = ln p0` is close enough (see [`STEP_PRECISION`]).
+fn tolerance(u: f64) -> f64 {
+    STEP_PRECISION * u.abs().min(1.0)
+}
+
+/// The outside end of `[outside, inside]` narrowed to [`tolerance`], for `h` ruling
+/// out `outside` and not `inside`.
+fn bisect_outside(h: &impl Fn(f64) -> f64, mut outside: f64, mut inside: f64) -> f64 {
+    // Each halving gains a bit; 64 take any bracket far below the tolerance.
+    for _ in 0..64 {
+        if inside - outside < tolerance(outside) {
+            break;
+        }
+        let middle = outside + (inside - outside) / 2.0;
+        if is_outside(h(middle)) {
+            outside = middle;
+        } else {
+            inside = middle;
+        }
+    }
+    outside
 }
 
 /// Whether `h(u) = ln M(e^u) − threshold` says `e^u` is outside the interval (ruled
@@ -267,14 +305,24 @@ mod tests {
 
     #[test]
     fn all_good_trials_match_the_closed_form_and_start_at_zero() {
-        // x = 0: M(p) = e^C / (1 − p)^n, so the upper end is 1 − (δ e^C)^(1/n).
-        let delta = 0.01;
-        for n in [1_u64, 10, 1000, 1_000_000] {
+        // x = 0: M(p) = e^C / (1 − p)^n, so the upper end is 1 − (δ e^C)^(1/n), that is
+        // −expm1((ln δ + C) / n). Checked relative to the end, which gets tiny.
+        let delta: f64 = 0.01;
+        for n in [
+            1_u64,
+            2,
+            10,
+            37,
+            1000,
+            123_457,
+            1_000_000,
+            1_000_000_000_000,
+        ] {
             let bound = interval(count(n, 0), delta);
-            let expected = 1.0 - (delta * log_mixture(n, 0).exp()).powf(1.0 / n as f64);
+            let expected = -((delta.ln() + log_mixture(n, 0)) / n as f64).exp_m1();
             assert_eq!(bound.lower, 0.0);
             assert!(
-                close(bound.upper, expected, 1e-9),
+                close(bound.upper / expected, 1.0, 1e-9),
                 "n={n}: {bound:?} vs {expected}"
             );
         }

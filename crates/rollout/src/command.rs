@@ -1,16 +1,6 @@
 //! A person's say over a rollout: pause, resume, promote, abort, retry.
 //!
-//! Each command applies in some phases only; anywhere else it is [`Refused`] with a
-//! message that names the phase, so an operator learns why at once. Which phases:
-//!
-//! * **pause** in the shadow phase or a step: the weight is kept, and a resume returns
-//!   to that phase;
-//! * **resume** while paused: back to the phase paused from, and the stage starts over
-//!   (fresh counts and clock), since what was seen before the pause may no longer hold;
-//! * **promote** in any phase but promoted: the candidate takes 100 %;
-//! * **abort** in the shadow phase, a step or a pause: the candidate goes to 0;
-//! * **retry** after a rollback or while paused: the rollout starts over from its
-//!   beginning ([`Progress::start`]).
+//! The rules are on [`command`], where a reader of the public API finds them.
 
 use std::str::FromStr;
 
@@ -93,6 +83,18 @@ pub enum Refused {
 }
 
 /// A person's command (actor [`Actor::Operator`]), or why it does not apply now.
+///
+/// Each command applies in some phases only; anywhere else it is [`Refused`] with a
+/// message that names the phase, so an operator learns why at once. Which phases:
+///
+/// * **pause** in the shadow phase or a step: the weight is kept, and a resume returns
+///   to that phase;
+/// * **resume** while paused: back to the phase paused from, and the stage starts over
+///   (fresh counts and clock), since what was seen before the pause may no longer hold;
+/// * **promote** in any phase but promoted: the candidate takes 100 %;
+/// * **abort** in the shadow phase, a step or a pause: the candidate goes to 0;
+/// * **retry** after a rollback or while paused: the rollout starts over from its
+///   beginning ([`Progress::start`]).
 pub fn command(plan: &Rollout, progress: &Progress, command: Command) -> Result<Decision, Refused> {
     let phase = progress.phase;
     let wrong_phase = |applies_in| Refused::WrongPhase {

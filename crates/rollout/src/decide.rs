@@ -232,7 +232,7 @@ fn judge_all(plan: &Rollout, phase: Phase, seen: &Observation) -> Vec<Judged> {
         .collect()
 }
 
-/// Rules 1 to 5 of a step (see the module's note).
+/// Rules 1 to 5 of a step (see [`judge`]).
 fn step_outcome(plan: &Rollout, progress: &Progress, signals: &[Judged], age: Duration) -> Outcome {
     let Some(index) = progress.step.filter(|&index| index < plan.steps.len()) else {
         // A state file from another plan; the proxy restarts a rollout whose steps
@@ -272,7 +272,7 @@ fn step_outcome(plan: &Rollout, progress: &Progress, signals: &[Judged], age: Du
     hold(progress, waiting(signals))
 }
 
-/// The shadow phase's rules (see the module's note).
+/// The shadow phase's rules (see [`judge`]).
 fn shadow_outcome(
     plan: &Rollout,
     progress: &Progress,

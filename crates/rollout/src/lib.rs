@@ -9,17 +9,18 @@
 //! ([`Observation`]) and the step's age. The [`Decision`] says what to do (advance,
 //! hold, pause, roll back, promote) with the numbers behind it; the proxy applies it
 //! (weight swap, state file) and appends it to the decision log. People act through
-//! [`command`]. The state machine's rules are on [`judge`]. Later a multi-replica source (Prometheus counts across replicas) feeds
-//! the same functions.
+//! [`command`]. Later a multi-replica source (Prometheus counts across replicas) will
+//! feed the same functions.
 //!
-//! Each [`Signal`] (errors, latency, divergence, label flips; its doc has the rules) is
-//! judged PASS, HOLD or FAIL with anytime-valid confidence
-//! sequences ([`bound`]): valid however often they are looked at, so a step may stop
-//! the moment it is sure. Each stage spends `alpha / K` of each signal's
-//! false-rollback budget ([`sequence_delta`]), so a candidate as good as the baseline
-//! is rolled back by a given signal with probability at most `alpha` over the whole
-//! rollout. The latency signal is reduced to counts of slow requests by [`latency`],
-//! whose fixed histogram layout the proxy's counters share.
+//! Each [`Signal`] (errors, latency, divergence, label flips) is judged PASS, HOLD or
+//! FAIL with anytime-valid confidence sequences ([`bound`]): valid however often they
+//! are looked at, so a step may stop the moment it is sure. Each stage spends
+//! `alpha / K` of each signal's false-rollback budget ([`sequence_delta`]), so a
+//! candidate as good as the baseline is rolled back by a given signal with probability
+//! at most `alpha` over the whole rollout. The latency signal is reduced to counts of
+//! slow requests by [`latency`], whose fixed histogram layout the proxy's counters
+//! share. The rules, in plain words, are on [`Signal`] (each signal's verdict) and on
+//! [`judge`] (what the verdicts come to) and [`command`] (what people may do when).
 //!
 //! ```
 //! use std::time::Duration;

@@ -57,7 +57,8 @@ pub struct Observation {
     /// [`crate::latency::slow`]).
     pub slow: Arms,
     /// Compared live/shadow pairs of the candidate (matched plus diverged) and the
-    /// diverged ones.
+    /// diverged ones. Under a prediction gate the steps are judged on them too, so the
+    /// comparisons go on after the shadow phase.
     pub divergence: Count,
     /// Pairs whose label agreement is known, and the disagreements.
     pub label_flips: Count,

@@ -205,7 +205,7 @@ struct Margins {
     hard_max: Option<f64>,
 }
 
-/// The errors and latency rule (see the module's note).
+/// The errors and latency rule (see [`Signal`]).
 fn against_baseline(
     signal: Signal,
     candidate: Count,
@@ -244,7 +244,7 @@ fn against_baseline(
     })
 }
 
-/// The divergence and label-flip rule (see the module's note). `floor` is the noise
+/// The divergence and label-flip rule (see [`Signal`]). `floor` is the noise
 /// comparisons' counts; `None` means no noise is measured and the floor is exactly 0.
 fn against_floor(
     signal: Signal,
