@@ -1,7 +1,10 @@
 //! The admin endpoints' view of the running proxy.
 
-use veer_proxy::Routes;
-use veer_telemetry::admin::{Access, AdminHooks, ReloadFailure, ReloadFuture};
+use veer_proxy::{RolloutError, RolloutGauge, Routes};
+use veer_rollout::{Command, Phase, Verdict};
+use veer_telemetry::admin::{
+    Access, AdminHooks, ReloadFailure, ReloadFuture, RolloutFailure, RolloutFuture,
+};
 use veer_telemetry::exporter::Gauges;
 use veer_telemetry::names;
 
@@ -22,7 +25,6 @@ impl AdminHooks for Hooks {
     /// backend removed by a reload is gone from the next scrape.
     fn gauges(&self) -> String {
         let snapshot = self.routes.load();
-        let config = snapshot.config();
         let mut g = Gauges::default();
         g.family(
             names::CONFIG_GENERATION,
@@ -31,18 +33,16 @@ impl AdminHooks for Hooks {
         .series(names::CONFIG_GENERATION, &[], snapshot.generation() as f64);
         g.family(
             names::ROUTE_WEIGHT,
-            "Live split weight of each backend of each route, as configured now.",
+            "Live split weight of each backend of each route, as served now: the file's, or for a rollout the candidate's step and the rest to the baseline.",
         );
-        for route in &config.routes {
-            for entry in &route.split {
-                let backend = &config.backend(entry.backend).name;
-                g.series(
-                    names::ROUTE_WEIGHT,
-                    &[("route", &route.name), ("backend", backend)],
-                    entry.weight as f64,
-                );
-            }
+        for (route, backend, weight) in snapshot.weights() {
+            g.series(
+                names::ROUTE_WEIGHT,
+                &[("route", route), ("backend", backend)],
+                weight as f64,
+            );
         }
+        rollout_gauges(&mut g, &self.routes.rollout_gauges());
         g.family(
             names::BACKEND_EJECTED,
             "1 while outlier detection keeps a backend out of rotation (its share goes to the route's other backends), else 0.",
@@ -94,12 +94,85 @@ impl AdminHooks for Hooks {
         })
     }
 
+    fn rollouts(&self) -> serde_json::Value {
+        self.routes.rollouts()
+    }
+
+    fn rollout_command(&self, route: &str, command: &str) -> RolloutFuture {
+        let routes = self.routes.clone();
+        let route = route.to_owned();
+        let command = command.parse::<Command>();
+        Box::pin(async move {
+            let command = command.map_err(|e| RolloutFailure::NotFound(e.to_string()))?;
+            routes
+                .rollout_command(&route, command)
+                .await
+                .map_err(|error| match error {
+                    RolloutError::NoSuchRollout(_) => RolloutFailure::NotFound(error.to_string()),
+                    RolloutError::Refused(_) => RolloutFailure::Refused(error.to_string()),
+                    RolloutError::Interrupted(_) => RolloutFailure::Failed(error.to_string()),
+                })
+        })
+    }
+
     /// The token read for the serving generation and its `[admin] hosts`.
     fn access(&self) -> Access {
         let snapshot = self.routes.load();
         Access {
             token: snapshot.admin_token().map(str::to_owned),
             hosts: snapshot.config().admin.hosts.clone(),
+        }
+    }
+}
+
+/// `veer_rollout_weight`, `veer_rollout_state` (every state, 1 for the current one)
+/// and `veer_rollout_signal` (1 for each signal's current verdict).
+fn rollout_gauges(g: &mut Gauges, rollouts: &[RolloutGauge]) {
+    if rollouts.is_empty() {
+        return;
+    }
+    g.family(
+        names::ROLLOUT_WEIGHT,
+        "The rollout candidate's weight now, in percent.",
+    );
+    for r in rollouts {
+        g.series(
+            names::ROLLOUT_WEIGHT,
+            &[("route", &r.route)],
+            f64::from(r.weight),
+        );
+    }
+    g.family(
+        names::ROLLOUT_STATE,
+        "1 for the rollout's current state (shadow, progressing, paused, promoted, rolled_back), 0 for the others.",
+    );
+    for r in rollouts {
+        for phase in Phase::ALL {
+            let now = f64::from(u8::from(phase == r.phase));
+            g.series(
+                names::ROLLOUT_STATE,
+                &[("route", &r.route), ("state", phase.label())],
+                now,
+            );
+        }
+    }
+    g.family(
+        names::ROLLOUT_SIGNAL,
+        "1 for each rollout signal's verdict at the last judgement (pass, hold, fail), 0 for the other verdicts.",
+    );
+    for r in rollouts {
+        for (signal, now) in &r.verdicts {
+            for verdict in [Verdict::Pass, Verdict::Hold, Verdict::Fail].map(Verdict::label) {
+                g.series(
+                    names::ROLLOUT_SIGNAL,
+                    &[
+                        ("route", &r.route),
+                        ("signal", signal),
+                        ("verdict", verdict),
+                    ],
+                    f64::from(u8::from(verdict == *now)),
+                );
+            }
         }
     }
 }

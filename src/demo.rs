@@ -1,11 +1,16 @@
 //! `veer demo`: the whole idea in one command and one process, nothing downloaded.
 //!
 //! Two versions of a small churn model (logistic regression speaking KServe V1) are
-//! served on loopback; veer runs in front of them with v1 live, v2 taking a 10 %
-//! canary by `x-user-id` and v2 shadowed; a built-in load generator drives realistic
-//! requests; every few seconds a summary prints what the dashboard shows. v2 is the
-//! "retrained" model: it weighs support calls more, so it disagrees with v1 on
-//! customers who call support a lot, and it is slower on large batches.
+//! served on loopback; veer runs in front of them and rolls v2 out by itself: v2
+//! starts at weight 0 with every request mirrored to it (`shadow_first`), then steps
+//! through 25 %, 50 % and 100 % by `x-user-id` while its signals pass. A built-in
+//! load generator drives realistic requests; every few seconds a summary prints what
+//! the dashboard shows, and each rollout decision prints as it happens.
+//!
+//! By default v2 is the "retrained" model: it weighs support calls more, so its label
+//! flips on customers who call support a lot, and the prediction gate rolls it back
+//! before any user sees it. `--candidate good` serves a v2 that agrees with v1, and
+//! veer promotes it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +48,10 @@ pub struct DemoArgs {
     /// for compose or for trying veer against your own config.
     #[arg(long, value_parser = ["v1", "v2"])]
     pub backend_only: Option<String>,
+    /// Which v2 is rolled out: `flips` (its labels flip on frequent callers: rolled
+    /// back) or `good` (agrees with v1: promoted).
+    #[arg(long, default_value = "flips", value_parser = ["flips", "good"])]
+    pub candidate: String,
 }
 
 /// A logistic-regression churn model: `p = σ(w · x + b)` over tenure (months),
@@ -76,6 +85,12 @@ pub const V2: Model = Model {
     bias: -1.1,
     frequent_caller_boost: 0.8,
     slow_per_instance: Duration::from_micros(500),
+};
+
+/// A v2 that learned nothing new: it predicts as v1 does, and is promoted.
+pub const V2_GOOD: Model = Model {
+    name: "churn-v2",
+    ..V1
 };
 
 /// Batches above this size are "large".
@@ -165,13 +180,16 @@ pub async fn serve_model(listener: TcpListener, model: Model) {
     .await;
 }
 
-/// The demo's routing file: v1 live, v2 canary at 10 % by `x-user-id`, v2 shadowed.
-/// `config/demo.toml` is this with the default ports (a test keeps them equal).
+/// The demo's routing file: v1 live, v2 shadowed and rolled out by veer by
+/// `x-user-id`. `config/demo.toml` is this with the default ports (a test keeps them
+/// equal).
 pub fn config(v1: SocketAddr, v2: SocketAddr, port: u16, admin_port: u16) -> String {
     format!(
-        r#"# veer demo: v1 live, v2 on a 10 % canary by x-user-id, and v2 shadowed so every
-# v1 answer is compared with what v2 would have said. Raise the canary by editing
-# the weights, then `kill -HUP <veer pid>`: users only ever move onto v2.
+        r#"# veer demo: v1 live, v2 shadowed so every v1 answer is compared with what v2
+# would have said, and rolled out by veer itself: weight 0 until v2's predictions
+# pass, then 25 %, 50 % and 100 % by x-user-id while its errors, latency and
+# predictions pass; a failing signal rolls it back. Margins are wide and steps short
+# so the demo decides in seconds; see config/rollout.toml for production values.
 
 [listen]
 http = "127.0.0.1:{port}"
@@ -188,7 +206,7 @@ timeout = "2s"
 [[routes]]
 name = "churn"
 match = {{ path_prefix = "/v1/models/churn" }}
-split = [ {{ backend = "churn-v1", weight = 90 }}, {{ backend = "churn-v2", weight = 10 }} ]
+split = [ {{ backend = "churn-v1", weight = 100 }}, {{ backend = "churn-v2", weight = 0 }} ]
 split_by = {{ header = "x-user-id" }}
 hash_seed = 7
 
@@ -199,6 +217,25 @@ percent = 100
 [routes.compare]
 select = "/predictions"
 abs_tolerance = 0.05
+
+[routes.rollout]
+candidate = "churn-v2"
+steps = [25, 50, 100]
+min_step = "5s"
+max_step = "2m"
+shadow_first = "5s"
+alpha = 0.05
+
+[routes.rollout.errors]
+abs_margin = 0.05
+
+[routes.rollout.latency]
+abs_margin = 0.1
+
+[routes.rollout.predictions]
+max_divergence = 0.5
+max_label_flip = 0.02
+critical = true
 "#
     )
 }
@@ -206,7 +243,11 @@ abs_tolerance = 0.05
 /// Runs the demo until `--duration` passes or Ctrl-C.
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(version) = &args.backend_only {
-        let model = if version == "v1" { V1 } else { V2 };
+        let model = match (version.as_str(), args.candidate.as_str()) {
+            ("v1", _) => V1,
+            (_, "good") => V2_GOOD,
+            _ => V2,
+        };
         // All interfaces: this mode is for containers (deploy/compose), where veer
         // reaches the model over the container network.
         let listener = TcpListener::bind(("0.0.0.0", args.port))
@@ -228,8 +269,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         TcpListener::bind("127.0.0.1:0").await?,
     );
     let (v1, v2) = (l1.local_addr()?, l2.local_addr()?);
+    let candidate = if args.candidate == "good" {
+        V2_GOOD
+    } else {
+        V2
+    };
     tokio::spawn(serve_model(l1, V1));
-    tokio::spawn(serve_model(l2, V2));
+    tokio::spawn(serve_model(l2, candidate));
     let path = std::env::temp_dir().join(format!("veer-demo-{}.toml", std::process::id()));
     std::fs::write(&path, config(v1, v2, args.port, args.admin_port))
         .with_context(|| format!("write {}", path.display()))?;
@@ -259,7 +305,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let Ok(bound) = bound_rx.await else {
         return veer.await.context("veer task")?;
     };
-    println!("veer demo: churn-v1 live, churn-v2 on a 10% canary by x-user-id and shadowed");
+    println!(
+        "veer demo: churn-v1 live; churn-v2 ({}) shadowed and rolled out by veer: 0% → 25% → 50% → 100% while its signals pass",
+        if args.candidate == "good" { "agrees with v1" } else { "its labels flip on frequent callers" }
+    );
     println!("  dashboard:    http://{}/", bound.admin);
     println!("  metrics:      http://{}/metrics", bound.admin);
     println!("  client:       curl -s http://{}/v1/models/churn:predict -H 'x-user-id: alice' -d '{{\"instances\": [[12, 70.5, 846.0, 5]]}}'", bound.http);
@@ -272,9 +321,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let load = tokio::spawn(drive(bound.http, args.rps, counts.clone()));
     let report = tokio::spawn(report(counts, bound.routes.clone()));
+    let decisions = tokio::spawn(print_decisions(bound.routes.clone()));
     let result = veer.await.context("veer task")?;
     load.abort();
     report.abort();
+    decisions.abort();
     println!("{}", summary(&bound.routes.stats()));
     let _ = std::fs::remove_file(&path);
     result
@@ -368,6 +419,35 @@ async fn report(counts: Arc<Counts>, routes: veer_proxy::Routes) {
             counts.failed.load(Ordering::Relaxed)
         );
         println!("{}", summary(&routes.stats()));
+    }
+}
+
+/// Prints each rollout decision as it happens: `rollout churn: advance 0% → 25%
+/// (progressing): every signal passed ...`.
+async fn print_decisions(routes: veer_proxy::Routes) {
+    let mut printed = 0;
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        every.tick().await;
+        let all = routes.rollouts();
+        let history = all["history"].as_array().cloned().unwrap_or_default();
+        // The history keeps the last 100; the demo makes a handful.
+        for line in history.iter().skip(printed) {
+            if line["action"] == "hold" {
+                continue;
+            }
+            println!(
+                "rollout {}: {} {}% → {}% ({}) by {}: {}",
+                line["route"].as_str().unwrap_or("?"),
+                line["action"].as_str().unwrap_or("?"),
+                line["from"],
+                line["to"],
+                line["phase"].as_str().unwrap_or("?"),
+                line["actor"].as_str().unwrap_or("?"),
+                line["reason"].as_str().unwrap_or(""),
+            );
+        }
+        printed = history.len();
     }
 }
 

@@ -1,4 +1,5 @@
-//! `veer`: a reverse proxy for rolling out ML model versions (basic, canary, shadow).
+//! `veer`: a reverse proxy for rolling out ML model versions (basic, canary, shadow,
+//! and rollouts it steps up or rolls back by itself).
 //!
 //! This binary is the wiring: the CLI, logging, signals and the listener; the work is
 //! done by the crates under `crates/` (config → route → proxy).
@@ -7,6 +8,7 @@ mod admin;
 mod check;
 mod demo;
 mod logging;
+mod rollout;
 mod run;
 mod watch;
 
@@ -37,6 +39,9 @@ enum Command {
     /// Run two demo model versions, veer in front (canary + shadow), traffic and the
     /// dashboard, all in this process; nothing is downloaded.
     Demo(demo::DemoArgs),
+    /// Show the rollouts of a running veer, or pause, resume, promote, abort or
+    /// retry one (through its admin listener).
+    Rollout(rollout::RolloutArgs),
     /// Validate the routing file and print each route's strategy.
     Check {
         /// The routing file.
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check::check(&config),
+        Command::Rollout(args) => rollout::rollout(args),
         Command::Demo(args) => {
             // The demo prints its own summary; the log shows only what goes wrong.
             let _flush_on_exit = logging::init_with_default(cli.log_format, "warn");

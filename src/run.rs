@@ -69,6 +69,7 @@ pub async fn serve(
         ),
         None => None,
     };
+    tokio::spawn(veer_proxy::drive_rollouts(routes.clone()));
     tokio::spawn({
         let telemetry = telemetry.clone();
         async move {

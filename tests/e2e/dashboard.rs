@@ -100,6 +100,100 @@ async fn the_dashboard_shows_what_stats_reports() {
     );
 }
 
+/// A route with a rollout: the page shows its state, its steps, each signal's verdict
+/// with the counts `/rollouts` reports, and its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_rollout() {
+    if Command::new(CHROMIUM).arg("--version").output().is_err() {
+        crate::skipped(&format!("dashboard rollout test: {CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)"));
+        return;
+    }
+    let (v1, v2) = crate::two_backends().await;
+    let config = two_versions(&v1.url(), &v2.url(), 90, 10, "\"random\"")
+        + "[routes.rollout]\ncandidate = \"v2\"\nsteps = [10, 50, 100]\nmin_step = \"1h\"\n";
+    let veer = start(&config);
+    let client = TestClient::new(veer.addr());
+    for _ in 0..100 {
+        assert_eq!(client.get("/v1/p", &[]).await.expect("answer").status, 200);
+    }
+    let admin = TestClient::new(veer.admin_addr());
+    let paused = admin
+        .send(
+            http::Method::POST,
+            "/rollouts/model/pause",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("pause");
+    assert_eq!(paused.status, 200, "{}", paused.text());
+    // The next judgement (every 5 s) counts the 100 requests.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rollout = loop {
+        let now =
+            admin.get("/rollouts", &[]).await.expect("rollouts").json()["rollouts"][0].clone();
+        let counted: u64 = now["signals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["signal"] == "errors")
+            .filter_map(|s| s["candidate"]["total"].as_u64())
+            .sum();
+        let baseline = now["signals"][0]["baseline"]["total"].as_u64().unwrap_or(0);
+        if counted + baseline == 100 || Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let errors = rollout["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["signal"] == "errors").cloned())
+        .expect("the errors signal");
+    let url = format!("http://{}/", veer.admin_addr());
+    let dom = tokio::task::block_in_place(|| dump_dom(&url));
+    let shown = |after: &str, stat: &str| -> String {
+        let from = dom
+            .find(after)
+            .unwrap_or_else(|| panic!("no {after} in the page:\n{dom}"));
+        let marker = format!("data-stat=\"{stat}\"");
+        let at = from
+            + dom[from..]
+                .find(&marker)
+                .unwrap_or_else(|| panic!("no {stat} after {after}:\n{dom}"));
+        let rest = &dom[at..];
+        let start = rest.find('>').expect("element") + 1;
+        rest[start..start + rest[start..].find('<').expect("text")].to_owned()
+    };
+    assert_eq!(shown("data-rollout=\"model\"", "rollout-phase"), "paused");
+    assert_eq!(shown("data-rollout=\"model\"", "rollout-weight"), "10%");
+    assert_eq!(
+        shown("data-signal=\"errors\"", "candidate"),
+        format!(
+            "{}/{}",
+            errors["candidate"]["bad"], errors["candidate"]["total"]
+        )
+    );
+    assert_eq!(
+        shown("data-signal=\"errors\"", "verdict"),
+        errors["verdict"]
+            .as_str()
+            .expect("a verdict")
+            .to_uppercase()
+    );
+    assert!(
+        dom.contains("<span class=\"now\">10%</span>"),
+        "the current step is marked:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-action=\"pause\""),
+        "the pause is in the history:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-action=\"start\""),
+        "the start is in the history:\n{dom}"
+    );
+}
+
 /// With `[admin] token_file` set the page loads, its data requests are refused, and
 /// it shows the token field instead of figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,20 +7,21 @@ use veer_testkit::{Behavior, TestBackend, TestClient};
 
 use crate::{start, two_versions, VEER};
 
-#[test]
-fn the_demo_shows_traffic_canary_and_shadow_then_exits_cleanly() {
+/// Runs `veer demo` with `args` for `duration`; its stdout, after a clean exit.
+fn demo(duration: &str, args: &[&str]) -> String {
     let out = Command::new(VEER)
         .args([
             "demo",
             "--duration",
-            "4s",
+            duration,
             "--rps",
-            "100",
+            "200",
             "--port",
             "0",
             "--admin-port",
             "0",
         ])
+        .args(args)
         .output()
         .expect("run veer demo");
     let (stdout, stderr) = (
@@ -32,14 +33,25 @@ fn the_demo_shows_traffic_canary_and_shadow_then_exits_cleanly() {
         stdout.contains("dashboard:    http://127.0.0.1:"),
         "{stdout}"
     );
+    stdout.into_owned()
+}
+
+#[test]
+fn the_demo_shadows_v2_and_rolls_it_back_on_its_label_flips() {
+    let stdout = demo("15s", &[]);
     for line in [
         "churn-v1  live",
-        "churn-v2  live",
         "churn-v2  shadow",
         "shadow churn-v2: divergence",
+        "rollout churn: start 0% → 0% (shadow) by veer",
+        "rollout churn: rollback 0% → 0% (rolled_back) by veer",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
+    assert!(
+        !stdout.contains("churn-v2  live"),
+        "a rolled-back v2 never served a user:\n{stdout}"
+    );
     let divergence = stdout
         .lines()
         .rev()
@@ -56,6 +68,20 @@ fn the_demo_shows_traffic_canary_and_shadow_then_exits_cleanly() {
         (1.0..60.0).contains(&divergence),
         "v2 differs on one segment, not everywhere: {divergence}%"
     );
+}
+
+#[test]
+fn the_demo_promotes_a_good_candidate() {
+    let stdout = demo("60s", &["--candidate", "good"]);
+    for line in [
+        "rollout churn: advance 0% → 25% (progressing) by veer",
+        "rollout churn: advance 25% → 50% (progressing) by veer",
+        "rollout churn: promote 50% → 100% (promoted) by veer",
+        "churn-v2  live",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("rollback"), "{stdout}");
 }
 
 /// Three replicas on one config: every user meets one version whichever replica

@@ -11,6 +11,7 @@ mod errors;
 mod grafana;
 mod grpc;
 mod reload;
+mod rollout;
 mod shadow;
 mod split;
 

@@ -33,8 +33,15 @@
 //! shadow future, and shadow pairs are judged on a pool of threads of their own
 //! (`pool`), never on the async workers.
 //!
+//! A route with a rollout takes its candidate's weight from the rollout's state
+//! (`rollout`): [`drive_rollouts`] judges every rollout every 5 s (and at once on a
+//! candidate failure) with the pure `veer_rollout` crate, and a decision that moves
+//! the weight swaps in a re-weighed snapshot through the reload lock. A share of
+//! requests may also go a second time to their live backend, as the noise floor
+//! the prediction gate judges above (`compare.noise_percent`).
+//!
 //! Long-lived things (upstream clients, backend permits and health, shadow
-//! limiters, divergence logs, telemetry series) live in a registry owned by
+//! limiters, divergence logs, telemetry series, rollout progress) live in a registry owned by
 //! [`Routes`], keyed by their full settings and carried across reloads; every
 //! reload goes through one serialised path ([`Routes::reload`]), which also re-reads
 //! the files the config names (certificates, keys, the admin token).
@@ -51,6 +58,7 @@ mod path;
 mod pool;
 mod proxy;
 mod registry;
+mod rollout;
 mod routes;
 pub mod server;
 mod shadow;
@@ -62,6 +70,7 @@ mod upload;
 pub use error::{Blame, ProxyError, UpstreamError};
 pub use proxy::Proxy;
 pub use registry::RegistrySize;
+pub use rollout::{drive as drive_rollouts, saved_progress, RolloutError, RolloutGauge};
 pub use routes::{RejectedChange, ReloadError, Reloaded, Routes};
 pub use snapshot::{Snapshot, Source, UnusableFile};
 pub use upload::ClientFault;

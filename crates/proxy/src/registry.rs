@@ -20,12 +20,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use veer_config::{Backend, BackendTls, Outlier, Protocol};
+use veer_config::{Backend, BackendTls, Outlier, Protocol, Rollout};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role, Telemetry};
 
 use crate::divergence::{DivergenceLog, LogRate, LogWriter};
 use crate::forward::{self, UpstreamClient};
 use crate::health::Health;
+use crate::rollout::{Identity, RolloutState};
 use crate::snapshot::UnusableFile;
 use crate::tls::{self, TlsFiles};
 
@@ -103,6 +104,8 @@ pub(crate) struct Registry {
     exchanges: Shelf<(String, String, Role), ExchangeSeries>,
     /// Comparison series, by (route, shadow backend).
     comparisons: Shelf<(String, String), ComparisonSeries>,
+    /// Noise comparison series, by (route, live backend).
+    noise: Shelf<(String, String), ComparisonSeries>,
     /// Upstream clients, by everything that shapes their connections.
     clients: Shelf<ClientSettings, UpstreamClient>,
     /// Backends' permits for requests in flight, by (backend, max_connections).
@@ -110,6 +113,9 @@ pub(crate) struct Registry {
     /// Backends' outlier state, by (backend, url, outlier settings): a backend
     /// pointed somewhere else starts healthy.
     health: Shelf<(String, String, Outlier), Health>,
+    /// Rollout progress, by (route, candidate and steps): other settings change in
+    /// place and keep it.
+    rollouts: Shelf<(String, Identity), RolloutState>,
 }
 
 /// What makes two backends' connections interchangeable: protocol, connect timeout,
@@ -147,10 +153,26 @@ impl Registry {
             log_rates: Shelf::default(),
             exchanges: Shelf::default(),
             comparisons: Shelf::default(),
+            noise: Shelf::default(),
             clients: Shelf::default(),
             backend_permits: Shelf::default(),
             health: Shelf::default(),
+            rollouts: Shelf::default(),
         }
+    }
+
+    /// The progress of `route`'s rollout as `identity`: handed over, or read back
+    /// from its state file, or begun.
+    pub(crate) fn rollout(
+        &mut self,
+        route: &str,
+        identity: Identity,
+        plan: &Rollout,
+    ) -> Arc<RolloutState> {
+        self.rollouts
+            .get_or_make((route.to_owned(), identity.clone()), || {
+                RolloutState::new(route, identity, plan)
+            })
     }
 
     /// The permits for requests in flight to `backend`.
@@ -248,6 +270,15 @@ impl Registry {
             })
     }
 
+    /// The series of `route`'s noise comparisons on its live `backend`.
+    pub(crate) fn noise(&mut self, route: &str, backend: &str) -> Arc<ComparisonSeries> {
+        let telemetry = &self.telemetry;
+        self.noise
+            .get_or_make((route.to_owned(), backend.to_owned()), || {
+                telemetry.noise_series(route, backend)
+            })
+    }
+
     /// Forgets the keys of every entry no snapshot holds any more.
     pub(crate) fn forget_released(&mut self) {
         self.limiters.forget_released();
@@ -255,6 +286,8 @@ impl Registry {
         self.log_rates.forget_released();
         self.exchanges.forget_released();
         self.comparisons.forget_released();
+        self.noise.forget_released();
+        self.rollouts.forget_released();
     }
 
     pub(crate) fn size(&self) -> RegistrySize {

@@ -18,6 +18,7 @@ use veer_config::{Config, Diagnostic, Diagnostics, Listen, Live, Loaded};
 use veer_telemetry::Telemetry;
 
 use crate::registry::{Registry, RegistrySize};
+use crate::rollout::DecisionBook;
 use crate::snapshot::{Snapshot, Source, UnusableFile};
 
 /// The current snapshot and what replaces it, shared by every connection.
@@ -33,6 +34,8 @@ struct Shared {
     /// The reload lock: one reload at a time, and the only way to the registry.
     reload: Mutex<Registry>,
     telemetry: Telemetry,
+    /// Where rollout decisions are recorded.
+    decisions: DecisionBook,
 }
 
 impl std::fmt::Debug for Routes {
@@ -110,6 +113,7 @@ impl Routes {
                 current: ArcSwap::from_pointee(first),
                 path: path.to_owned(),
                 reload: Mutex::new(registry),
+                decisions: DecisionBook::new(telemetry.clone()),
                 telemetry,
             }),
         })
@@ -176,6 +180,24 @@ impl Routes {
             generation,
             warnings: loaded.warnings,
         })
+    }
+
+    /// Swaps in the serving snapshot with its rollouts' weights as they stand now,
+    /// under the reload lock, so a reload under way is never overwritten by an older
+    /// generation.
+    pub(crate) fn reweigh(&self) {
+        let _registry = self
+            .shared
+            .reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = self.load().reweighed();
+        self.shared.current.store(Arc::new(next));
+    }
+
+    /// Where rollout decisions are recorded.
+    pub(crate) fn decisions(&self) -> &DecisionBook {
+        &self.shared.decisions
     }
 
     /// The dashboard's figures for the serving routes.

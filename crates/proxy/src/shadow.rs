@@ -63,11 +63,25 @@ struct Pair {
     live_backend: BackendId,
     shadow_backend: BackendId,
     request_id: HeaderValue,
+    kind: Mirrored,
+}
+
+/// What a mirror is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mirrored {
+    /// The route's shadow: the new version's answer.
+    Shadow,
+    /// The noise floor: the live backend's second answer to the same request.
+    Noise,
 }
 
 impl Pair {
     fn plan(&self) -> Option<&ShadowPlan> {
-        self.snapshot.route(self.route).shadow.as_ref()
+        let route = self.snapshot.route(self.route);
+        match self.kind {
+            Mirrored::Shadow => route.shadow.as_ref(),
+            Mirrored::Noise => route.noise_plan(self.live_backend),
+        }
     }
 }
 
@@ -80,11 +94,15 @@ pub(crate) async fn prepare(
     request_id: &HeaderValue,
 ) -> Result<(Request<RequestBody>, Option<Mirror>), ProxyError> {
     let streamed = |request: Request<ClientBody>| Ok((request.map(RequestBody::Streamed), None));
-    let (Some(shadow_backend), Some(plan)) = (
-        decision.shadow,
-        snapshot.route(decision.route).shadow.as_ref(),
-    ) else {
-        return streamed(request);
+    let route = snapshot.route(decision.route);
+    // A request sampled for the noise floor is sent again to its live backend
+    // instead of to the shadow: one mirror per request at most.
+    let (shadow_backend, plan, kind) = match route.noise_sample(decision.backend) {
+        Some(plan) => (decision.backend, plan, Mirrored::Noise),
+        None => match (decision.shadow, route.shadow.as_ref()) {
+            (Some(backend), Some(plan)) => (backend, plan, Mirrored::Shadow),
+            _ => return streamed(request),
+        },
     };
     if plan.limiter.mirrors.available_permits() == 0 {
         plan.comparisons
@@ -121,6 +139,7 @@ pub(crate) async fn prepare(
             live_backend: decision.backend,
             shadow_backend,
             request_id: request_id.clone(),
+            kind,
         },
         request: copy_for(&parts, shadow, bytes.clone()),
         permit,
@@ -186,7 +205,7 @@ impl Mirror {
         let Some(plan) = pair.plan() else { return };
         let upstream = pair.snapshot.upstream(pair.shadow_backend);
         let compare_limit = pair.snapshot.route(pair.route).compare.max_body;
-        let in_flight = plan.exchanges.in_flight();
+        let in_flight = plan.exchanges.as_ref().map(|e| e.in_flight());
         let started = Instant::now();
         let answer =
             match tokio::time::timeout(upstream.timeout, exchange(&client, request, compare_limit))
@@ -195,17 +214,19 @@ impl Mirror {
                 Ok(answer) => answer,
                 Err(_) => Err((None, ShadowFailure::Timeout)),
             };
-        plan.exchanges.record(&Exchange {
-            status: match &answer {
-                Ok((answered, _)) => Some(answered.http),
-                Err((status, _)) => *status,
-            },
-            started,
-            request_id: pair.request_id.to_str().unwrap_or("-"),
-            upstream: upstream.authority.as_str(),
-            bytes: answer.as_ref().ok().map(|(_, body)| body.len() as u64),
-            grpc_status: answer.as_ref().ok().and_then(|(answered, _)| answered.grpc),
-        });
+        if let Some(exchanges) = &plan.exchanges {
+            exchanges.record(&Exchange {
+                status: match &answer {
+                    Ok((answered, _)) => Some(answered.http),
+                    Err((status, _)) => *status,
+                },
+                started,
+                request_id: pair.request_id.to_str().unwrap_or("-"),
+                upstream: upstream.authority.as_str(),
+                bytes: answer.as_ref().ok().map(|(_, body)| body.len() as u64),
+                grpc_status: answer.as_ref().ok().and_then(|(answered, _)| answered.grpc),
+            });
+        }
         drop(in_flight);
         let shadow = match answer {
             Ok((answered, body)) => (answered.compared(), body),
@@ -308,7 +329,10 @@ fn judge_and_record(
             max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
             label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
         });
-        if let (Some(c), ShadowOutcome::Diverged) = (&comparison, outcome) {
+        // The noise floor's divergences are the model's own: counted, not listed.
+        if let (Some(c), ShadowOutcome::Diverged, Mirrored::Shadow) =
+            (&comparison, outcome, pair.kind)
+        {
             record_divergence(&pair, plan, &live, &shadow, c);
         }
     }

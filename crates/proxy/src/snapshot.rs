@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use tokio::sync::Semaphore;
-use veer_config::{Backend, BackendId, Compare, Config};
+use veer_config::{Backend, BackendId, Compare, Config, Route, WeightedBackend};
 use veer_route::{Decision, RequestHead, RouteId, Rule};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
@@ -18,6 +18,7 @@ use crate::divergence::DivergenceLog;
 use crate::forward::UpstreamClient;
 use crate::health::Health;
 use crate::registry::{Registry, ShadowLimiter};
+use crate::rollout::{effective_split, CompiledRollout, Identity};
 use crate::tls;
 
 /// Where a config came from, for `/config` and the logs.
@@ -87,11 +88,14 @@ fn read_token(path: &Path) -> Result<String, UnusableFile> {
 }
 
 /// A route as requests meet it.
+#[derive(Clone)]
 pub(crate) struct CompiledRoute {
     /// The route's name: its metric label.
     pub(crate) name: String,
     /// Match, split and shadow sample: the pure decision.
     rule: Rule,
+    /// The split requests see now: the file's, or the rollout's weights.
+    split: Vec<WeightedBackend>,
     /// The series of each backend of the split, in split order.
     live: Vec<(BackendId, Arc<ExchangeSeries>)>,
     /// How live and shadow answers are judged.
@@ -100,9 +104,15 @@ pub(crate) struct CompiledRoute {
     pub(crate) max_request_body: u64,
     /// Mirroring, when the route has a `[routes.shadow]`.
     pub(crate) shadow: Option<ShadowPlan>,
+    /// The noise floor (`compare.noise_percent`): a second request to the live
+    /// backend, per backend of the split.
+    pub(crate) noise: Vec<(BackendId, ShadowPlan)>,
+    /// The rollout that sets the candidate's weight, when the route has one.
+    pub(crate) rollout: Option<CompiledRollout>,
 }
 
 /// A route's shadow as requests meet it.
+#[derive(Clone)]
 pub(crate) struct ShadowPlan {
     /// Largest request body mirrored.
     pub(crate) max_body: u64,
@@ -111,8 +121,9 @@ pub(crate) struct ShadowPlan {
     pub(crate) limiter: Arc<ShadowLimiter>,
     /// Where divergent pairs go, if anywhere.
     pub(crate) log: Option<DivergenceLog>,
-    /// The mirrors' own requests.
-    pub(crate) exchanges: Arc<ExchangeSeries>,
+    /// The mirrors' own requests (not recorded for the noise floor's second
+    /// requests, which are veer's own, not a version's traffic).
+    pub(crate) exchanges: Option<Arc<ExchangeSeries>>,
     /// Their comparisons.
     pub(crate) comparisons: Arc<ComparisonSeries>,
 }
@@ -185,7 +196,7 @@ impl Snapshot {
             .iter()
             .map(|route| {
                 let backend = |id: BackendId| config.backend(id).name.as_str();
-                let live = route
+                let live: Vec<(BackendId, Arc<ExchangeSeries>)> = route
                     .split
                     .iter()
                     .map(|s| {
@@ -210,18 +221,92 @@ impl Snapshot {
                             .divergence_log
                             .as_ref()
                             .map(|l| registry.divergence_log(l)),
-                        exchanges: registry.exchanges(&route.name, name, Role::Shadow),
+                        exchanges: Some(registry.exchanges(&route.name, name, Role::Shadow)),
                         comparisons: registry.comparisons(&route.name, name),
                     }
                 });
-                CompiledRoute {
+                let noise: Vec<(BackendId, ShadowPlan)> = if route.compare.noise_percent > 0.0 {
+                    route
+                        .split
+                        .iter()
+                        .map(|s| {
+                            let name = backend(s.backend);
+                            let max = veer_config::defaults::SHADOW_MAX_IN_FLIGHT;
+                            let body = route
+                                .shadow
+                                .as_ref()
+                                .map_or(veer_config::defaults::SHADOW_MAX_BODY, |shadow| {
+                                    shadow.max_body
+                                });
+                            let reading = usize::try_from(body).unwrap_or(usize::MAX);
+                            let plan = ShadowPlan {
+                                max_body: body,
+                                limiter: registry.limiter(
+                                    &format!("noise:{name}"),
+                                    max,
+                                    max.saturating_mul(reading),
+                                ),
+                                log: None,
+                                exchanges: None,
+                                comparisons: registry.noise(&route.name, name),
+                            };
+                            (s.backend, plan)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let rollout = route.rollout.as_ref().map(|plan| {
+                    let state = registry.rollout(&route.name, Identity::of(&config, plan), plan);
+                    let series =
+                        |id: BackendId| live.iter().find(|(b, _)| *b == id).map(|(_, s)| s.clone());
+                    let total: u64 = route.split.iter().map(|s| s.weight).sum();
+                    let candidate_weight = route
+                        .split
+                        .iter()
+                        .find(|s| s.backend == plan.candidate)
+                        .map_or(0, |s| s.weight);
+                    let file_weight = (candidate_weight * 100)
+                        .checked_div(total)
+                        .map_or(0, |p| u8::try_from(p).unwrap_or(100));
+                    CompiledRollout {
+                        file_weight,
+                        candidate: series(plan.candidate).unwrap_or_else(|| {
+                            registry.exchanges(&route.name, backend(plan.candidate), Role::Live)
+                        }),
+                        baseline: route
+                            .split
+                            .iter()
+                            .filter(|s| s.backend != plan.candidate)
+                            .filter_map(|s| series(s.backend))
+                            .collect(),
+                        shadow: shadow
+                            .as_ref()
+                            .zip(route.shadow.as_ref())
+                            .filter(|(_, s)| s.backend == plan.candidate)
+                            .map(|(plan, _)| plan.comparisons.clone()),
+                        noise: noise
+                            .iter()
+                            .filter(|(b, _)| *b != plan.candidate)
+                            .map(|(_, p)| p.comparisons.clone())
+                            .collect(),
+                        state,
+                        plan: plan.clone(),
+                    }
+                });
+                let mut compiled = CompiledRoute {
                     name: route.name.clone(),
                     rule: Rule::new(route),
+                    split: route.split.clone(),
                     live,
                     compare: route.compare.clone(),
                     max_request_body: route.max_request_body,
                     shadow,
-                }
+                    noise,
+                    rollout,
+                };
+                compiled.follow_rollout(route);
+                compiled
             })
             .collect();
         Ok(Snapshot {
@@ -232,6 +317,54 @@ impl Snapshot {
             upstreams,
             admin_token,
             tls,
+        })
+    }
+
+    /// This snapshot with each rollout route's split (and shadow share) as its
+    /// rollout stands now; everything else is shared. How a rollout decision is
+    /// swapped in: nothing is re-read, so it cannot fail.
+    pub(crate) fn reweighed(&self) -> Snapshot {
+        let routes = self
+            .routes
+            .iter()
+            .zip(&self.config.routes)
+            .map(|(compiled, route)| {
+                let mut compiled = compiled.clone();
+                compiled.follow_rollout(route);
+                compiled
+            })
+            .collect();
+        Snapshot {
+            generation: self.generation,
+            source: self.source.clone(),
+            config: self.config.clone(),
+            routes,
+            upstreams: self.upstreams.clone(),
+            admin_token: self.admin_token.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// Every route's rollout, by route name.
+    pub(crate) fn rollouts(&self) -> impl Iterator<Item = (&str, &CompiledRollout)> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.rollout.as_ref().map(|rollout| (r.name.as_str(), rollout)))
+    }
+
+    /// True when some route has a rollout.
+    pub(crate) fn has_rollouts(&self) -> bool {
+        self.routes.iter().any(|r| r.rollout.is_some())
+    }
+
+    /// Each (route, backend, weight) of the splits requests see now: the file's, or
+    /// a rollout's.
+    pub fn weights(&self) -> impl Iterator<Item = (&str, &str, u64)> {
+        self.routes.iter().flat_map(move |route| {
+            route.split.iter().map(move |entry| {
+                let backend = self.config.backend(entry.backend).name.as_str();
+                (route.name.as_str(), backend, entry.weight)
+            })
         })
     }
 
@@ -298,7 +431,7 @@ impl Snapshot {
     pub(crate) fn exchange_series(&self) -> impl Iterator<Item = &ExchangeSeries> {
         self.routes.iter().flat_map(|route| {
             let live = route.live.iter().map(|(_, series)| &**series);
-            live.chain(route.shadow.iter().map(|s| &*s.exchanges))
+            live.chain(route.shadow.iter().filter_map(|s| s.exchanges.as_deref()))
         })
     }
 
@@ -311,6 +444,35 @@ impl Snapshot {
 }
 
 impl CompiledRoute {
+    /// Takes the split (and, in the shadow phase, a shadow share of 100 %) from the
+    /// route's rollout as it stands now; a route without one keeps the file's.
+    fn follow_rollout(&mut self, route: &Route) {
+        let Some(rollout) = &self.rollout else { return };
+        let (weight, shadow_phase) = rollout.state.serving();
+        let mut effective = route.clone();
+        effective.split = effective_split(&route.split, weight);
+        if let (true, Some(shadow)) = (shadow_phase, effective.shadow.as_mut()) {
+            shadow.percent = 100.0;
+        }
+        self.rule = Rule::new(&effective);
+        self.split = effective.split;
+    }
+
+    /// The noise floor's plan for requests live on `backend`, when this request is
+    /// sampled for it (`compare.noise_percent`, a fresh draw per request).
+    pub(crate) fn noise_sample(&self, backend: BackendId) -> Option<&ShadowPlan> {
+        let plan = self.noise.iter().find(|(b, _)| *b == backend)?;
+        (rand::random::<f64>() * 100.0 < self.compare.noise_percent).then_some(&plan.1)
+    }
+
+    /// The noise floor's plan for requests live on `backend`.
+    pub(crate) fn noise_plan(&self, backend: BackendId) -> Option<&ShadowPlan> {
+        self.noise
+            .iter()
+            .find(|(b, _)| *b == backend)
+            .map(|(_, plan)| plan)
+    }
+
     /// The series of requests this route sends to `backend`.
     pub(crate) fn live_series(&self, backend: BackendId) -> Option<&Arc<ExchangeSeries>> {
         self.live

@@ -1,5 +1,6 @@
 //! The admin endpoints: the dashboard (`/`, `/stats`), `/metrics`, `/livez`,
-//! `/readyz`, `/config` and `POST /-/reload`, served on their own address (loopback by
+//! `/readyz`, `/config`, `POST /-/reload`, `GET /rollouts` and
+//! `POST /rollouts/ROUTE/{pause,resume,promote,abort,retry}`, served on their own address (loopback by
 //! default), never on the client port.
 //!
 //! What they tell about the running proxy comes through [`AdminHooks`], implemented
@@ -35,6 +36,21 @@ pub enum ReloadFailure {
 /// A reload under way: the new generation, or why not.
 pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<u64, ReloadFailure>> + Send>>;
 
+/// Why a person's rollout command was not carried out, as the hooks report it.
+#[derive(Debug)]
+pub enum RolloutFailure {
+    /// No rollout on that route, or no such command: 404.
+    NotFound(String),
+    /// The command does not apply to where the rollout stands: 409.
+    Refused(String),
+    /// veer failed: 500.
+    Failed(String),
+}
+
+/// A rollout command under way: its decision line, or why not.
+pub type RolloutFuture =
+    Pin<Box<dyn Future<Output = Result<serde_json::Value, RolloutFailure>> + Send>>;
+
 /// What the admin endpoints need from the running proxy.
 pub trait AdminHooks: Send + Sync + 'static {
     /// Exposition text of the series derived from the serving config (generation,
@@ -49,6 +65,11 @@ pub trait AdminHooks: Send + Sync + 'static {
     /// Who may use the admin endpoints, as the serving generation says: read for
     /// every request, so a reload that changes the token applies to the next one.
     fn access(&self) -> Access;
+    /// Every rollout as it stands and the last recorded actions, for `/rollouts`.
+    fn rollouts(&self) -> serde_json::Value;
+    /// Carries out `command` (`pause`, `resume`, `promote`, `abort`, `retry`) on
+    /// `route`'s rollout as a person's action.
+    fn rollout_command(&self, route: &str, command: &str) -> RolloutFuture;
 }
 
 /// The admin server's state.
@@ -125,6 +146,27 @@ impl Admin {
                     &serde_json::json!({ "error": "reload_failed", "message": message }),
                 ),
             },
+            (&Method::GET, "/rollouts") => json(StatusCode::OK, &self.hooks.rollouts()),
+            (&Method::POST, path) if path.starts_with("/rollouts/") => {
+                let Some((route, command)) = path["/rollouts/".len()..].split_once('/') else {
+                    return not_found(path);
+                };
+                match self.hooks.rollout_command(route, command).await {
+                    Ok(line) => json(StatusCode::OK, &line),
+                    Err(RolloutFailure::NotFound(message)) => json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({ "error": "no_such_rollout", "message": message }),
+                    ),
+                    Err(RolloutFailure::Refused(message)) => json(
+                        StatusCode::CONFLICT,
+                        &serde_json::json!({ "error": "command_refused", "message": message }),
+                    ),
+                    Err(RolloutFailure::Failed(message)) => json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({ "error": "command_failed", "message": message }),
+                    ),
+                }
+            }
             (_, "/-/reload") => {
                 let mut response = json(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -135,12 +177,16 @@ impl Admin {
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 response
             }
-            (_, path) => json(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({ "error": "not_found", "message": format!("no admin endpoint {path}") }),
-            ),
+            (_, path) => not_found(path),
         }
     }
+}
+
+fn not_found(path: &str) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "error": "not_found", "message": format!("no admin endpoint {path}") }),
+    )
 }
 
 /// The dashboard's page, never inside a frame: a page of another site framing it

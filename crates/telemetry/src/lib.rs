@@ -22,13 +22,15 @@ pub mod exporter;
 mod recorder;
 mod series;
 pub mod stats;
+mod totals;
 mod window;
 
 pub use recorder::{Telemetry, RECENT_DIVERGENCES};
 pub use series::{
-    ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop, CACHED_CODES,
-    GRPC_SERVER_FAULTS,
+    ComparisonKind, ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop,
+    CACHED_CODES, GRPC_SERVER_FAULTS,
 };
+pub use totals::{ComparisonCounts, ExchangeCounts};
 
 /// Metric names.
 pub mod names {
@@ -42,6 +44,24 @@ pub mod names {
     pub const SHADOW_ABS_DEVIATION: &str = "veer_shadow_abs_deviation";
     /// Classification pairs by whether the predicted class agreed.
     pub const SHADOW_LABEL_AGREEMENTS_TOTAL: &str = "veer_shadow_label_agreements_total";
+    /// Noise comparisons (a second answer of the live backend against the first) by
+    /// outcome; labels route, backend (the live one), outcome.
+    pub const NOISE_COMPARISONS_TOTAL: &str = "veer_noise_comparisons_total";
+    /// Largest absolute numeric difference per noise pair.
+    pub const NOISE_ABS_DEVIATION: &str = "veer_noise_abs_deviation";
+    /// Noise classification pairs by whether the predicted class agreed.
+    pub const NOISE_LABEL_AGREEMENTS_TOTAL: &str = "veer_noise_label_agreements_total";
+    /// Gauge: the rollout candidate's weight now, in percent (label: route).
+    pub const ROLLOUT_WEIGHT: &str = "veer_rollout_weight";
+    /// Gauge: 1 for the rollout's current state, 0 for the others (labels: route,
+    /// state).
+    pub const ROLLOUT_STATE: &str = "veer_rollout_state";
+    /// Counter: rollout decisions (labels: route, action, actor).
+    pub const ROLLOUT_DECISIONS_TOTAL: &str = "veer_rollout_decisions_total";
+    /// Gauge: 1 for each signal's current verdict (labels: route, signal, verdict).
+    pub const ROLLOUT_SIGNAL: &str = "veer_rollout_signal";
+    /// Counter: decision notifications that could not be delivered (label: route).
+    pub const ROLLOUT_NOTIFY_FAILURES_TOTAL: &str = "veer_rollout_notify_failures_total";
     /// Divergence-log lines not written, by reason.
     pub const DIVERGENCE_LOG_DROPPED_TOTAL: &str = "veer_divergence_log_dropped_total";
     /// Reloads by result.

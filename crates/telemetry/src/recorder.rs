@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{
 use crate::exporter::{DEVIATION_BUCKETS, DURATION_BUCKETS, RELOAD_BUCKETS};
 use crate::series::{register_counter, register_gauge, register_histogram};
 use crate::stats::Divergence;
-use crate::{names, ComparisonSeries, ExchangeSeries, InFlight, Role};
+use crate::{names, ComparisonKind, ComparisonSeries, ExchangeSeries, InFlight, Role};
 
 /// How many divergent pairs the dashboard lists.
 pub const RECENT_DIVERGENCES: usize = 20;
@@ -54,6 +54,10 @@ impl Telemetry {
             .set_buckets(&DURATION_BUCKETS)?
             .set_buckets_for_metric(
                 Matcher::Full(names::SHADOW_ABS_DEVIATION.to_owned()),
+                &DEVIATION_BUCKETS,
+            )?
+            .set_buckets_for_metric(
+                Matcher::Full(names::NOISE_ABS_DEVIATION.to_owned()),
                 &DEVIATION_BUCKETS,
             )?
             .set_buckets_for_metric(
@@ -117,7 +121,32 @@ impl Telemetry {
 
     /// The handles for comparisons of `route` with its shadow `backend`.
     pub fn comparison_series(&self, route: &str, backend: &str) -> ComparisonSeries {
-        ComparisonSeries::new(self.clone(), route, backend)
+        ComparisonSeries::new(self.clone(), ComparisonKind::Shadow, route, backend)
+    }
+
+    /// The handles of one route's noise comparisons: second answers of its live
+    /// `backend` compared with the first.
+    pub fn noise_series(&self, route: &str, backend: &str) -> ComparisonSeries {
+        ComparisonSeries::new(self.clone(), ComparisonKind::Noise, route, backend)
+    }
+
+    /// Counts one rollout decision in `veer_rollout_decisions_total`: a few a minute
+    /// at most, so the handle is looked up each time.
+    pub fn record_rollout_decision(&self, route: &str, action: &'static str, actor: &'static str) {
+        let labels = vec![
+            Label::new("route", route.to_owned()),
+            Label::new("action", action),
+            Label::new("actor", actor),
+        ];
+        self.counter(names::ROLLOUT_DECISIONS_TOTAL, labels)
+            .increment(1);
+    }
+
+    /// Counts a decision notification that could not be delivered.
+    pub fn record_notify_failure(&self, route: &str) {
+        let labels = vec![Label::new("route", route.to_owned())];
+        self.counter(names::ROLLOUT_NOTIFY_FAILURES_TOTAL, labels)
+            .increment(1);
     }
 
     /// Counts one request of `role` in flight until the guard drops.
@@ -200,7 +229,11 @@ impl Telemetry {
 
 /// `# HELP` text and units for every metric the recorder holds.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 7] = [
+    let counters: [(&'static str, &'static str); 11] = [
+        (names::NOISE_COMPARISONS_TOTAL, "Noise comparisons (compare.noise_percent: a second answer of the live backend compared with the first), by route, live backend and outcome."),
+        (names::NOISE_LABEL_AGREEMENTS_TOTAL, "Noise classification pairs by whether the live backend's two answers predicted the same class."),
+        (names::ROLLOUT_DECISIONS_TOTAL, "Rollout decisions by route, action (start, advance, hold, pause, resume, rollback, promote, abort, retry) and actor (veer or operator)."),
+        (names::ROLLOUT_NOTIFY_FAILURES_TOTAL, "Rollout decision notifications ([routes.rollout.hooks] notify) that could not be delivered."),
         (names::REFUSED_TOTAL, "Requests and connections refused at a limit, by reason: too_many_connections (the listener's max_connections), backend_saturated (a backend's max_connections), out_of_sockets (no file descriptor left)."),
         (names::CLIENT_ERRORS_TOTAL, "Requests refused because of the client, by reason (the error code answered): request_header_timeout, request_body_timeout, request_body_too_large, bad_request_body, no_route, duplicate_host, ...; never counted against a backend."),
         (names::REQUESTS_TOTAL, "Upstream exchanges finished, by route, backend, role (live/shadow) and status code (or error)."),
@@ -212,7 +245,8 @@ fn describe(recorder: &PrometheusRecorder) {
     for (name, help) in counters {
         recorder.describe_counter(KeyName::from(name), Some(Unit::Count), help.into());
     }
-    let histograms: [(&'static str, Option<Unit>, &'static str); 3] = [
+    let histograms: [(&'static str, Option<Unit>, &'static str); 4] = [
+        (names::NOISE_ABS_DEVIATION, None, "Largest absolute numeric difference between two answers of the live backend to one request (the noise floor)."),
         (names::REQUEST_DURATION_SECONDS, Some(Unit::Seconds), "Upstream exchange duration by route, backend and role: to the response head for live requests, to the end of the body for shadows."),
         (names::SHADOW_ABS_DEVIATION, None, "Largest absolute numeric difference between the live and the shadow prediction of one request."),
         (names::CONFIG_RELOAD_DURATION_SECONDS, Some(Unit::Seconds), "Time to read, validate, compile and swap in the routing file."),

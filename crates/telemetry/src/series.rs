@@ -14,6 +14,7 @@ use std::time::Instant;
 use metrics::{Counter, Histogram, Key, Label, Recorder};
 
 use crate::stats::{ComparisonSlot, RequestSlot};
+use crate::totals::{ComparisonCounts, ComparisonTotals, ExchangeCounts, ExchangeTotals};
 use crate::window::{bump, Window};
 use crate::{names, Role, ShadowOutcome, Telemetry};
 
@@ -33,6 +34,7 @@ pub struct ExchangeSeries {
     failed: OnceLock<Counter>,
     duration: OnceLock<Histogram>,
     pub(crate) window: Window<RequestSlot>,
+    totals: ExchangeTotals,
 }
 
 /// One finished upstream exchange, as its series records it.
@@ -86,12 +88,24 @@ impl ExchangeSeries {
             failed: OnceLock::new(),
             duration: OnceLock::new(),
             window: Window::default(),
+            totals: ExchangeTotals::default(),
         }
     }
 
     /// Route name.
     pub fn route(&self) -> &str {
         &self.route
+    }
+
+    /// Everything this series recorded since it was made.
+    pub fn totals(&self) -> ExchangeCounts {
+        self.totals.read()
+    }
+
+    /// How many of its requests failed since it was made: cheap enough to poll, so a
+    /// rollout can judge at once when its candidate fails.
+    pub fn failures(&self) -> u64 {
+        self.totals.failed()
     }
 
     /// Backend name.
@@ -140,9 +154,11 @@ impl ExchangeSeries {
                     .histogram(names::REQUEST_DURATION_SECONDS, self.labels(&[]))
             })
             .record(duration.as_secs_f64());
+        let failed = exchange.failed();
+        self.totals.record(duration, failed);
         let slot = self.window.at(self.telemetry.second(now));
         bump(&slot.count);
-        if exchange.failed() {
+        if failed {
             bump(&slot.errors);
         }
         bump(
@@ -217,9 +233,12 @@ impl LogDrop {
 
 /// Comparisons of one (route, shadow backend): `veer_shadow_comparisons_total`,
 /// `veer_shadow_abs_deviation`, `veer_shadow_label_agreements_total`, the route's
-/// `veer_divergence_log_dropped_total`, and the dashboard's figures.
+/// `veer_divergence_log_dropped_total`, and the dashboard's figures. A noise series
+/// (a route's second answers from its live backend, compared with the first) records
+/// the same under the `veer_noise_*` names instead.
 pub struct ComparisonSeries {
     telemetry: Telemetry,
+    kind: ComparisonKind,
     route: String,
     shadow_backend: String,
     outcomes: [OnceLock<Counter>; ShadowOutcome::ALL.len()],
@@ -227,6 +246,34 @@ pub struct ComparisonSeries {
     deviation: OnceLock<Histogram>,
     log_drops: [OnceLock<Counter>; LogDrop::ALL.len()],
     pub(crate) window: Window<ComparisonSlot>,
+    totals: ComparisonTotals,
+}
+
+/// What a [`ComparisonSeries`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComparisonKind {
+    /// The shadow's answer with the live one.
+    Shadow,
+    /// A second answer of the live backend with the first: the model's own noise.
+    Noise,
+}
+
+impl ComparisonKind {
+    /// Its (comparisons, deviation, label agreements) metric names.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ComparisonKind::Shadow => (
+                names::SHADOW_COMPARISONS_TOTAL,
+                names::SHADOW_ABS_DEVIATION,
+                names::SHADOW_LABEL_AGREEMENTS_TOTAL,
+            ),
+            ComparisonKind::Noise => (
+                names::NOISE_COMPARISONS_TOTAL,
+                names::NOISE_ABS_DEVIATION,
+                names::NOISE_LABEL_AGREEMENTS_TOTAL,
+            ),
+        }
+    }
 }
 
 /// How one shadow comparison ended, as its series records it.
@@ -252,9 +299,15 @@ impl Judged {
 }
 
 impl ComparisonSeries {
-    pub(crate) fn new(telemetry: Telemetry, route: &str, shadow_backend: &str) -> ComparisonSeries {
+    pub(crate) fn new(
+        telemetry: Telemetry,
+        kind: ComparisonKind,
+        route: &str,
+        shadow_backend: &str,
+    ) -> ComparisonSeries {
         ComparisonSeries {
             telemetry,
+            kind,
             route: route.to_owned(),
             shadow_backend: shadow_backend.to_owned(),
             outcomes: Default::default(),
@@ -262,7 +315,18 @@ impl ComparisonSeries {
             deviation: OnceLock::new(),
             log_drops: Default::default(),
             window: Window::default(),
+            totals: ComparisonTotals::default(),
         }
+    }
+
+    /// Shadow or noise.
+    pub fn kind(&self) -> ComparisonKind {
+        self.kind
+    }
+
+    /// The pairs judged since the series was made.
+    pub fn totals(&self) -> ComparisonCounts {
+        self.totals.read()
     }
 
     /// Route name.
@@ -278,22 +342,22 @@ impl ComparisonSeries {
     /// Records a comparison, whatever became of it.
     pub fn record(&self, judged: &Judged) {
         let outcome = judged.outcome;
+        let (comparisons, deviations, agreements) = self.kind.names();
+        if matches!(outcome, ShadowOutcome::Match | ShadowOutcome::Diverged) {
+            self.totals
+                .record(outcome == ShadowOutcome::Diverged, judged.label_agreement);
+        }
         self.outcomes[outcome.index()]
             .get_or_init(|| {
-                self.telemetry.counter(
-                    names::SHADOW_COMPARISONS_TOTAL,
-                    self.labels(Some(("outcome", outcome.label()))),
-                )
+                self.telemetry
+                    .counter(comparisons, self.labels(Some(("outcome", outcome.label()))))
             })
             .increment(1);
         let slot = self.window.at(self.telemetry.second(Instant::now()));
         bump(&slot.outcomes[outcome.index()]);
         if let Some(deviation) = judged.max_abs_deviation {
             self.deviation
-                .get_or_init(|| {
-                    self.telemetry
-                        .histogram(names::SHADOW_ABS_DEVIATION, self.labels(None))
-                })
+                .get_or_init(|| self.telemetry.histogram(deviations, self.labels(None)))
                 .record(deviation);
             bump(
                 &slot.deviation
@@ -304,7 +368,7 @@ impl ComparisonSeries {
             self.agreements[usize::from(agree)]
                 .get_or_init(|| {
                     self.telemetry.counter(
-                        names::SHADOW_LABEL_AGREEMENTS_TOTAL,
+                        agreements,
                         self.labels(Some(("agree", if agree { "true" } else { "false" }))),
                     )
                 })

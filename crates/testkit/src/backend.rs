@@ -37,6 +37,20 @@ pub enum Behavior {
     /// Reads the whole request, keeps it (see [`TestBackend::received`]), then
     /// answers 200 with this body (as JSON).
     Records(String),
+    /// Answers 500 to `percent` of every 100 requests, spread evenly in arrival
+    /// order, and 200 `ok` to the others: a candidate that fails that often.
+    Failing {
+        /// Share of requests failed, 0 to 100.
+        percent: u64,
+    },
+    /// A classifier: answers `{"predictions": ["yes"]}`, or `["no"]` for the
+    /// `flip_percent` of request bodies whose hash falls there, always the same
+    /// answer to the same body. Two of them with different `flip_percent` disagree
+    /// on about the difference of inputs.
+    Predicts {
+        /// Share of inputs answered "no", 0 to 100.
+        flip_percent: u64,
+    },
 }
 
 /// A request as a [`Behavior::Records`] backend received it.
@@ -102,8 +116,8 @@ impl TestBackend {
                         let tls = tls.clone();
                         tokio::spawn(async move {
                             let service = service_fn(move |req| {
-                                counter.fetch_add(1, Ordering::SeqCst);
-                                answer(behavior.clone(), req, sink.clone())
+                                let n = counter.fetch_add(1, Ordering::SeqCst) as u64;
+                                answer(behavior.clone(), req, sink.clone(), n)
                             });
                             let builder = auto::Builder::new(TokioExecutor::new());
                             let _ = match tls {
@@ -179,6 +193,7 @@ async fn answer(
     behavior: Behavior,
     req: Request<Incoming>,
     sink: Arc<Mutex<Vec<Received>>>,
+    n: u64,
 ) -> Result<Response<AnswerBody>, Infallible> {
     let response = match behavior {
         Behavior::Fixed(body) => Response::new(full(body)),
@@ -231,6 +246,36 @@ async fn answer(
                 });
             }
             let mut response = Response::new(full(body));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Behavior::Failing { percent } => {
+            // The n-th request fails when the running count of failures owed steps up.
+            let fails = (n + 1) * percent / 100 != n * percent / 100;
+            let mut response = Response::new(full(if fails { "failed" } else { "ok" }));
+            if fails {
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            response
+        }
+        Behavior::Predicts { flip_percent } => {
+            let body = match req.into_body().collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            // FNV-1a: the same body always lands on the same answer.
+            let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let label = if hash % 100 < flip_percent {
+                "no"
+            } else {
+                "yes"
+            };
+            let mut response = Response::new(full(format!("{{\"predictions\": [\"{label}\"]}}")));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),

@@ -1,0 +1,527 @@
+//! Automated rollouts through the binary: a good candidate is promoted, a failing
+//! one rolled back (and then gets nothing), a diverging one rolled back from the
+//! shadow gate alone, `shadow_first` holds the weight at 0 until the prediction gate
+//! passes, a restart resumes its step, and a person can pause and resume through
+//! `veer rollout`. Every action is checked in the decision log, with its numbers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+use veer_testkit::{Behavior, TestBackend, TestClient, VeerProcess};
+
+use crate::VEER;
+
+/// Time a rollout in these tests may take to reach its verdict: they take seconds
+/// (2 s steps), this is the bound on a loaded CI machine with a debug build.
+const VERDICT_WITHIN: Duration = Duration::from_secs(60);
+
+/// A folder of its own for one test's routing file, state file and decision log.
+fn folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("veer-e2e-rollout-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test folder");
+    dir
+}
+
+/// A route `model` with v1 at 90 and v2 (the candidate) at 10, and `rollout` as its
+/// `[routes.rollout]` body (plus `extra` sections after it).
+fn config(v1: &str, v2: &str, shadow: bool, rollout: &str, extra: &str) -> String {
+    let shadow = if shadow {
+        "[routes.shadow]\nbackend = \"v2\"\n[routes.compare]\nselect = \"/predictions\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[backends.v1]
+url = "{v1}"
+
+[backends.v2]
+url = "{v2}"
+
+[[routes]]
+name = "model"
+match = {{ path_prefix = "/v1/" }}
+split = [ {{ backend = "v1", weight = 90 }}, {{ backend = "v2", weight = 10 }} ]
+{shadow}
+[routes.rollout]
+candidate = "v2"
+state_file = "rollout.json"
+decision_log = "decisions.jsonl"
+alpha = 0.05
+{rollout}
+# Loopback latencies jitter: a wide latency margin keeps these tests about errors
+# and predictions (the statistics are tested exactly in crates/rollout).
+[routes.rollout.latency]
+abs_margin = 0.3
+{extra}
+"#
+    )
+}
+
+fn start_in(dir: &Path, text: &str) -> VeerProcess {
+    let path = dir.join("veer.toml");
+    std::fs::write(&path, text).expect("write the routing file");
+    VeerProcess::start_file(VEER, path).unwrap_or_else(|e| panic!("veer did not start: {e}"))
+}
+
+/// Steady traffic to `/v1/predict` from 4 clients, each body different (so a
+/// classifier's answers vary), until the returned flag is set or the bound passes.
+fn traffic(veer: &VeerProcess) -> (Arc<AtomicBool>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let client = Arc::new(TestClient::new(veer.addr()));
+    let (flag, count) = (stop.clone(), sent.clone());
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (client, flag, count) = (client.clone(), flag.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !flag.load(Ordering::SeqCst) && started.elapsed() < VERDICT_WITHIN * 2 {
+                        let body = Bytes::from(format!("{{\"instances\": [[{w}, {i}]]}}"));
+                        let _ = client.send(Method::POST, "/v1/predict", &[], body).await;
+                        count.fetch_add(1, Ordering::SeqCst);
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let _ = worker.await;
+        }
+    });
+    (stop, sent, task)
+}
+
+/// `GET /rollouts`' entry for route `model`.
+async fn rollout(admin: &TestClient) -> Value {
+    let all = admin
+        .get("/rollouts", &[])
+        .await
+        .expect("GET /rollouts")
+        .json();
+    all["rollouts"][0].clone()
+}
+
+/// Waits until the rollout's phase is `phase`; the last status seen, or a failure
+/// with the decision log.
+async fn wait_for_phase(admin: &TestClient, phase: &str, dir: &Path) -> Value {
+    let deadline = Instant::now() + VERDICT_WITHIN;
+    loop {
+        let now = rollout(admin).await;
+        if now["phase"] == phase {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {phase} within {VERDICT_WITHIN:?}; now {now:#}\ndecisions:\n{:#?}",
+            decisions(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn decisions(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("decisions.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The decision log's actions, in order, without holds.
+fn actions(dir: &Path) -> Vec<String> {
+    decisions(dir)
+        .iter()
+        .filter(|d| d["action"] != "hold")
+        .map(|d| d["action"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// A line with its numbers: the route, generation, weights, and for a judged
+/// action every signal with its counts, bounds and limit.
+fn assert_has_numbers(line: &Value) {
+    for field in [
+        "at",
+        "route",
+        "generation",
+        "action",
+        "actor",
+        "from",
+        "to",
+        "phase",
+        "reason",
+    ] {
+        assert!(!line[field].is_null(), "{field} missing in {line:#}");
+    }
+    let signals = line["signals"].as_array().expect("signals");
+    assert!(
+        !signals.is_empty(),
+        "a judged action lists its signals: {line:#}"
+    );
+    for s in signals {
+        for field in [
+            "signal",
+            "verdict",
+            "candidate",
+            "lower",
+            "upper",
+            "limit",
+            "fail_above",
+        ] {
+            assert!(!s[field].is_null(), "{field} missing in {s:#}");
+        }
+        assert!(s["candidate"]["total"].is_u64(), "{s:#}");
+    }
+}
+
+fn veer_rollout(admin: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new(VEER)
+        .arg("rollout")
+        .args(args)
+        .args(["--admin", &admin.to_string()])
+        .output()
+        .expect("run veer rollout");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_record() {
+    let dir = folder("good");
+    let v1 = TestBackend::start(Behavior::Fixed("{\"predictions\": [1]}".into())).await;
+    let v2 = TestBackend::start(Behavior::Fixed("{\"predictions\": [1]}".into())).await;
+    let veer = start_in(
+        &dir,
+        &config(
+            &v1.url(),
+            &v2.url(),
+            false,
+            "steps = [10, 50, 100]\nmin_step = \"2s\"",
+            "",
+        ),
+    );
+    let admin = TestClient::new(veer.admin_addr());
+    let first = rollout(&admin).await;
+    assert_eq!(first["phase"], "progressing", "{first:#}");
+    assert_eq!(first["weight"], 10);
+
+    // A person pauses before any traffic: nothing advances while paused.
+    let (ok, said) = veer_rollout(veer.admin_addr(), &["pause", "model"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("model: pause by operator, 10% → 10% (paused)"),
+        "{said}"
+    );
+    let (stop, sent, task) = traffic(&veer);
+    let paused_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < paused_until {
+        assert_eq!(
+            rollout(&admin).await["weight"],
+            10,
+            "a paused rollout holds"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, said) = veer_rollout(veer.admin_addr(), &["resume", "model"]);
+    assert!(ok, "{said}");
+    let (ok, said) = veer_rollout(veer.admin_addr(), &["resume", "model"]);
+    assert!(
+        !ok && said.contains("409"),
+        "resuming twice is refused: {said}"
+    );
+
+    let promoted = wait_for_phase(&admin, "promoted", &dir).await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = task.await;
+    assert_eq!(promoted["weight"], 100);
+    assert_eq!(
+        actions(&dir),
+        ["start", "pause", "resume", "advance", "promote"],
+        "{:#?}",
+        decisions(&dir)
+    );
+    let lines = decisions(&dir);
+    let by = |action: &str| {
+        lines
+            .iter()
+            .find(|l| l["action"] == action)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by("pause")["actor"], "operator");
+    assert_eq!(by("advance")["actor"], "veer");
+    assert_eq!(
+        (by("advance")["from"].clone(), by("advance")["to"].clone()),
+        (10.into(), 50.into())
+    );
+    assert_has_numbers(&by("advance"));
+    assert_has_numbers(&by("promote"));
+    let errors = by("promote")["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["signal"] == "errors").cloned())
+        .expect("the errors signal");
+    assert_eq!(errors["verdict"], "pass");
+    assert!(
+        errors["upper"].as_f64() <= errors["limit"].as_f64(),
+        "{errors:#}"
+    );
+
+    // Promoted: the baseline gets nothing, and the metrics say so.
+    let before = v1.requests();
+    let client = TestClient::new(veer.addr());
+    for i in 0..20 {
+        let body = Bytes::from(format!("{{\"instances\": [[{i}]]}}"));
+        let answer = client
+            .send(Method::POST, "/v1/predict", &[], body)
+            .await
+            .expect("answer");
+        assert_eq!(answer.header("x-veer-backend"), "v2");
+    }
+    assert_eq!(v1.requests(), before);
+    let metrics = admin.get("/metrics", &[]).await.expect("metrics").text();
+    let value = |name, labels: &[(&str, &str)]| veer_testkit::metric_value(&metrics, name, labels);
+    assert_eq!(value("veer_rollout_weight", &[("route", "model")]), 100.0);
+    assert_eq!(
+        value(
+            "veer_rollout_state",
+            &[("route", "model"), ("state", "promoted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "veer_rollout_state",
+            &[("route", "model"), ("state", "progressing")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "veer_rollout_decisions_total",
+            &[
+                ("route", "model"),
+                ("action", "pause"),
+                ("actor", "operator")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "veer_route_weight",
+            &[("route", "model"), ("backend", "v1")]
+        ),
+        0.0
+    );
+    assert!(sent.load(Ordering::SeqCst) > 0);
+    let (ok, status) = veer_rollout(veer.admin_addr(), &["status"]);
+    assert!(
+        ok && status.contains("model: v2 promoted at 100%"),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
+    let dir = folder("failing");
+    let v1 = TestBackend::start(Behavior::Fixed("{\"predictions\": [1]}".into())).await;
+    let v2 = TestBackend::start(Behavior::Failing { percent: 30 }).await;
+    let veer = start_in(
+        &dir,
+        &config(
+            &v1.url(),
+            &v2.url(),
+            false,
+            "steps = [10, 50, 100]\nmin_step = \"2s\"",
+            "",
+        ),
+    );
+    let admin = TestClient::new(veer.admin_addr());
+    let (stop, _, task) = traffic(&veer);
+    let rolled_back = wait_for_phase(&admin, "rolled_back", &dir).await;
+    assert_eq!(rolled_back["weight"], 0);
+    // Requests in flight when the swap happened may still finish on v2; then none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = v2.requests();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = task.await;
+    assert_eq!(
+        v2.requests(),
+        after,
+        "no request reaches a rolled-back candidate"
+    );
+    let lines = decisions(&dir);
+    let rollback = lines
+        .iter()
+        .find(|l| l["action"] == "rollback")
+        .expect("a rollback line");
+    assert_has_numbers(rollback);
+    assert_eq!(
+        (rollback["from"].clone(), rollback["to"].clone()),
+        (10.into(), 0.into())
+    );
+    let errors = rollback["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["signal"] == "errors").cloned())
+        .expect("the errors signal");
+    assert_eq!(errors["verdict"], "fail", "{errors:#}");
+    assert!(
+        errors["lower"].as_f64() > errors["fail_above"].as_f64(),
+        "{errors:#}"
+    );
+    assert_eq!(actions(&dir), ["start", "rollback"]);
+    // It stays rolled back: a person retries it.
+    let (ok, said) = veer_rollout(veer.admin_addr(), &["retry", "model"]);
+    assert!(ok && said.contains("retry by operator, 0% → 10%"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diverging_predictions_roll_back_from_the_shadow_gate_alone() {
+    let dir = folder("diverging");
+    let v1 = TestBackend::start(Behavior::Predicts { flip_percent: 0 }).await;
+    let v2 = TestBackend::start(Behavior::Predicts { flip_percent: 40 }).await;
+    let rollout = "steps = [10, 50, 100]\nmin_step = \"2s\"\nshadow_first = \"2s\"";
+    let gate = "[routes.rollout.predictions]\nmax_divergence = 0.1\nmax_label_flip = 0.05\ncritical = true";
+    let veer = start_in(&dir, &config(&v1.url(), &v2.url(), true, rollout, gate));
+    let admin = TestClient::new(veer.admin_addr());
+    assert_eq!(rollout_phase_weight(&admin).await, ("shadow".into(), 0));
+    let (stop, _, task) = traffic(&veer);
+    let rolled_back = wait_for_phase(&admin, "rolled_back", &dir).await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = task.await;
+    assert_eq!(rolled_back["weight"], 0);
+    assert_eq!(
+        actions(&dir),
+        ["start", "rollback"],
+        "never given live traffic"
+    );
+    let lines = decisions(&dir);
+    let rollback = lines
+        .iter()
+        .find(|l| l["action"] == "rollback")
+        .expect("a rollback line");
+    assert_has_numbers(rollback);
+    let failed: Vec<&str> = rollback["signals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["verdict"] == "fail")
+        .filter_map(|s| s["signal"].as_str())
+        .collect();
+    assert!(
+        !failed.is_empty()
+            && failed
+                .iter()
+                .all(|s| ["divergence", "label_flip"].contains(s)),
+        "{rollback:#}"
+    );
+    // Every live answer came from v1: the candidate was only ever mirrored to.
+    assert!(v2.requests() > 0);
+}
+
+async fn rollout_phase_weight(admin: &TestClient) -> (String, u64) {
+    let now = rollout(admin).await;
+    (
+        now["phase"].as_str().unwrap_or("?").to_owned(),
+        now["weight"].as_u64().unwrap_or(999),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_first_holds_weight_at_0_until_the_prediction_gate_passes_and_a_restart_resumes() {
+    let dir = folder("shadow-first");
+    let v1 = TestBackend::start(Behavior::Predicts { flip_percent: 20 }).await;
+    let v2 = TestBackend::start(Behavior::Predicts { flip_percent: 20 }).await;
+    let rollout = "steps = [20, 50, 100]\nmin_step = \"1h\"\nshadow_first = \"2s\"";
+    let gate = "[routes.rollout.predictions]\nmax_divergence = 0.2\nmax_label_flip = 0.2";
+    let text = config(&v1.url(), &v2.url(), true, rollout, gate);
+    let veer = start_in(&dir, &text);
+    let admin = TestClient::new(veer.admin_addr());
+    assert_eq!(rollout_phase_weight(&admin).await, ("shadow".into(), 0));
+    let metrics = admin.get("/metrics", &[]).await.expect("metrics").text();
+    assert_eq!(
+        veer_testkit::metric_value(
+            &metrics,
+            "veer_rollout_state",
+            &[("route", "model"), ("state", "shadow")]
+        ),
+        1.0
+    );
+    let (stop, _, task) = traffic(&veer);
+    let progressing = wait_for_phase(&admin, "progressing", &dir).await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = task.await;
+    assert_eq!(progressing["weight"], 20);
+    let lines = decisions(&dir);
+    let advance = lines
+        .iter()
+        .find(|l| l["action"] == "advance")
+        .expect("an advance line");
+    assert_has_numbers(advance);
+    assert_eq!(
+        (advance["from"].clone(), advance["to"].clone()),
+        (0.into(), 20.into())
+    );
+    let compared = advance["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["signal"] == "divergence").cloned())
+        .expect("the divergence signal");
+    assert!(
+        compared["candidate"]["total"].as_u64() > Some(0),
+        "{compared:#}"
+    );
+
+    // A restart in the middle of the rollout resumes its step from the state file.
+    drop(veer);
+    let veer = start_in(&dir, &text);
+    let admin = TestClient::new(veer.admin_addr());
+    assert_eq!(
+        rollout_phase_weight(&admin).await,
+        ("progressing".into(), 20)
+    );
+    let resumed = wait_for_start(&dir, 2).await;
+    assert!(
+        resumed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("resumed")),
+        "{resumed:#}"
+    );
+}
+
+/// Waits for the `n`-th `start` line of the decision log.
+async fn wait_for_start(dir: &Path, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let starts: Vec<Value> = decisions(dir)
+            .into_iter()
+            .filter(|l| l["action"] == "start")
+            .collect();
+        if starts.len() >= n {
+            return starts[n - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no start line #{n}: {:#?}",
+            decisions(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
