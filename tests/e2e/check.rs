@@ -84,3 +84,59 @@ fn a_missing_file_is_an_error_not_a_panic() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("/nonexistent/veer.toml:1:1: error: cannot read the routing file"));
 }
+
+/// A rollout whose state file says otherwise than the routing file's split: `veer
+/// check` says what the rollout did.
+#[test]
+fn check_notes_a_rollout_that_moved_past_its_file() {
+    let dir = std::env::temp_dir().join(format!("veer-e2e-check-rollout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("test folder");
+    let config = dir.join("veer.toml");
+    std::fs::write(
+        &config,
+        r#"
+[backends.v1]
+url = "http://127.0.0.1:8001"
+[backends.v2]
+url = "http://127.0.0.1:8002"
+[[routes]]
+name = "churn"
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+[routes.rollout]
+candidate = "v2"
+steps = [5, 50, 100]
+state_file = "churn-rollout.json"
+"#,
+    )
+    .expect("write the routing file");
+    let check = || {
+        let out = Command::new(VEER)
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run veer check");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let strategy = "churn: canary 95/5 by random draw (v1/v2) + rollout of v2 over 5/50/100%\n";
+    assert_eq!(check(), strategy, "no state file yet: nothing to note");
+    let state = |candidate: &str| {
+        format!(
+            r#"{{"route": "churn", "candidate": "{candidate}", "url": "http://127.0.0.1:8002/", "steps": [5, 50, 100],
+               "progress": {{"phase": "promoted", "step": 2, "weight": 100}}, "saved_at": "2026-11-30T00:00:00Z"}}"#
+        )
+    };
+    std::fs::write(dir.join("churn-rollout.json"), state("v2")).expect("write the state");
+    assert_eq!(
+        check(),
+        format!("{strategy}  rollout promoted v2 to 100 %; the file still says 5\n")
+    );
+    // The state of another rollout (another candidate) is not this one's.
+    std::fs::write(dir.join("churn-rollout.json"), state("v3")).expect("write the state");
+    assert_eq!(check(), strategy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,9 +140,13 @@ async fn the_dashboard_shows_a_rollout() {
             .filter_map(|s| s["candidate"]["total"].as_u64())
             .sum();
         let baseline = now["signals"][0]["baseline"]["total"].as_u64().unwrap_or(0);
-        if counted + baseline == 100 || Instant::now() > deadline {
+        if counted + baseline == 100 {
             break now;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the 100 requests judged: {now:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let errors = rollout["signals"]

@@ -92,3 +92,56 @@ async fn sighup_turns_on_shadow_and_divergent_pairs_are_logged() {
     assert!(mirrored.iter().all(|r| r.headers["x-veer-shadow"] == "1"));
     let _ = std::fs::remove_file(&log);
 }
+
+/// `compare.noise_percent`: that share of requests goes a second time to its live
+/// backend (marked `x-veer-shadow: 1`), the two answers are compared as the noise
+/// floor, and the client sees one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_noise_floor_sends_requests_twice_to_the_live_backend_and_compares_them() {
+    let live = TestBackend::start(Behavior::Records(r#"{"predictions":[[0.1,0.9]]}"#.into())).await;
+    let unused = TestBackend::start(Behavior::Fixed("{}".into())).await;
+    let section = "[routes.compare]\nselect = \"/predictions\"\nnoise_percent = 100";
+    let veer = start(&config(&live.url(), &unused.url(), section));
+    let client = TestClient::new(veer.addr());
+    for _ in 0..20 {
+        let answer = client
+            .get("/v1/models/churn:predict", &[])
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-veer-backend"), "churn-v1");
+    }
+    let admin = TestClient::new(veer.admin_addr());
+    let labels = [
+        ("route", "churn"),
+        ("backend", "churn-v1"),
+        ("outcome", "match"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while admin.metric("veer_noise_comparisons_total", &labels).await < 20.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "20 noise pairs compared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let received = live.received();
+    assert_eq!(received.len(), 40, "every request twice");
+    let marked = received
+        .iter()
+        .filter(|r| r.headers.get("x-veer-shadow").is_some())
+        .count();
+    assert_eq!(marked, 20, "the second copies say they are mirrors");
+    assert_eq!(
+        admin
+            .metric("veer_noise_label_agreements_total", &[("agree", "true")])
+            .await,
+        20.0
+    );
+    assert_eq!(
+        admin.metric("veer_shadow_comparisons_total", &[]).await,
+        0.0,
+        "noise pairs are not shadow comparisons"
+    );
+    assert_eq!(unused.requests(), 0);
+}

@@ -210,14 +210,6 @@ pub struct Rollout {
     pub notify: Option<Uri>,
 }
 
-impl Rollout {
-    /// The settings whose change starts the rollout over (the candidate and its
-    /// steps); any other setting changes in place and the progress is kept.
-    pub fn identity(&self) -> (BackendId, &[u8]) {
-        (self.candidate, &self.steps)
-    }
-}
-
 /// `on_inconclusive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Inconclusive {

@@ -586,13 +586,16 @@ impl Validator<'_> {
             .and_then(|s| self.shadow(config, &name, s.into_inner()));
         let compare = match raw.compare {
             Some(c) => {
-                if shadow.is_none() {
+                let span = c.span();
+                let compare = self.compare(&name, c.into_inner());
+                // The noise floor compares the live backend with itself: no shadow needed.
+                if shadow.is_none() && compare.noise_percent == 0.0 {
                     self.warning(
-                        c.span(),
-                        format!("[routes.compare] of route \"{name}\" has no effect without a [routes.shadow]"),
+                        span,
+                        format!("[routes.compare] of route \"{name}\" has no effect without a [routes.shadow] or a noise_percent"),
                     );
                 }
-                self.compare(&name, c.into_inner())
+                compare
             }
             None => Compare::default(),
         };
@@ -786,7 +789,12 @@ impl Validator<'_> {
                 }
             }
         }
-        if steps.last() != Some(&100) {
+        if steps.len() == 1 && steps[0] == 100 {
+            let msg = format!(
+                "rollout.steps{within} has no step below 100; list the weights to pass through, such as [5, 25, 50, 100]"
+            );
+            self.error(span, msg);
+        } else if steps.last() != Some(&100) {
             let msg = format!(
                 "rollout.steps{within} must end with 100 (the step that promotes the candidate), such as [5, 25, 50, 100]"
             );
@@ -1742,7 +1750,7 @@ name = "c"
 split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
 [routes.rollout]
 candidate = "v2"
-steps = [100]
+steps = [50, 100]
 decision_log = "same.jsonl"
 hooks = { notify = "ftp://x" }
 "#,

@@ -84,6 +84,11 @@ pub(crate) struct RolloutState {
     route: String,
     identity: Identity,
     tracked: Mutex<Tracked>,
+    /// Held from a decision to its record, weights swapped in between, so a
+    /// person's command and veer's judgement are recorded in the order they were
+    /// taken, and never before requests see them. Taken before `tracked`, and
+    /// before the reload lock; a reload (which reads `tracked`) never takes it.
+    serial: Mutex<()>,
 }
 
 /// Where a rollout stands and what it saw when its step began.
@@ -95,6 +100,9 @@ struct Tracked {
     started: bool,
     step_began: Instant,
     at_step_start: Readings,
+    /// The step's "slow" cutoff, fixed once the baseline has enough requests in
+    /// the step (see `veer_rollout::latency::cutoff`).
+    cutoff: Option<usize>,
     /// Candidate failures at the last judgement: a new one is judged at once.
     failures_seen: u64,
     judged_at: Option<Instant>,
@@ -106,6 +114,10 @@ struct Tracked {
 /// The running totals a rollout reads, all at one moment.
 #[derive(Debug, Clone, Default)]
 struct Readings {
+    /// Which series they were summed from: a reload that changes the set (a
+    /// baseline backend removed, a shadow added) makes the step's counts start
+    /// again from that moment rather than subtract unrelated sums.
+    members: Vec<usize>,
     baseline: ExchangeCounts,
     candidate: ExchangeCounts,
     shadow: ComparisonCounts,
@@ -141,12 +153,18 @@ impl RolloutState {
                 started: false,
                 step_began: Instant::now(),
                 at_step_start: Readings::default(),
+                cutoff: None,
                 failures_seen: 0,
                 judged_at: None,
                 hold_recorded_at: None,
                 latest: None,
             }),
+            serial: Mutex::new(()),
         }
+    }
+
+    fn serialised(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.serial.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tracked> {
@@ -154,14 +172,19 @@ impl RolloutState {
     }
 
     /// The candidate's weight now and whether every request is mirrored to it (the
-    /// shadow phase): what a compiled snapshot's split is made from.
+    /// shadow phase, or a pause of it): what a compiled snapshot's split is made
+    /// from.
     pub(crate) fn serving(&self) -> (u8, bool) {
-        let tracked = self.lock();
-        (
-            tracked.progress.weight,
-            tracked.progress.phase == Phase::Shadow,
-        )
+        serving(&self.lock().progress)
     }
+}
+
+/// What requests see of `progress`: the candidate's weight, and whether every
+/// request is mirrored to it.
+fn serving(progress: &Progress) -> (u8, bool) {
+    let shadow = progress.phase == Phase::Shadow
+        || (progress.phase == Phase::Paused && progress.resume_to == Some(Phase::Shadow));
+    (progress.weight, shadow)
 }
 
 /// Progress saved in `path` for this rollout, if it is there and readable; anything
@@ -207,7 +230,12 @@ fn save_state(path: &Path, state: &RolloutState, progress: &Progress) {
     };
     let write = || -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(&saved).map_err(std::io::Error::other)?;
-        let temporary = path.with_extension("tmp");
+        // A name of its own (not `with_extension`: `a.json` and `a.state` would
+        // share one), hidden, in the same folder so the rename is atomic.
+        let name = path
+            .file_name()
+            .map_or("state".into(), |n| n.to_string_lossy());
+        let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -216,7 +244,12 @@ fn save_state(path: &Path, state: &RolloutState, progress: &Progress) {
             .open(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        std::fs::rename(&temporary, path)?;
+        // The rename itself is durable once the folder is.
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(folder) => std::fs::File::open(folder)?.sync_all(),
+            None => Ok(()),
+        }
     };
     if let Err(e) = write() {
         tracing::error!(route = state.route, path = %path.display(), error = %e, "cannot save the rollout state; a restart would begin this rollout anew");
@@ -276,7 +309,13 @@ impl CompiledRollout {
         for series in &self.baseline {
             baseline.add(&series.totals());
         }
+        let id = |series: &ExchangeSeries| series as *const ExchangeSeries as usize;
+        let mut members: Vec<usize> = self.baseline.iter().map(|s| id(s)).collect();
+        members.push(id(&self.candidate));
+        members.extend(self.shadow.iter().map(|s| Arc::as_ptr(s) as usize));
+        members.extend(self.noise.iter().map(|s| Arc::as_ptr(s) as usize));
         Readings {
+            members,
             baseline,
             candidate: self.candidate.totals(),
             shadow: self.shadow.as_ref().map(|s| s.totals()).unwrap_or_default(),
@@ -289,10 +328,14 @@ impl CompiledRollout {
         }
     }
 
-    /// What the step saw between `then` (its start) and `now`.
-    fn observe(&self, now: &Readings, then: &Readings) -> Observation {
+    /// What the step saw between `then` (its start) and `now`, "slow" meaning above
+    /// the step's `cutoff` (fixed here once the baseline has enough requests).
+    fn observe(&self, now: &Readings, then: &Readings, cutoff: &mut Option<usize>) -> Observation {
         let baseline = now.baseline.since(&then.baseline);
         let candidate = now.candidate.since(&then.candidate);
+        if cutoff.is_none() {
+            *cutoff = latency::cutoff(&baseline.latency, self.plan.latency.tail);
+        }
         let shadow = now.shadow.since(&then.shadow);
         let noise = now.noise.map(|n| n.since(&then.noise.unwrap_or_default()));
         Observation {
@@ -300,11 +343,7 @@ impl CompiledRollout {
                 baseline: baseline.errors(),
                 candidate: candidate.errors(),
             },
-            slow: latency::slow(
-                &baseline.latency,
-                &candidate.latency,
-                self.plan.latency.tail,
-            ),
+            slow: latency::slow_above(&baseline.latency, &candidate.latency, *cutoff),
             divergence: shadow.divergence,
             label_flips: shadow.label_flips,
             noise: noise.map(|n| Noise {
@@ -328,6 +367,14 @@ impl CompiledRollout {
             decisions.push(self.start(&tracked));
             self.save(&tracked.progress);
         }
+        if readings.members != tracked.at_step_start.members {
+            tracked.at_step_start = readings.clone();
+            tracked.cutoff = None;
+            tracing::info!(
+                route = self.state.route,
+                "the rollout's series changed with a reload; the step's counts start again"
+            );
+        }
         let failures = readings.candidate.failed;
         let due = tracked
             .judged_at
@@ -338,11 +385,17 @@ impl CompiledRollout {
         }
         tracked.failures_seen = failures;
         tracked.judged_at = Some(now);
-        let seen = self.observe(&readings, &tracked.at_step_start);
+        let mut cutoff = tracked.cutoff;
+        let seen = self.observe(&readings, &tracked.at_step_start, &mut cutoff);
+        tracked.cutoff = cutoff;
         let age = now.saturating_duration_since(tracked.step_began);
         let decision = veer_rollout::judge(&self.plan, &tracked.progress, &seen, age);
         let reweigh = self.apply(&mut tracked, &decision, &readings, now);
-        tracked.latest = Some(decision.clone());
+        // A settled rollout is judged with no signals: keep the numbers of the
+        // verdict that settled it on show.
+        if !decision.signals.is_empty() || tracked.latest.is_none() {
+            tracked.latest = Some(decision.clone());
+        }
         let recorded = match decision.action {
             Action::Hold => {
                 let quiet = tracked
@@ -368,7 +421,13 @@ impl CompiledRollout {
     /// A person's command, applied; or why it does not apply now.
     fn command(&self, command: Command) -> Result<Applied, veer_rollout::Refused> {
         let mut tracked = self.state.lock();
-        let decision = veer_rollout::command(&self.plan, &tracked.progress, command)?;
+        let mut decision = veer_rollout::command(&self.plan, &tracked.progress, command)?;
+        // A person acts on what the last judgement showed: its numbers go on record.
+        if decision.signals.is_empty() {
+            if let Some(latest) = &tracked.latest {
+                decision.signals = latest.signals.clone();
+            }
+        }
         let readings = self.read();
         let reweigh = self.apply(&mut tracked, &decision, &readings, Instant::now());
         Ok(Applied::new(vec![decision], reweigh))
@@ -386,12 +445,12 @@ impl CompiledRollout {
         if decision.new_step {
             tracked.step_began = now;
             tracked.at_step_start = readings.clone();
+            tracked.cutoff = None;
             tracked.hold_recorded_at = None;
         }
         if decision.progress == tracked.progress {
             return false;
         }
-        let serving = |p: &Progress| (p.weight, p.phase == Phase::Shadow);
         let reweigh = serving(&decision.progress) != serving(&tracked.progress);
         tracked.progress = decision.progress;
         self.save(&tracked.progress);
@@ -530,15 +589,15 @@ impl DecisionBook {
         }
     }
 
-    /// Records `decision` of `route` under `generation` everywhere it goes, and
-    /// returns its notification, if the route asks for one.
+    /// Records `decision` of `route` under `generation` everywhere it goes; its
+    /// line, and its notification if the route asks for one.
     fn record(
         &self,
         route: &str,
         plan: &Rollout,
         generation: u64,
         decision: &Decision,
-    ) -> Option<Notification> {
+    ) -> (serde_json::Value, Option<Notification>) {
         let line = decision_line(route, generation, decision);
         let text = line.to_string();
         let action = decision.action.label();
@@ -564,13 +623,14 @@ impl DecisionBook {
             if history.len() == HISTORY {
                 history.pop_front();
             }
-            history.push_back(line);
+            history.push_back(line.clone());
         }
-        plan.notify.clone().map(|url| Notification {
+        let notification = plan.notify.clone().map(|url| Notification {
             route: route.to_owned(),
             url,
             line: text,
-        })
+        });
+        (line, notification)
     }
 
     /// The recorded actions, oldest first.
@@ -628,13 +688,22 @@ pub async fn drive(routes: crate::Routes) {
 /// POSTs one decision line; a failure is logged and counted, nothing else.
 async fn notify(notification: Notification, telemetry: Telemetry) {
     let Notification { route, url, line } = notification;
+    let failed = |problem: String| {
+        tracing::warn!(route, %url, problem, "rollout notification not delivered");
+        telemetry.record_notify_failure(&route);
+    };
     let request = Request::post(url.clone())
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(line)));
-    let Ok(request) = request else { return };
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return failed(e.to_string()),
+    };
     let trust = BackendTls::default();
-    let tls = TlsFiles::read(&trust).and_then(|files| tls::client_config(&trust, &files));
-    let Ok(tls) = tls else { return };
+    let tls = match TlsFiles::read(&trust).and_then(|files| tls::client_config(&trust, &files)) {
+        Ok(tls) => tls,
+        Err(e) => return failed(e.to_string()),
+    };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -648,8 +717,7 @@ async fn notify(notification: Notification, telemetry: Telemetry) {
         Err(_) => Some(format!("no answer within {NOTIFY_TIMEOUT:?}")),
     };
     if let Some(problem) = failure {
-        tracing::warn!(route, %url, problem, "rollout notification not delivered");
-        telemetry.record_notify_failure(&route);
+        failed(problem);
     }
 }
 
@@ -661,26 +729,40 @@ impl crate::Routes {
         let snapshot = self.load();
         let now = Instant::now();
         let mut notifications = Vec::new();
-        let mut reweigh = false;
         for (route, rollout) in snapshot.rollouts() {
+            let _serial = rollout.state.serialised();
             let Some(applied) = rollout.look(now) else {
                 continue;
             };
-            reweigh |= applied.reweigh;
-            for decision in &applied.decisions {
-                notifications.extend(self.decisions().record(
-                    route,
-                    &rollout.plan,
-                    snapshot.generation(),
-                    decision,
-                ));
-            }
-        }
-        drop(snapshot);
-        if reweigh {
-            self.reweigh();
+            let (_, notes) = self.carry_out(route, rollout, snapshot.generation(), &applied);
+            notifications.extend(notes);
         }
         notifications
+    }
+
+    /// Swaps in the weights `applied` moved (first: a decision is on record only
+    /// once requests see it), then records its decisions; their lines and
+    /// notifications. The caller holds the rollout's serial lock.
+    fn carry_out(
+        &self,
+        route: &str,
+        rollout: &CompiledRollout,
+        generation: u64,
+        applied: &Applied,
+    ) -> (Vec<serde_json::Value>, Vec<Notification>) {
+        if applied.reweigh {
+            self.reweigh();
+        }
+        let mut lines = Vec::new();
+        let mut notifications = Vec::new();
+        for decision in &applied.decisions {
+            let (line, notification) =
+                self.decisions()
+                    .record(route, &rollout.plan, generation, decision);
+            lines.push(line);
+            notifications.extend(notification);
+        }
+        (lines, notifications)
     }
 
     /// Carries out a person's `command` on `route`'s rollout, recorded with actor
@@ -697,23 +779,9 @@ impl crate::Routes {
             let Some((name, rollout)) = snapshot.rollouts().find(|(name, _)| *name == route) else {
                 return Err(RolloutError::NoSuchRollout(route));
             };
+            let _serial = rollout.state.serialised();
             let applied = rollout.command(command)?;
-            let mut lines = Vec::new();
-            let mut notifications = Vec::new();
-            for decision in &applied.decisions {
-                lines.push(decision_line(name, snapshot.generation(), decision));
-                notifications.extend(routes.decisions().record(
-                    name,
-                    &rollout.plan,
-                    snapshot.generation(),
-                    decision,
-                ));
-            }
-            drop(snapshot);
-            if applied.reweigh {
-                routes.reweigh();
-            }
-            Ok((lines, notifications))
+            Ok(routes.carry_out(name, rollout, snapshot.generation(), &applied))
         })
         .await
         .map_err(RolloutError::Interrupted)?;

@@ -59,6 +59,25 @@ pub fn upper_edge(bucket: usize) -> f64 {
     SMALLEST_SECONDS * (bucket as f64 / PER_OCTAVE as f64).exp2()
 }
 
+/// Baseline requests a step's cutoff is taken from: enough that its p95 bucket is
+/// not one request's whim (10 requests above it), few enough to be there within
+/// seconds on any route worth rolling out.
+pub const CUTOFF_FROM: u64 = 200;
+
+/// The step's "slow" cutoff: the bucket holding the baseline's `tail` quantile, once
+/// the baseline has at least [`CUTOFF_FROM`] requests in the step; `None` before.
+///
+/// The caller fixes it for the rest of the step. A confidence sequence is
+/// anytime-valid for one fixed event; a cutoff re-estimated at every look would
+/// test a different event each time (and the baseline's share above its own
+/// moving quantile is biased low), so it is taken once and kept.
+pub fn cutoff(baseline: &[u64], tail: f64) -> Option<usize> {
+    let total: u64 = baseline.iter().sum();
+    (total >= CUTOFF_FROM)
+        .then(|| quantile_bucket(baseline, total, tail))
+        .flatten()
+}
+
 /// Each arm's requests and how many of them were slow, from the two arms' histograms
 /// (counts per bucket of this module's layout) over the step so far.
 ///
@@ -68,32 +87,24 @@ pub fn upper_edge(bucket: usize) -> f64 {
 /// width never counts against the candidate. With no baseline requests there is no
 /// quantile and nothing is slow for either arm; the totals are still counted. `tail`
 /// is clamped to `[0, 1]`; histograms of other lengths than [`BUCKETS`] are read as
-/// they are.
+/// they are. The proxy fixes the quantile once per step ([`cutoff`], [`slow_above`]);
+/// this form re-estimates it, for a one-off reading.
 pub fn slow(baseline: &[u64], candidate: &[u64], tail: f64) -> Arms {
-    let baseline_total: u64 = baseline.iter().sum();
-    let candidate_total: u64 = candidate.iter().sum();
-    let Some(quantile) = quantile_bucket(baseline, baseline_total, tail) else {
-        return Arms {
-            baseline: Count {
-                total: baseline_total,
-                bad: 0,
-            },
-            candidate: Count {
-                total: candidate_total,
-                bad: 0,
-            },
-        };
+    let total: u64 = baseline.iter().sum();
+    slow_above(baseline, candidate, quantile_bucket(baseline, total, tail))
+}
+
+/// Each arm's requests and how many were in a bucket above `cutoff` (see
+/// [`cutoff`]); with no cutoff yet, nothing is slow and the totals are still
+/// counted.
+pub fn slow_above(baseline: &[u64], candidate: &[u64], cutoff: Option<usize>) -> Arms {
+    let count = |histogram: &[u64]| Count {
+        total: histogram.iter().sum(),
+        bad: cutoff.map_or(0, |q| histogram.iter().skip(q + 1).sum()),
     };
-    let above = |histogram: &[u64]| histogram.iter().skip(quantile + 1).sum();
     Arms {
-        baseline: Count {
-            total: baseline_total,
-            bad: above(baseline),
-        },
-        candidate: Count {
-            total: candidate_total,
-            bad: above(candidate),
-        },
+        baseline: count(baseline),
+        candidate: count(candidate),
     }
 }
 
@@ -222,5 +233,38 @@ mod tests {
         );
         assert_eq!(slow(&baseline, &baseline, f64::NAN).baseline.bad, 0);
         assert_eq!(slow(&baseline, &baseline, 7.0).baseline.bad, 0);
+    }
+
+    #[test]
+    fn the_cutoff_waits_for_enough_baseline_requests_then_holds_still() {
+        let mut baseline = vec![0_u64; BUCKETS];
+        baseline[10] = 150;
+        assert_eq!(cutoff(&baseline, 0.95), None, "150 requests are too few");
+        baseline[10] = 190;
+        baseline[30] = 10;
+        let fixed = cutoff(&baseline, 0.95);
+        assert_eq!(fixed, Some(10));
+        // Later the baseline slows down: the fixed cutoff keeps judging the same event.
+        baseline[30] += 1_000;
+        let mut candidate = vec![0_u64; BUCKETS];
+        candidate[10] = 90;
+        candidate[20] = 10;
+        let arms = slow_above(&baseline, &candidate, fixed);
+        assert_eq!(
+            arms.candidate,
+            Count {
+                total: 100,
+                bad: 10
+            }
+        );
+        assert_eq!(
+            arms.baseline,
+            Count {
+                total: 1_200,
+                bad: 1_010
+            }
+        );
+        let none = slow_above(&baseline, &candidate, None);
+        assert_eq!((none.candidate.bad, none.candidate.total), (0, 100));
     }
 }
