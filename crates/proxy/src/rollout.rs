@@ -359,14 +359,8 @@ impl CompiledRollout {
     fn look(&self, now: Instant) -> Option<Applied> {
         let mut tracked = self.state.lock();
         let readings = self.read();
-        let mut decisions = Vec::new();
-        if !tracked.started {
-            tracked.started = true;
-            tracked.step_began = now;
-            tracked.at_step_start = readings.clone();
-            decisions.push(self.start(&tracked));
-            self.save(&tracked.progress);
-        }
+        let mut applied = Applied::default();
+        self.ensure_started(&mut tracked, &readings, now, &mut applied);
         if readings.members != tracked.at_step_start.members {
             tracked.at_step_start = readings.clone();
             tracked.cutoff = None;
@@ -381,7 +375,7 @@ impl CompiledRollout {
             .is_none_or(|at| now.saturating_duration_since(at) >= JUDGE_EVERY)
             || failures != tracked.failures_seen;
         if !due {
-            return (!decisions.is_empty()).then(|| Applied::new(decisions, false));
+            return applied.worth_carrying_out().then_some(applied);
         }
         tracked.failures_seen = failures;
         tracked.judged_at = Some(now);
@@ -390,7 +384,7 @@ impl CompiledRollout {
         tracked.cutoff = cutoff;
         let age = now.saturating_duration_since(tracked.step_began);
         let decision = veer_rollout::judge(&self.plan, &tracked.progress, &seen, age);
-        let reweigh = self.apply(&mut tracked, &decision, &readings, now);
+        self.apply(&mut tracked, &decision, &readings, now, &mut applied);
         // A settled rollout is judged with no signals: keep the numbers of the
         // verdict that settled it on show.
         if !decision.signals.is_empty() || tracked.latest.is_none() {
@@ -413,14 +407,37 @@ impl CompiledRollout {
             _ => true,
         };
         if recorded {
-            decisions.push(decision);
+            applied.decisions.push(decision);
         }
-        (!decisions.is_empty() || reweigh).then(|| Applied::new(decisions, reweigh))
+        applied.worth_carrying_out().then_some(applied)
+    }
+
+    /// Writes the `start` record at the rollout's first look (a person's command
+    /// may come first), with the step's counts from then.
+    fn ensure_started(
+        &self,
+        tracked: &mut Tracked,
+        readings: &Readings,
+        now: Instant,
+        applied: &mut Applied,
+    ) {
+        if tracked.started {
+            return;
+        }
+        tracked.started = true;
+        tracked.step_began = now;
+        tracked.at_step_start = readings.clone();
+        applied.decisions.push(self.start(tracked));
+        applied.save = Some(tracked.progress);
     }
 
     /// A person's command, applied; or why it does not apply now.
     fn command(&self, command: Command) -> Result<Applied, veer_rollout::Refused> {
         let mut tracked = self.state.lock();
+        let readings = self.read();
+        let now = Instant::now();
+        let mut applied = Applied::default();
+        self.ensure_started(&mut tracked, &readings, now, &mut applied);
         let mut decision = veer_rollout::command(&self.plan, &tracked.progress, command)?;
         // A person acts on what the last judgement showed: its numbers go on record.
         if decision.signals.is_empty() {
@@ -428,20 +445,21 @@ impl CompiledRollout {
                 decision.signals = latest.signals.clone();
             }
         }
-        let readings = self.read();
-        let reweigh = self.apply(&mut tracked, &decision, &readings, Instant::now());
-        Ok(Applied::new(vec![decision], reweigh))
+        self.apply(&mut tracked, &decision, &readings, now, &mut applied);
+        applied.decisions.push(decision);
+        Ok(applied)
     }
 
-    /// Takes `decision`'s progress, restarting the step when it says so, and saves
-    /// it; true when the weights requests see have changed.
+    /// Takes `decision`'s progress, restarting the step when it says so; notes in
+    /// `applied` what to save and whether the weights requests see have changed.
     fn apply(
         &self,
         tracked: &mut Tracked,
         decision: &Decision,
         readings: &Readings,
         now: Instant,
-    ) -> bool {
+        applied: &mut Applied,
+    ) {
         if decision.new_step {
             tracked.step_began = now;
             tracked.at_step_start = readings.clone();
@@ -449,14 +467,15 @@ impl CompiledRollout {
             tracked.hold_recorded_at = None;
         }
         if decision.progress == tracked.progress {
-            return false;
+            return;
         }
-        let reweigh = serving(&decision.progress) != serving(&tracked.progress);
+        applied.reweigh |= serving(&decision.progress) != serving(&tracked.progress);
         tracked.progress = decision.progress;
-        self.save(&tracked.progress);
-        reweigh
+        applied.save = Some(tracked.progress);
     }
 
+    /// Saves `progress` to the state file, if there is one. Called under the serial
+    /// lock, not the state's: a slow disk never holds up a scrape or a reload.
     fn save(&self, progress: &Progress) {
         if let Some(path) = &self.plan.state_file {
             save_state(path, &self.state, progress);
@@ -527,15 +546,18 @@ impl CompiledRollout {
     }
 }
 
-/// Decisions taken in one look, to record, and whether the weights must be swapped.
+/// What one look or command decided: the progress to save, whether the weights
+/// must be swapped, and the decisions to record, in that order.
+#[derive(Default)]
 struct Applied {
-    decisions: Vec<Decision>,
+    save: Option<Progress>,
     reweigh: bool,
+    decisions: Vec<Decision>,
 }
 
 impl Applied {
-    fn new(decisions: Vec<Decision>, reweigh: bool) -> Applied {
-        Applied { decisions, reweigh }
+    fn worth_carrying_out(&self) -> bool {
+        self.save.is_some() || self.reweigh || !self.decisions.is_empty()
     }
 }
 
@@ -740,8 +762,8 @@ impl crate::Routes {
         notifications
     }
 
-    /// Swaps in the weights `applied` moved (first: a decision is on record only
-    /// once requests see it), then records its decisions; their lines and
+    /// Saves the progress `applied` reached, swaps in the weights it moved (so a
+    /// decision is on record only once requests see it), then records its decisions; their lines and
     /// notifications. The caller holds the rollout's serial lock.
     fn carry_out(
         &self,
@@ -750,6 +772,9 @@ impl crate::Routes {
         generation: u64,
         applied: &Applied,
     ) -> (Vec<serde_json::Value>, Vec<Notification>) {
+        if let Some(progress) = &applied.save {
+            rollout.save(progress);
+        }
         if applied.reweigh {
             self.reweigh();
         }
