@@ -702,6 +702,13 @@ impl Validator<'_> {
                 );
                 self.error(p.span(), msg);
             }
+            let unmirrored = shadow.is_some_and(|s| s.percent == 0.0);
+            if shadows_candidate && unmirrored && raw.shadow_first.is_none() {
+                let msg = format!(
+                    "[routes.rollout.predictions]{within} judges mirrored pairs, but shadow.percent is 0: every step would wait for them until max_step"
+                );
+                self.warning(p.span(), msg);
+            }
             self.prediction_gate(route, p.into_inner())
         });
         let shadow_first = raw.shadow_first.map(|d| {
@@ -1769,5 +1776,29 @@ hooks = { notify = "ftp://x" }
             "veer.toml:38:20: error: invalid rollout.hooks.notify in route \"c\"; expected an http:// or https:// URL without user:password",
         ];
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_prediction_gate_with_nothing_mirrored_is_a_warning() {
+        let loaded = load(
+            r#"
+[[routes]]
+name = "r"
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+shadow = { backend = "v2", percent = 0 }
+[routes.rollout]
+candidate = "v2"
+steps = [50, 100]
+predictions = { max_divergence = 0.1 }
+"#,
+        )
+        .expect("valid, with a warning");
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("judges mirrored pairs, but shadow.percent is 0")),
+            "{warnings:?}"
+        );
     }
 }

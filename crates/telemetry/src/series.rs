@@ -102,12 +102,6 @@ impl ExchangeSeries {
         self.totals.read()
     }
 
-    /// How many of its requests failed since it was made: cheap enough to poll, so a
-    /// rollout can judge at once when its candidate fails.
-    pub fn failures(&self) -> u64 {
-        self.totals.failed()
-    }
-
     /// Backend name.
     pub fn backend(&self) -> &str {
         &self.backend
@@ -317,11 +311,6 @@ impl ComparisonSeries {
             window: Window::default(),
             totals: ComparisonTotals::default(),
         }
-    }
-
-    /// Shadow or noise.
-    pub fn kind(&self) -> ComparisonKind {
-        self.kind
     }
 
     /// The pairs judged since the series was made.

@@ -54,10 +54,6 @@ impl ExchangeTotals {
                 .collect(),
         }
     }
-
-    pub(crate) fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
 }
 
 /// A reading of [`ExchangeTotals`] (or the sum of several series' readings).
