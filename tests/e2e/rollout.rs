@@ -144,6 +144,40 @@ fn decisions(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The first decision line with `action`, waited for: a decision shows in
+/// `/rollouts` a moment before its line is written.
+async fn line(dir: &Path, action: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = decisions(dir).into_iter().find(|l| l["action"] == action) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {action} line: {:#?}",
+            decisions(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The judged `signal` of a decision line, which must be there.
+fn signal(line: &Value, signal: &str) -> Value {
+    line["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["signal"] == signal).cloned())
+        .unwrap_or_else(|| panic!("no {signal} signal in {line:#}"))
+}
+
+/// The decision moved the candidate's weight `from` → `to`.
+fn assert_moved(line: &Value, from: u8, to: u8) {
+    assert_eq!(
+        (&line["from"], &line["to"]),
+        (&from.into(), &to.into()),
+        "{line:#}"
+    );
+}
+
 /// The decision log's actions, in order, without holds.
 fn actions(dir: &Path) -> Vec<String> {
     decisions(dir)
@@ -254,32 +288,20 @@ async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_re
     stop.store(true, Ordering::SeqCst);
     let _ = task.await;
     assert_eq!(promoted["weight"], 100);
+    let promote = line(&dir, "promote").await;
     assert_eq!(
         actions(&dir),
         ["start", "pause", "resume", "advance", "promote"],
         "{:#?}",
         decisions(&dir)
     );
-    let lines = decisions(&dir);
-    let by = |action: &str| {
-        lines
-            .iter()
-            .find(|l| l["action"] == action)
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert_eq!(by("pause")["actor"], "operator");
-    assert_eq!(by("advance")["actor"], "veer");
-    assert_eq!(
-        (by("advance")["from"].clone(), by("advance")["to"].clone()),
-        (10.into(), 50.into())
-    );
-    assert_has_numbers(&by("advance"));
-    assert_has_numbers(&by("promote"));
-    let errors = by("promote")["signals"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["signal"] == "errors").cloned())
-        .expect("the errors signal");
+    assert_eq!(line(&dir, "pause").await["actor"], "operator");
+    let advance = line(&dir, "advance").await;
+    assert_eq!(advance["actor"], "veer");
+    assert_moved(&advance, 10, 50);
+    assert_has_numbers(&advance);
+    assert_has_numbers(&promote);
+    let errors = signal(&promote, "errors");
     assert_eq!(errors["verdict"], "pass");
     assert!(
         errors["upper"].as_f64() <= errors["limit"].as_f64(),
@@ -379,20 +401,10 @@ async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
         after,
         "no request reaches a rolled-back candidate"
     );
-    let lines = decisions(&dir);
-    let rollback = lines
-        .iter()
-        .find(|l| l["action"] == "rollback")
-        .expect("a rollback line");
-    assert_has_numbers(rollback);
-    assert_eq!(
-        (rollback["from"].clone(), rollback["to"].clone()),
-        (10.into(), 0.into())
-    );
-    let errors = rollback["signals"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["signal"] == "errors").cloned())
-        .expect("the errors signal");
+    let rollback = line(&dir, "rollback").await;
+    assert_has_numbers(&rollback);
+    assert_moved(&rollback, 10, 0);
+    let errors = signal(&rollback, "errors");
     assert_eq!(errors["verdict"], "fail", "{errors:#}");
     assert!(
         errors["lower"].as_f64() > errors["fail_above"].as_f64(),
@@ -425,7 +437,7 @@ async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
     posted_actions.sort_unstable();
     assert_eq!(posted_actions, ["rollback", "start"]);
     assert!(
-        posted.contains(rollback),
+        posted.contains(&rollback),
         "the notification is the decision line"
     );
     // It stays rolled back: a person retries it.
@@ -449,17 +461,13 @@ async fn diverging_predictions_roll_back_from_the_shadow_gate_alone() {
     stop.store(true, Ordering::SeqCst);
     let _ = task.await;
     assert_eq!(rolled_back["weight"], 0);
+    let rollback = line(&dir, "rollback").await;
     assert_eq!(
         actions(&dir),
         ["start", "rollback"],
         "never given live traffic"
     );
-    let lines = decisions(&dir);
-    let rollback = lines
-        .iter()
-        .find(|l| l["action"] == "rollback")
-        .expect("a rollback line");
-    assert_has_numbers(rollback);
+    assert_has_numbers(&rollback);
     let failed: Vec<&str> = rollback["signals"]
         .as_array()
         .into_iter()
@@ -524,20 +532,10 @@ async fn shadow_first_holds_weight_at_0_until_the_prediction_gate_passes_and_a_r
     stop.store(true, Ordering::SeqCst);
     let _ = task.await;
     assert_eq!(progressing["weight"], 20);
-    let lines = decisions(&dir);
-    let advance = lines
-        .iter()
-        .find(|l| l["action"] == "advance")
-        .expect("an advance line");
-    assert_has_numbers(advance);
-    assert_eq!(
-        (advance["from"].clone(), advance["to"].clone()),
-        (0.into(), 20.into())
-    );
-    let compared = advance["signals"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["signal"] == "divergence").cloned())
-        .expect("the divergence signal");
+    let advance = line(&dir, "advance").await;
+    assert_has_numbers(&advance);
+    assert_moved(&advance, 0, 20);
+    let compared = signal(&advance, "divergence");
     assert!(
         compared["candidate"]["total"].as_u64() > Some(0),
         "{compared:#}"
