@@ -3,7 +3,7 @@
 use veer_proxy::{RolloutError, RolloutGauge, Routes};
 use veer_rollout::{Command, Phase, Verdict};
 use veer_telemetry::admin::{
-    Access, AdminHooks, ReloadFailure, ReloadFuture, RolloutFailure, RolloutFuture,
+    self, Access, AdminHooks, ReloadFailure, ReloadFuture, RolloutFailure, RolloutFuture,
 };
 use veer_telemetry::exporter::Gauges;
 use veer_telemetry::names;
@@ -87,7 +87,10 @@ impl AdminHooks for Hooks {
         let routes = self.routes.clone();
         Box::pin(async move {
             match routes.reload().await {
-                Ok(reloaded) => Ok(reloaded.generation),
+                Ok(reloaded) => Ok(admin::Reloaded {
+                    generation: reloaded.generation,
+                    warnings: reloaded.warnings.iter().map(ToString::to_string).collect(),
+                }),
                 Err(error) if error.is_refusal() => Err(ReloadFailure::Refused(error.to_string())),
                 Err(error) => Err(ReloadFailure::Failed(error.to_string())),
             }

@@ -47,13 +47,16 @@ enum Command {
         /// The routing file.
         #[arg(long, default_value = "config/veer.toml")]
         config: PathBuf,
+        /// `text` for people, `json` (strategies, warnings and errors) for CI.
+        #[arg(long, value_enum, default_value_t = check::Format::Text)]
+        format: check::Format,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check::check(&config),
+        Command::Check { config, format } => check::check(&config, format),
         Command::Rollout(args) => rollout::rollout(args),
         Command::Demo(args) => {
             // The demo prints its own summary; the log shows only what goes wrong.

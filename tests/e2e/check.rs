@@ -140,3 +140,53 @@ state_file = "churn-rollout.json"
     assert_eq!(check(), strategy);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `veer check --format json`: one object for CI, with the strategies, or with every
+/// error and warning at its position; the exit code as in text.
+#[test]
+fn check_speaks_json_for_ci() {
+    let run = |path: &Path| {
+        let out = Command::new(VEER)
+            .args(["check", "--format", "json", "--config"])
+            .arg(path)
+            .output()
+            .expect("run veer check");
+        let answer: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+        (out.status.success(), answer)
+    };
+    let canary = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/canary.toml");
+    let (ok, answer) = run(&canary);
+    assert!(ok);
+    assert_eq!(answer["ok"], true);
+    assert_eq!(answer["routes"][1]["name"], "churn");
+    assert_eq!(
+        answer["routes"][1]["strategy"],
+        "canary 95/5 by cookie uid (churn-v1/churn-v2)"
+    );
+    assert_eq!(answer["errors"], serde_json::json!([]));
+
+    let broken =
+        std::env::temp_dir().join(format!("veer-e2e-check-json-{}.toml", std::process::id()));
+    std::fs::write(
+        &broken,
+        "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n",
+    )
+    .expect("write the routing file");
+    let (ok, answer) = run(&broken);
+    let _ = std::fs::remove_file(&broken);
+    assert!(!ok, "{answer:#}");
+    assert_eq!(answer["ok"], false);
+    let error = &answer["errors"][0];
+    assert_eq!(error["severity"], "error");
+    assert_eq!(
+        (error["line"].as_u64(), error["column"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no [[routes]]")),
+        "{answer:#}"
+    );
+}

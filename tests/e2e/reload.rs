@@ -280,3 +280,67 @@ async fn a_configmap_style_swap_is_reloaded_by_the_watch() {
     drop(veer);
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+/// A reload that would route nothing is refused; one that takes a route, or a
+/// backend's whole share, away from live traffic is applied, and says so in its
+/// answer and its log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_empty_the_table_and_says_what_traffic_it_takes_away() {
+    let (a, b) = crate::two_backends().await;
+    let canary = two_versions(&a.url(), &b.url(), 50, 50, "\"random\"");
+    let with_other = format!(
+        "{canary}\n[[routes]]\nname = \"other\"\nmatch = {{ path_prefix = \"/other\" }}\nsplit = [ {{ backend = \"v1\", weight = 1 }} ]\n"
+    );
+    let veer = start(&with_other);
+    let client = TestClient::new(veer.addr());
+    for _ in 0..40 {
+        assert_eq!(client.get("/v1/p", &[]).await.expect("answer").status, 200);
+    }
+    assert_eq!(client.get("/other", &[]).await.expect("answer").status, 200);
+    assert!(b.requests() > 0, "v2 served the canary");
+    let admin = TestClient::new(veer.admin_addr());
+    let reload = |text: String| {
+        std::fs::write(veer.config_path(), text).expect("rewrite the routing file");
+        admin.send(http::Method::POST, "/-/reload", &[], bytes::Bytes::new())
+    };
+
+    let listen_only = "[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n".to_owned();
+    let refused = reload(listen_only).await.expect("answer");
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no [[routes]]: every request would be answered 404")),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(client.get("/other", &[]).await.expect("answer").status, 200);
+
+    let applied = reload(two_versions(&a.url(), &b.url(), 1, 0, "\"random\""))
+        .await
+        .expect("answer");
+    assert_eq!(applied.status, 200, "{}", applied.text());
+    let answer = applied.json();
+    assert_eq!(answer["generation"], 2);
+    let warnings: Vec<&str> = answer["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    let file = veer.config_path().display().to_string();
+    assert!(
+        warnings.contains(&format!("{file}:1:1: warning: route \"other\" was removed: the requests it took now go to the next route that matches, or get 404").as_str()),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.contains(&format!("{file}:1:1: warning: backend \"v2\" served route \"model\" in the last 5 minutes and gets no share of it now").as_str()),
+        "{warnings:#?}"
+    );
+    assert_eq!(warnings.len(), 2, "v1 keeps its share: {warnings:#?}");
+    let logged = veer
+        .wait_for_log(0, "config reloaded", std::time::Duration::from_secs(10))
+        .expect("the reload's log line");
+    assert_eq!(logged["fields"]["warnings"], 2, "{logged}");
+    assert_eq!(client.get("/other", &[]).await.expect("answer").status, 404);
+}

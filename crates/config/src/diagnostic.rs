@@ -78,6 +78,30 @@ impl Diagnostic {
             .collect();
     }
 
+    /// A warning about the file as a whole (what a reload changes, say), not one
+    /// place in it.
+    pub fn warning_about(file: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::whole_file(file, message)
+        }
+    }
+
+    /// The finding as JSON, for `veer check --format json`: severity, file, line,
+    /// column and message.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "severity": match self.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+        })
+    }
+
     /// A finding about the file as a whole (it could not be read, say).
     pub fn whole_file(file: &str, message: impl Into<String>) -> Self {
         Diagnostic {

@@ -1287,7 +1287,12 @@ impl Validator<'_> {
             }
         }
         if config.routes.is_empty() {
-            self.warning(0..0, "no [[routes]]: every request will be answered 404");
+            // A file that routes nothing is an outage, not a setting: with a reload
+            // sidecar, one botched edit would answer every prediction 404.
+            self.error(
+                0..0,
+                "no [[routes]]: every request would be answered 404 no_route; add at least one [[routes]] table",
+            );
         }
     }
 
@@ -1469,6 +1474,10 @@ url = "http://x:1/base"
 [backends.c]
 url = "10.0.0.1:80"
 timeout = "soon"
+
+[[routes]]
+name = "r"
+split = [ { backend = "a", weight = 1 } ]
 "#;
         let err = Config::from_toml("f.toml", src).expect_err("rejected");
         let lines: Vec<String> = err
@@ -1799,6 +1808,15 @@ predictions = { max_divergence = 0.1 }
                 .iter()
                 .any(|w| w.contains("judges mirrored pairs, but shadow.percent is 0")),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_routes_nothing_is_an_error() {
+        let found = headlines("");
+        assert_eq!(
+            found,
+            ["veer.toml:1:1: error: no [[routes]]: every request would be answered 404 no_route; add at least one [[routes]] table"]
         );
     }
 }

@@ -172,13 +172,20 @@ impl Routes {
         let running = self.shared.current.load_full();
         unchanged_listeners(running.config().listen, loaded.config.listen)?;
         let generation = running.generation() + 1;
+        let mut warnings = loaded.warnings;
+        warnings.extend(
+            running
+                .traffic_taken_by(&loaded.config)
+                .into_iter()
+                .map(|taken| Diagnostic::warning_about(&source.file, taken)),
+        );
         drop(running);
         let next = Snapshot::compile(loaded.config, source, generation, registry)?;
         self.shared.current.store(Arc::new(next));
         registry.forget_released();
         Ok(Reloaded {
             generation,
-            warnings: loaded.warnings,
+            warnings,
         })
     }
 

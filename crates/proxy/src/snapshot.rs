@@ -21,6 +21,11 @@ use crate::registry::{Registry, ShadowLimiter};
 use crate::rollout::{effective_split, CompiledRollout, Identity};
 use crate::tls;
 
+/// How recent a backend's traffic must be for a reload that takes it away to be
+/// worth a warning: 5 minutes, longer than any scrape or dashboard refresh, so a
+/// backend someone is looking at counts.
+pub(crate) const RECENTLY: Duration = Duration::from_secs(5 * 60);
+
 /// Where a config came from, for `/config` and the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
@@ -343,6 +348,43 @@ impl Snapshot {
             admin_token: self.admin_token.clone(),
             tls: self.tls.clone(),
         }
+    }
+
+    /// What serving `next` instead of this snapshot takes away from traffic that is
+    /// flowing: each route it removes, and each backend that served a route within
+    /// [`RECENTLY`] and gets no share of it in `next` (a rollout's candidate is the
+    /// rollout's to move, not the file's). Applied all the same, but said.
+    pub(crate) fn traffic_taken_by(&self, next: &Config) -> Vec<String> {
+        let mut taken = Vec::new();
+        for route in &self.routes {
+            let Some(kept) = next.routes.iter().find(|r| r.name == route.name) else {
+                taken.push(format!(
+                    "route \"{}\" was removed: the requests it took now go to the next route that matches, or get 404",
+                    route.name
+                ));
+                continue;
+            };
+            for (backend, series) in &route.live {
+                let name = &self.config.backend(*backend).name;
+                let share = kept
+                    .split
+                    .iter()
+                    .find(|s| next.backend(s.backend).name == *name)
+                    .map_or(0, |s| s.weight);
+                let moved_by_rollout = kept
+                    .rollout
+                    .as_ref()
+                    .is_some_and(|r| next.backend(r.candidate).name == *name);
+                if share == 0 && !moved_by_rollout && series.served_within(RECENTLY) {
+                    taken.push(format!(
+                        "backend \"{name}\" served route \"{}\" in the last {} minutes and gets no share of it now",
+                        route.name,
+                        RECENTLY.as_secs() / 60
+                    ));
+                }
+            }
+        }
+        taken
     }
 
     /// Every route's rollout, by route name.

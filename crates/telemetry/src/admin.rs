@@ -33,8 +33,18 @@ pub enum ReloadFailure {
     Failed(String),
 }
 
-/// A reload under way: the new generation, or why not.
-pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<u64, ReloadFailure>> + Send>>;
+/// A reload that was applied: the generation now serving, and what it loaded with
+/// that is probably a mistake (each warning as `file:line:col: warning: ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The generation now serving.
+    pub generation: u64,
+    /// Warnings about the file, and about traffic the reload took away.
+    pub warnings: Vec<String>,
+}
+
+/// A reload under way: what was applied, or why not.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<Reloaded, ReloadFailure>> + Send>>;
 
 /// Why a person's rollout command was not carried out, as the hooks report it.
 #[derive(Debug)]
@@ -133,9 +143,12 @@ impl Admin {
             }
             (&Method::GET, "/config") => json(StatusCode::OK, &self.hooks.config()),
             (&Method::POST, "/-/reload") => match self.hooks.reload().await {
-                Ok(generation) => json(
+                Ok(reloaded) => json(
                     StatusCode::OK,
-                    &serde_json::json!({ "generation": generation }),
+                    &serde_json::json!({
+                        "generation": reloaded.generation,
+                        "warnings": reloaded.warnings,
+                    }),
                 ),
                 Err(ReloadFailure::Refused(message)) => json(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,8 +8,9 @@
 //! per metric and series; so does every request with a status code beyond the
 //! [`CACHED_CODES`] distinct ones a series keeps at hand (backends answer with a few).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Key, Label, Recorder};
 
@@ -35,6 +36,9 @@ pub struct ExchangeSeries {
     duration: OnceLock<Histogram>,
     pub(crate) window: Window<RequestSlot>,
     totals: ExchangeTotals,
+    /// The second (since the recorder's epoch) of the last request, plus one; 0
+    /// before the first.
+    last_second: AtomicU64,
 }
 
 /// One finished upstream exchange, as its series records it.
@@ -89,6 +93,19 @@ impl ExchangeSeries {
             duration: OnceLock::new(),
             window: Window::default(),
             totals: ExchangeTotals::default(),
+            last_second: AtomicU64::new(0),
+        }
+    }
+
+    /// True when a request of this series finished within the last `window`: what
+    /// a reload that takes its traffic away warns about.
+    pub fn served_within(&self, window: Duration) -> bool {
+        match self.last_second.load(Ordering::Relaxed) {
+            0 => false,
+            last => {
+                let now = self.telemetry.second(Instant::now());
+                now.saturating_sub(last - 1) <= window.as_secs()
+            }
         }
     }
 
@@ -150,7 +167,9 @@ impl ExchangeSeries {
             .record(duration.as_secs_f64());
         let failed = exchange.failed();
         self.totals.record(duration, failed);
-        let slot = self.window.at(self.telemetry.second(now));
+        let second = self.telemetry.second(now);
+        self.last_second.store(second + 1, Ordering::Relaxed);
+        let slot = self.window.at(second);
         bump(&slot.count);
         if failed {
             bump(&slot.errors);
