@@ -48,6 +48,10 @@ pub struct DemoArgs {
     /// for compose or for trying veer against your own config.
     #[arg(long, value_parser = ["v1", "v2"])]
     pub backend_only: Option<String>,
+    /// The address `--backend-only` listens on: all interfaces by default, for
+    /// containers; `127.0.0.1` keeps the model on this machine.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
     /// Which v2 is rolled out: `flips` (its labels flip on frequent callers: rolled
     /// back) or `good` (agrees with v1: promoted).
     #[arg(long, default_value = "flips", value_parser = ["flips", "good"])]
@@ -248,11 +252,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             (_, "good") => V2_GOOD,
             _ => V2,
         };
-        // All interfaces: this mode is for containers (deploy/compose), where veer
-        // reaches the model over the container network.
-        let listener = TcpListener::bind(("0.0.0.0", args.port))
+        // All interfaces by default: this mode is for containers (deploy/compose),
+        // where veer reaches the model over the container network.
+        let listener = TcpListener::bind((args.bind, args.port))
             .await
-            .with_context(|| format!("bind port {}", args.port))?;
+            .with_context(|| format!("bind {}:{}", args.bind, args.port))?;
         println!(
             "{} serving KServe V1 on http://{}/v1/models/churn:predict",
             model.name,
@@ -277,9 +281,24 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     tokio::spawn(serve_model(l1, V1));
     tokio::spawn(serve_model(l2, candidate));
     let path = std::env::temp_dir().join(format!("veer-demo-{}.toml", std::process::id()));
-    std::fs::write(&path, config(v1, v2, args.port, args.admin_port))
-        .with_context(|| format!("write {}", path.display()))?;
+    let written = config(v1, v2, args.port, args.admin_port);
+    std::fs::write(&path, &written).with_context(|| format!("write {}", path.display()))?;
+    let result = run_demo(&args, &path).await;
+    // The routing file goes with the demo, unless you edited it: then it is yours.
+    match std::fs::read_to_string(&path) {
+        Ok(now) if now != written => {
+            println!("your edited routing file is kept: {}", path.display())
+        }
+        _ => {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    result
+}
 
+/// The demo proper, on the routing file at `path` (which the caller cleans up,
+/// whatever happens here).
+async fn run_demo(args: &DemoArgs, path: &std::path::Path) -> anyhow::Result<()> {
     let stop = {
         let duration = args.duration;
         let interrupted = crate::run::shutdown_signal()?;
@@ -294,7 +313,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let veer = tokio::spawn({
-        let path = path.clone();
+        let path = path.to_owned();
         async move {
             crate::run::serve(&path, stop, |b| {
                 let _ = bound_tx.send(b);
@@ -313,10 +332,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("  metrics:      http://{}/metrics", bound.admin);
     println!("  client:       curl -s http://{}/v1/models/churn:predict -H 'x-user-id: alice' -d '{{\"instances\": [[12, 70.5, 846.0, 5]]}}'", bound.http);
     println!(
-        "  routing file: {} (edit the weights, then: kill -HUP {})",
+        "  routing file: {} (edit it, then: kill -HUP {})",
         path.display(),
         std::process::id()
     );
+    let started = Instant::now();
 
     let counts = Arc::new(Counts::default());
     let load = tokio::spawn(drive(bound.http, args.rps, counts.clone()));
@@ -326,8 +346,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     load.abort();
     report.abort();
     decisions.abort();
-    println!("{}", summary(&bound.routes.stats()));
-    let _ = std::fs::remove_file(&path);
+    println!(
+        "[final, after {}s]\n{}",
+        started.elapsed().as_secs(),
+        summary(&bound.routes.stats())
+    );
     result
 }
 
@@ -426,9 +449,16 @@ async fn report(counts: Arc<Counts>, routes: veer_proxy::Routes) {
 /// (progressing): every signal passed ...`.
 async fn print_decisions(routes: veer_proxy::Routes) {
     let mut printed = 0;
+    let mut generation = routes.load().generation();
     let mut every = tokio::time::interval(Duration::from_millis(250));
     loop {
         every.tick().await;
+        // The demo's log shows warnings only: say here that your SIGHUP took.
+        let now = routes.load().generation();
+        if now != generation {
+            println!("config reloaded: generation {now}");
+            generation = now;
+        }
         let all = routes.rollouts();
         let history = all["history"].as_array().cloned().unwrap_or_default();
         // The history keeps the last 100; the demo makes a handful.

@@ -1,5 +1,7 @@
 //! Logs go to stderr, as text for people or JSON lines for collectors.
 
+use std::io::IsTerminal;
+
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -24,8 +26,11 @@ pub fn init(format: Format) -> WorkerGuard {
 pub fn init_with_default(format: Format, default: &str) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // Colour only for a person at a terminal: stderr sent to a file or a collector
+    // gets plain text, not escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     match format {
         Format::Text => builder.init(),

@@ -56,7 +56,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config, format } => check::check(&config, format),
+        Command::Check { config, format } => {
+            // `--log-format json` asks for machine-readable output too.
+            let format = match cli.log_format {
+                logging::Format::Json => check::Format::Json,
+                logging::Format::Text => format,
+            };
+            check::check(&config, format)
+        }
         Command::Rollout(args) => rollout::rollout(args),
         Command::Demo(args) => {
             // The demo prints its own summary; the log shows only what goes wrong.
@@ -74,7 +81,7 @@ fn main() -> ExitCode {
             match runtime.block_on(demo::demo(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    // Said once, plainly: the demo's log shows only warnings and up.
                     eprintln!("veer demo: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -165,6 +165,14 @@ fn check_speaks_json_for_ci() {
         "canary 95/5 by cookie uid (churn-v1/churn-v2)"
     );
     assert_eq!(answer["errors"], serde_json::json!([]));
+    // `--log-format json` asks for machine-readable output too.
+    let out = Command::new(VEER)
+        .args(["check", "--log-format", "json", "--config"])
+        .arg(&canary)
+        .output()
+        .expect("run veer check");
+    let same: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(same, answer);
 
     let broken =
         std::env::temp_dir().join(format!("veer-e2e-check-json-{}.toml", std::process::id()));
@@ -189,4 +197,19 @@ fn check_speaks_json_for_ci() {
             .is_some_and(|m| m.starts_with("no [[routes]]")),
         "{answer:#}"
     );
+}
+
+/// Text logs sent anywhere but a terminal carry no colour codes: a log file or a
+/// collector reads plain text.
+#[test]
+fn text_logs_to_a_pipe_are_plain() {
+    let out = Command::new(VEER)
+        .args(["run", "--config", "/nonexistent/veer.toml"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run veer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot read the routing file"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in: {stderr:?}");
 }

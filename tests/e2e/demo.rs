@@ -139,3 +139,37 @@ async fn three_replicas_agree_on_every_user_and_their_metrics_add_up() {
     assert_eq!(by_backend["v1"] + by_backend["v2"], f64::from(sent));
     assert_eq!(by_backend["v1"], a.requests() as f64);
 }
+
+/// A demo that cannot bind its port says so once, fails, and leaves no routing
+/// file behind.
+#[test]
+fn a_demo_on_a_busy_port_fails_once_and_cleans_up() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = busy.local_addr().expect("its address").port().to_string();
+    let child = Command::new(VEER)
+        .args([
+            "demo",
+            "--duration",
+            "5s",
+            "--port",
+            &port,
+            "--admin-port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run veer demo");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("veer demo ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches(&format!("127.0.0.1:{port}")).count(),
+        1,
+        "the error, once: {stderr}"
+    );
+    let file = std::env::temp_dir().join(format!("veer-demo-{pid}.toml"));
+    assert!(!file.exists(), "{} left behind", file.display());
+    drop(busy);
+}
