@@ -249,6 +249,8 @@ pub(crate) struct DivergentPair<'a> {
     pub(crate) route: &'a str,
     pub(crate) live_backend: &'a str,
     pub(crate) shadow_backend: &'a str,
+    /// The request body both sides were sent: which input diverged.
+    pub(crate) request: &'a [u8],
     /// Status and body, when the live side answered.
     pub(crate) live: Option<(u16, &'a [u8])>,
     /// Status and body, when the shadow side answered.
@@ -257,8 +259,8 @@ pub(crate) struct DivergentPair<'a> {
 
 /// The log line of a divergent pair: time, request id, route, both backends and
 /// statuses, the largest deviation, label agreement, the first differences (pointer
-/// and both values) and both bodies, each part cut so the line stays within
-/// [`MAX_LINE`] bytes. A cut value becomes the start of its JSON text ending in `…`
+/// and both values), the request body and both answers' bodies, each part cut so the
+/// line stays within [`MAX_LINE`] bytes. A cut value becomes the start of its JSON text ending in `…`
 /// with `"cut": true` beside it; a cut body ends in `…`, and `*_body_bytes` gives
 /// its whole size.
 pub(crate) fn line(pair: &DivergentPair<'_>, comparison: &Comparison, at: SystemTime) -> String {
@@ -342,6 +344,8 @@ fn render(
         "max_abs_deviation": comparison.max_abs_deviation,
         "label_agreement": comparison.label_agreement,
         "differences": differences,
+        "request_body": excerpt(pair.request, limits.body),
+        "request_body_bytes": pair.request.len(),
         "live_body": body(pair.live).unwrap_or_default(),
         "live_body_bytes": pair.live.map(|(_, b)| b.len()),
         "shadow_body": body(pair.shadow).unwrap_or_default(),
@@ -396,6 +400,7 @@ mod tests {
             route: "churn",
             live_backend: "v1",
             shadow_backend: "v2",
+            request: br#"{"instances": [[12, 70.5, 846.0, 5]]}"#,
             live: Some((200, live)),
             shadow: Some((200, shadow)),
         }
@@ -506,6 +511,11 @@ mod tests {
             json!({"pointer": "/predictions/0", "live": 0.1, "shadow": 0.7})
         );
         assert_eq!(v["live_body"], "{\"predictions\":[0.1]}");
+        assert_eq!(
+            v["request_body"], "{\"instances\": [[12, 70.5, 846.0, 5]]}",
+            "the input that diverged"
+        );
+        assert_eq!(v["request_body_bytes"], 37);
     }
 
     #[test]
@@ -534,6 +544,7 @@ mod tests {
             route: &name,
             live_backend: &name,
             shadow_backend: &name,
+            request: &nasty,
             live: Some((200, &nasty)),
             shadow: Some((599, &nasty)),
         };

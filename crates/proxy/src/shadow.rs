@@ -64,6 +64,9 @@ struct Pair {
     shadow_backend: BackendId,
     request_id: HeaderValue,
     kind: Mirrored,
+    /// The body both sides were sent, kept for the divergence log (only when the
+    /// route writes one): which input diverged.
+    request_body: Option<Bytes>,
 }
 
 /// What a mirror is for.
@@ -140,6 +143,7 @@ pub(crate) async fn prepare(
             shadow_backend,
             request_id: request_id.clone(),
             kind,
+            request_body: plan.log.as_ref().map(|_| bytes.clone()),
         },
         request: copy_for(&parts, shadow, bytes.clone()),
         permit,
@@ -400,6 +404,7 @@ fn record_divergence(
             route,
             live_backend,
             shadow_backend,
+            request: pair.request_body.as_deref().unwrap_or_default(),
             live,
             shadow: Some((shadow.0, &shadow.1[..])),
         },

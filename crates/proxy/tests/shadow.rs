@@ -300,7 +300,12 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
     for i in 0..3 {
         proxy
             .client
-            .get("/differ/p", &[("x-request-id", &format!("d-{i}"))])
+            .send(
+                http::Method::POST,
+                "/differ/p",
+                &[("x-request-id", &format!("d-{i}"))],
+                bytes::Bytes::from(format!("{{\"instances\": [[{i}]]}}")),
+            )
             .await
             .expect("answer");
     }
@@ -343,6 +348,14 @@ async fn comparisons_are_counted_and_divergent_pairs_logged() {
     assert_eq!(first["shadow_backend"], "shadow");
     assert_eq!(first["live_status"], 200);
     assert!(first["request_id"].as_str().unwrap().starts_with("d-"));
+    // Which input diverged: the request body each line's pair was sent.
+    for line in &lines {
+        let i = line["request_id"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("d-");
+        assert_eq!(line["request_body"], format!("{{\"instances\": [[{i}]]}}"));
+    }
     assert_eq!(first["differences"][0]["pointer"], "/predictions/0/0");
     assert_eq!(first["differences"][0]["live"], 0.1);
     assert_eq!(first["differences"][0]["shadow"], 0.7);
