@@ -4,7 +4,10 @@
 //! Bounded every way a user can be hurt by it:
 //! - a line is at most [`MAX_LINE`] bytes: bodies, difference values and pointers are
 //!   cut (and the cut is marked) before it is written;
-//! - a per-second rate (`divergence_log_per_sec`);
+//! - a per-second rate (`divergence_log_per_sec`), sampled uniformly over each
+//!   second: the writer keeps a reservoir of at most that many of the second's
+//!   divergent pairs and writes it when the second ends (so a line is written up to
+//!   a second late, and the first pairs of a second are no likelier than the last);
 //! - the writer's queue holds at most [`QUEUE_BYTES`] (full: the line is dropped);
 //! - a size (`divergence_log_max`): the file rotates to `FILE.1`, keeping one previous
 //!   file.
@@ -16,16 +19,17 @@
 //! A file has one writer ([`LogWriter`], a registry entry keyed by its path, so two
 //! writers never rotate one file under each other); its size limit follows the
 //! latest config. The rate ([`LogRate`]) is keyed by path and `per_sec`, so a reload
-//! that changes the rate gets a new one.
+//! that changes the rate gets a new one; the writer samples by the rate each line
+//! came with.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use veer_compare::Comparison;
@@ -54,14 +58,11 @@ pub(crate) struct DivergenceLog {
 }
 
 impl DivergenceLog {
-    /// Queues `line` (at most [`MAX_LINE`] bytes, see [`line`]), unless this second's
-    /// quota is spent or the queue is full; a drop is counted in `series`. Never
-    /// blocks.
+    /// Queues `line` (at most [`MAX_LINE`] bytes, see [`line`]) for this second's
+    /// sample, unless the queue is full; a drop (here, or a line the sample leaves
+    /// out) is counted in `series`. Never blocks.
     pub(crate) fn submit(&self, line: String, series: &Arc<ComparisonSeries>) {
-        if !self.rate.take() {
-            return series.record_log_drop(LogDrop::RateLimited);
-        }
-        self.writer.submit(line, series);
+        self.writer.submit(line, self.rate.per_sec, series);
     }
 }
 
@@ -73,10 +74,12 @@ pub(crate) struct LogWriter {
     lines: Sender<Queued>,
 }
 
-/// A line on its way to the writer, with the series its drops are counted in.
+/// A line on its way to the writer, with the series its drops are counted in and
+/// the rate its route samples at.
 struct Queued {
     line: String,
     series: Arc<ComparisonSeries>,
+    per_sec: u32,
 }
 
 impl LogWriter {
@@ -112,8 +115,9 @@ impl LogWriter {
         self.max_bytes.store(max_bytes, Ordering::Relaxed);
     }
 
-    /// Queues `line` unless the queue is full (counted in `series`).
-    fn submit(&self, line: String, series: &Arc<ComparisonSeries>) {
+    /// Queues `line` unless the queue is full (counted in `series`). Lines the writer
+    /// holds in its sample count against the queue until written.
+    fn submit(&self, line: String, per_sec: u32, series: &Arc<ComparisonSeries>) {
         // What the line holds on the heap, not only its length.
         let size = line.capacity();
         let admitted = self
@@ -127,6 +131,7 @@ impl LogWriter {
         let queued = Queued {
             line,
             series: series.clone(),
+            per_sec,
         };
         if let Err(unsent) = self.lines.send(queued) {
             self.queued.fetch_sub(size, Ordering::AcqRel);
@@ -135,41 +140,57 @@ impl LogWriter {
     }
 }
 
-/// At most `per_sec` lines in each second, counted without a lock: the second and
-/// the count so far share one atomic word.
+/// A route's `divergence_log_per_sec`: the most lines of one second's divergent
+/// pairs the log keeps, sampled uniformly ([`Sample`]).
 #[derive(Debug)]
 pub(crate) struct LogRate {
     per_sec: u32,
-    started: Instant,
-    /// `second << 32 | used`.
-    window: AtomicU64,
 }
 
 impl LogRate {
     pub(crate) fn new(per_sec: u32) -> LogRate {
-        LogRate {
-            per_sec,
-            started: Instant::now(),
-            window: AtomicU64::new(0),
+        LogRate { per_sec }
+    }
+}
+
+/// One second's divergent pairs, sampled uniformly (reservoir sampling, Vitter's
+/// algorithm R): the k-th line offered replaces a kept one with chance `per_sec / k`,
+/// so every line of the second is kept with the same chance, whenever it came.
+#[derive(Default)]
+struct Sample {
+    /// The second (since the writer started) the sample is of.
+    second: u64,
+    /// Lines offered this second.
+    seen: u64,
+    /// Lines kept, with the order they came in.
+    kept: Vec<(u64, Queued)>,
+}
+
+impl Sample {
+    /// Offers `line`; the one it displaces (or itself), if any, is returned to be
+    /// counted as left out.
+    fn offer(&mut self, line: Queued, draw: impl FnOnce(u64) -> u64) -> Option<Queued> {
+        let order = self.seen;
+        self.seen += 1;
+        let room = line.per_sec as usize;
+        if self.kept.len() < room {
+            self.kept.push((order, line));
+            return None;
+        }
+        let slot = draw(self.seen);
+        match self.kept.get_mut(slot as usize) {
+            Some(kept) => Some(std::mem::replace(kept, (order, line)).1),
+            None => Some(line),
         }
     }
 
-    /// Takes one line of this second's quota, if any is left.
-    fn take(&self) -> bool {
-        let now = self.started.elapsed().as_secs() & u64::from(u32::MAX);
-        self.window
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |window| {
-                // A caller that read the clock just before another moved the window
-                // on counts in the newer second: the window never goes back.
-                let second = now.max(window >> 32);
-                let used = if window >> 32 == second {
-                    window & u64::from(u32::MAX)
-                } else {
-                    0
-                };
-                (used < u64::from(self.per_sec)).then_some(second << 32 | (used + 1))
-            })
-            .is_ok()
+    /// The kept lines in the order they came, leaving the sample empty for `second`.
+    fn take(&mut self, second: u64) -> Vec<Queued> {
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.sort_unstable_by_key(|(order, _)| *order);
+        self.second = second;
+        self.seen = 0;
+        kept.into_iter().map(|(_, line)| line).collect()
     }
 }
 
@@ -183,26 +204,65 @@ struct Writer {
 }
 
 impl Writer {
-    /// Writes lines until every sender is gone (the log was released).
+    /// Samples each second's lines and writes the sample when the second ends, until
+    /// every sender is gone (the log was released).
     fn run(mut self, queue: Receiver<Queued>) {
-        while let Ok(Queued { line, series }) = queue.recv() {
-            let written = self.write(&line);
-            self.queued.fetch_sub(line.capacity(), Ordering::AcqRel);
-            match written {
-                Ok(()) => {
-                    if self.failing {
-                        tracing::info!(path = %self.path.display(), "divergence log writable again");
-                        self.failing = false;
+        let started = Instant::now();
+        let mut sample = Sample::default();
+        loop {
+            let elapsed = started.elapsed();
+            let second_ends = Duration::from_secs(sample.second + 1).saturating_sub(elapsed);
+            // With nothing kept there is nothing to write at the second's end.
+            let wait = if sample.kept.is_empty() {
+                Duration::from_secs(3600)
+            } else {
+                second_ends
+            };
+            let received = queue.recv_timeout(wait);
+            let now = started.elapsed().as_secs();
+            if now != sample.second {
+                for line in sample.take(now) {
+                    self.write_queued(line);
+                }
+            }
+            match received {
+                Ok(line) => {
+                    let left_out = sample.offer(line, |seen| rand::random_range(0..seen));
+                    if let Some(left_out) = left_out {
+                        self.queued
+                            .fetch_sub(left_out.line.capacity(), Ordering::AcqRel);
+                        left_out.series.record_log_drop(LogDrop::RateLimited);
                     }
                 }
-                Err(e) => {
-                    if !self.failing {
-                        tracing::warn!(path = %self.path.display(), error = %e, "cannot write the divergence log; dropping lines until it works again");
-                        self.failing = true;
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    for line in sample.take(now) {
+                        self.write_queued(line);
                     }
-                    self.file = None;
-                    series.record_log_drop(LogDrop::WriteError);
+                    return;
                 }
+            }
+        }
+    }
+
+    /// Writes one line taken from the queue, counting a failure against its series.
+    fn write_queued(&mut self, Queued { line, series, .. }: Queued) {
+        let written = self.write(&line);
+        self.queued.fetch_sub(line.capacity(), Ordering::AcqRel);
+        match written {
+            Ok(()) => {
+                if self.failing {
+                    tracing::info!(path = %self.path.display(), "divergence log writable again");
+                    self.failing = false;
+                }
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot write the divergence log; dropping lines until it works again");
+                    self.failing = true;
+                }
+                self.file = None;
+                series.record_log_drop(LogDrop::WriteError);
             }
         }
     }
@@ -381,6 +441,7 @@ pub(crate) fn excerpt(bytes: &[u8], limit: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
     use veer_compare::{Difference, Outcome};
 
     use super::*;
@@ -553,20 +614,56 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&text).is_ok());
     }
 
-    #[test]
-    fn the_rate_allows_per_sec_lines_in_a_second() {
-        let rate = LogRate::new(3);
-        let taken = (0..10).filter(|_| rate.take()).count();
-        assert_eq!(taken, 3);
+    fn queued(n: usize, per_sec: u32, series: &Arc<ComparisonSeries>) -> Queued {
+        Queued {
+            line: n.to_string(),
+            series: series.clone(),
+            per_sec,
+        }
     }
 
     #[test]
-    fn the_rate_window_never_goes_back_to_an_earlier_second() {
-        let rate = LogRate::new(1);
-        // Another caller moved the window on to second 5 and took its quota.
-        rate.window.store(5 << 32 | 1, Ordering::SeqCst);
-        // A caller whose clock still reads second 0 counts in second 5: none left.
-        assert!(!rate.take());
-        assert_eq!(rate.window.load(Ordering::SeqCst), 5 << 32 | 1);
+    fn a_second_keeps_per_sec_lines_in_the_order_they_came() {
+        let telemetry = veer_telemetry::Telemetry::new().expect("telemetry");
+        let series = Arc::new(telemetry.comparison_series("r", "v2"));
+        let mut sample = Sample::default();
+        let mut left_out = 0;
+        for n in 0..100 {
+            left_out += usize::from(
+                sample
+                    .offer(queued(n, 3, &series), |seen| seen - 1)
+                    .is_some(),
+            );
+        }
+        assert_eq!(left_out, 97);
+        // A draw past the kept slots never displaces one: the first three stay.
+        let kept: Vec<String> = sample.take(1).into_iter().map(|q| q.line).collect();
+        assert_eq!(kept, ["0", "1", "2"]);
+        assert_eq!((sample.second, sample.seen), (1, 0));
+    }
+
+    #[test]
+    fn every_line_of_a_second_is_kept_with_the_same_chance() {
+        let telemetry = veer_telemetry::Telemetry::new().expect("telemetry");
+        let series = Arc::new(telemetry.comparison_series("r", "v2"));
+        // 20 lines a second, 2 kept: each is kept in about a tenth of 4,000 seconds,
+        // the last ones as often as the first (a first-N rate kept only 0 and 1).
+        let mut kept = [0_u32; 20];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..4_000 {
+            let mut sample = Sample::default();
+            for n in 0..20 {
+                sample.offer(queued(n, 2, &series), |seen| rng.random_range(0..seen));
+            }
+            for line in sample.take(1) {
+                kept[line.line.parse::<usize>().expect("a number")] += 1;
+            }
+        }
+        for (n, times) in kept.iter().enumerate() {
+            assert!(
+                (300..=500).contains(times),
+                "line {n} kept {times} times of 4,000: {kept:?}"
+            );
+        }
     }
 }
