@@ -17,8 +17,8 @@ use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
 /// overflow a 2 MiB thread stack), and so does the walk below.
 pub const MAX_DEPTH: usize = 64;
 
-/// Parses, selects (`select`), normalizes (V2 outputs by name) and compares two JSON
-/// bodies, leaving out the `ignore` pointers. Nothing is copied or mutated on the way
+/// Parses, selects (`select`, V2 outputs by name or position), normalizes (V2
+/// outputs by name) and compares two JSON bodies, leaving out the `ignore` pointers. Nothing is copied or mutated on the way
 /// for the usual KServe V1 / TF Serving shapes.
 pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
     if let Some(quick) = crate::lockstep::quick_match(settings, live, shadow) {
@@ -50,18 +50,23 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
         }
     };
     let prefix = settings.select.as_deref().unwrap_or("");
-    let (Some(live), Some(shadow)) = (resolve(&live, prefix), resolve(&shadow, prefix)) else {
-        let side = if resolve(&live, prefix).is_none() {
-            "live"
-        } else {
-            "shadow"
-        };
-        let reason = format!("the {side} answer has no value at select pointer {prefix}");
-        return Comparison::error(if side == "live" {
-            Outcome::LiveError(reason)
-        } else {
-            Outcome::ShadowError(reason)
-        });
+    // The live side is checked first: a live answer without the selection says the
+    // route's `select` is wrong, whatever the shadow did.
+    let live = match resolve(&live, prefix) {
+        Ok(selected) => selected,
+        Err(instead) => {
+            return Comparison::error(Outcome::LiveError(format!(
+                "the live answer has no value at select pointer {prefix} ({instead})"
+            )))
+        }
+    };
+    let shadow = match resolve(&shadow, prefix) {
+        Ok(selected) => selected,
+        Err(instead) => {
+            return Comparison::error(Outcome::ShadowError(format!(
+                "the shadow answer has no value at select pointer {prefix} ({instead})"
+            )))
+        }
     };
     let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
     let ignore = relative_ignores(&settings.ignore, prefix);
@@ -311,22 +316,97 @@ fn to_serde(value: &Value) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// The value at an RFC 6901 `pointer`, a segment taken as an index in arrays and as a
-/// key in objects.
-fn resolve<'v>(doc: &'v Value, pointer: &str) -> Option<&'v Value> {
+/// The value at an RFC 6901 `pointer`. A segment is a key in an object; in a list of
+/// named outputs (V2 `outputs`, as [`formats::normalize`] keys them by name) it
+/// names an output, wherever the output is in the list, so `select` reads
+/// `/outputs/label` as `ignore` and the differences do; elsewhere, or when no output
+/// has that name, it is a position (`/outputs/1`). When there is no value, the error
+/// says what the answer has where the pointer stopped.
+fn resolve<'v>(doc: &'v Value, pointer: &str) -> Result<&'v Value, String> {
     if pointer.is_empty() {
-        return Some(doc);
+        return Ok(doc);
     }
     let mut current = doc;
-    for raw in pointer.strip_prefix('/')?.split('/') {
+    // Validation lets only "" and pointers starting with "/" through.
+    let Some(segments) = pointer.strip_prefix('/') else {
+        return Err("not a JSON pointer".to_owned());
+    };
+    let mut at = 0;
+    for raw in segments.split('/') {
         let key = unescape(raw);
-        current = match current.as_ref() {
-            ValueRef::Array(items) => items.get(key.parse::<usize>().ok()?)?,
-            ValueRef::Object(map) => map.get(&key)?,
-            _ => return None,
+        let next = match current.as_ref() {
+            ValueRef::Array(items) => formats::named_outputs_list(current)
+                .and_then(|outputs| outputs.into_iter().find(|(name, _)| *name == key))
+                .map(|(_, output)| output)
+                .or_else(|| items.get(key.parse::<usize>().ok()?)),
+            ValueRef::Object(map) => map.get(&key),
+            _ => None,
         };
+        current = next.ok_or_else(|| what_is_at(current, &pointer[..at]))?;
+        at += 1 + raw.len();
     }
-    Some(current)
+    Ok(current)
+}
+
+/// How many names or keys a reason lists before "and N more": enough for any real
+/// model's outputs, few enough for one log line.
+const NAMES_SHOWN: usize = 8;
+
+/// How much of each name a reason shows: output names are short; a longer one is
+/// more likely noise than a name.
+const NAME_CHARS: usize = 40;
+
+/// Where a pointer stopped (`at`, a prefix of it) and what the answer has there, for
+/// the reason of a failed `select`: its outputs' names, its keys, or its kind.
+fn what_is_at(value: &Value, at: &str) -> String {
+    let at = if at.is_empty() { "the top" } else { at };
+    match value.as_ref() {
+        ValueRef::Array(items) => match formats::named_outputs_list(value) {
+            Some(outputs) => format!(
+                "at {at} its outputs are named: {}",
+                listing(outputs.into_iter().map(|(name, _)| name))
+            ),
+            None => format!(
+                "at {at} it has a list of {} item{}",
+                items.len(),
+                if items.len() == 1 { "" } else { "s" }
+            ),
+        },
+        ValueRef::Object(map) if map.is_empty() => format!("at {at} it has an empty object"),
+        ValueRef::Object(map) => {
+            format!(
+                "at {at} its keys are: {}",
+                listing(map.iter().map(|(k, _)| k))
+            )
+        }
+        ValueRef::String(_) => format!("at {at} it has a string"),
+        ValueRef::Number(_) => format!("at {at} it has a number"),
+        ValueRef::Bool(_) => format!("at {at} it has a boolean"),
+        ValueRef::Null => format!("at {at} it has null"),
+    }
+}
+
+/// Names from a backend's answer, for a log line: at most [`NAMES_SHOWN`], in the
+/// answer's order, each cut to [`NAME_CHARS`] characters and without control
+/// characters (a backend is not trusted to write into veer's logs).
+fn listing<'n>(names: impl Iterator<Item = &'n str>) -> String {
+    let names: Vec<&str> = names.collect();
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|name| {
+            let mut clean = name.chars().filter(|c| !c.is_control());
+            let mut shown: String = clean.by_ref().take(NAME_CHARS).collect();
+            if clean.next().is_some() {
+                shown.push('…');
+            }
+            shown
+        })
+        .collect();
+    if names.len() > NAMES_SHOWN {
+        shown.push(format!("and {} more", names.len() - NAMES_SHOWN));
+    }
+    shown.join(", ")
 }
 
 fn unescape(segment: &str) -> String {
@@ -380,11 +460,58 @@ mod tests {
     #[test]
     fn pointers_resolve_through_objects_and_arrays() {
         let doc = v(r#"{"a": {"b/c": [10, 20]}, "~": 1}"#);
-        assert_eq!(resolve(&doc, "/a/b~1c/1"), Some(&v("20")));
-        assert_eq!(resolve(&doc, "/~0"), Some(&v("1")));
-        assert_eq!(resolve(&doc, ""), Some(&doc));
-        assert_eq!(resolve(&doc, "/a/b~1c/9"), None);
-        assert_eq!(resolve(&doc, "/a/x"), None);
+        assert_eq!(resolve(&doc, "/a/b~1c/1"), Ok(&v("20")));
+        assert_eq!(resolve(&doc, "/~0"), Ok(&v("1")));
+        assert_eq!(resolve(&doc, ""), Ok(&doc));
+        assert_eq!(
+            resolve(&doc, "/a/b~1c/9"),
+            Err("at /a/b~1c it has a list of 2 items".to_owned())
+        );
+        assert_eq!(
+            resolve(&doc, "/a/x"),
+            Err("at /a its keys are: b/c".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_pointer_names_an_output_in_a_list_of_named_outputs() {
+        let doc =
+            v(r#"{"outputs": [{"name": "p", "data": [0.8]}, {"name": "label", "data": ["x"]}]}"#);
+        assert_eq!(resolve(&doc, "/outputs/label/data/0"), Ok(&v(r#""x""#)));
+        assert_eq!(
+            resolve(&doc, "/outputs/0/name"),
+            Ok(&v(r#""p""#)),
+            "or a position"
+        );
+        assert_eq!(
+            resolve(&doc, "/outputs/score"),
+            Err("at /outputs its outputs are named: p, label".to_owned())
+        );
+        // A list that is not of distinctly named objects is read by position only.
+        let repeated = v(r#"[{"name": "a"}, {"name": "a"}]"#);
+        assert_eq!(
+            resolve(&repeated, "/a"),
+            Err("at the top it has a list of 2 items".to_owned())
+        );
+        assert_eq!(resolve(&repeated, "/1"), Ok(&v(r#"{"name": "a"}"#)));
+    }
+
+    #[test]
+    fn a_reason_lists_a_few_clean_names() {
+        let names: Vec<String> = (0..10).map(|i| format!("o{i}")).collect();
+        assert_eq!(
+            listing(names.iter().map(String::as_str)),
+            "o0, o1, o2, o3, o4, o5, o6, o7, and 2 more"
+        );
+        let long = "x".repeat(NAME_CHARS + 5);
+        let shown = listing(["a\nb\u{1b}[31m", long.as_str()].into_iter());
+        assert_eq!(shown, format!("ab[31m, {}…", "x".repeat(NAME_CHARS)));
+        assert_eq!(
+            listing(["é".repeat(NAME_CHARS).as_str()].into_iter())
+                .chars()
+                .count(),
+            NAME_CHARS
+        );
     }
 
     #[test]

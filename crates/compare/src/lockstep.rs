@@ -9,6 +9,8 @@
 //! difference, a string escape, keys in another order, V2 outputs or other named
 //! outputs, a select deeper than one key) makes it give up with `None`, and the
 //! caller runs the full comparison, which explains differences with JSON pointers.
+//! A select that names a V2 output (`/outputs/label`) is deeper than one key, so the
+//! fast path never has to know outputs by name.
 
 use veer_config::Compare;
 

@@ -286,7 +286,8 @@ pub struct DivergenceLog {
 pub struct Compare {
     /// What is compared.
     pub mode: CompareMode,
-    /// JSON pointer of the prediction within the body (`json` mode).
+    /// JSON pointer of the prediction within the body (`json` mode); a segment
+    /// names a V2 output as `ignore` does (`/outputs/label`).
     pub select: Option<String>,
     /// Numbers this close are equal.
     pub abs_tolerance: f64,
