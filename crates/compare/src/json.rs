@@ -17,9 +17,10 @@ use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
 /// overflow a 2 MiB thread stack), and so does the walk below.
 pub const MAX_DEPTH: usize = 64;
 
-/// Parses, selects (`select`, V2 outputs by name or position), normalizes (V2
-/// outputs by name) and compares two JSON bodies, leaving out the `ignore` pointers. Nothing is copied or mutated on the way
-/// for the usual KServe V1 / TF Serving shapes.
+/// Parses, selects (`select`: one part or several, V2 outputs by name or position),
+/// normalizes (V2 outputs by name) and compares two JSON bodies, leaving out the
+/// `ignore` pointers. Nothing is copied or mutated on the way for the usual KServe
+/// V1 / TF Serving shapes.
 pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
     if let Some(quick) = crate::lockstep::quick_match(settings, live, shadow) {
         return Comparison {
@@ -49,52 +50,86 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
             )))
         }
     };
-    let prefix = settings.select.as_deref().unwrap_or("");
-    // The live side is checked first: a live answer without the selection says the
-    // route's `select` is wrong, whatever the shadow did.
-    let live = match resolve(&live, prefix) {
+    // The whole answer is the one part of an empty selection.
+    let whole = [String::new()];
+    let parts = if settings.select.is_empty() {
+        &whole[..]
+    } else {
+        &settings.select[..]
+    };
+    // Every part is found in both answers before any is compared; the live side is
+    // checked first, as a live answer without the part says the route's `select`
+    // is wrong, whatever the shadow did.
+    let live = match select(&live, parts, "live") {
         Ok(selected) => selected,
-        Err(instead) => {
-            return Comparison::error(Outcome::LiveError(format!(
-                "the live answer has no value at select pointer {prefix} ({instead})"
-            )))
-        }
+        Err(reason) => return Comparison::error(Outcome::LiveError(reason)),
     };
-    let shadow = match resolve(&shadow, prefix) {
+    let shadow = match select(&shadow, parts, "shadow") {
         Ok(selected) => selected,
-        Err(instead) => {
-            return Comparison::error(Outcome::ShadowError(format!(
-                "the shadow answer has no value at select pointer {prefix} ({instead})"
-            )))
+        Err(reason) => return Comparison::error(Outcome::ShadowError(reason)),
+    };
+    let tolerance = Tolerance {
+        abs: settings.abs_tolerance,
+        rel: settings.rel_tolerance,
+    };
+    // Each part is judged as if it were the only one selected, and the verdicts
+    // add up: differences in the order the parts are listed, the largest
+    // deviation, and labels that disagree in any part disagree.
+    let mut found = Findings::default();
+    let mut label_agreement = None;
+    for ((prefix, live), shadow) in parts.iter().zip(live).zip(shadow) {
+        let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
+        let ignore = relative_ignores(&settings.ignore, prefix);
+        let mut walk = TreeWalk {
+            tolerance,
+            ignore: &ignore,
+            prefix,
+            path: Vec::new(),
+            found,
+        };
+        if !walk.ignored() {
+            walk.values(&live, &shadow);
         }
-    };
-    let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
-    let ignore = relative_ignores(&settings.ignore, prefix);
-    let mut walk = TreeWalk {
-        tolerance: Tolerance {
-            abs: settings.abs_tolerance,
-            rel: settings.rel_tolerance,
-        },
-        ignore: &ignore,
-        prefix,
-        path: Vec::new(),
-        max_abs_deviation: None,
-        differences: Vec::new(),
-        differing: 0,
-    };
-    if !walk.ignored() {
-        walk.values(&live, &shadow);
+        found = walk.found;
+        label_agreement = both_agree(
+            label_agreement,
+            formats::label_agreement(&live, &shadow, settings.threshold),
+        );
     }
     Comparison {
-        outcome: if walk.differing == 0 {
+        outcome: if found.differing == 0 {
             Outcome::Match
         } else {
             Outcome::Diverged
         },
-        max_abs_deviation: walk.max_abs_deviation,
-        differences: walk.differences,
-        label_agreement: formats::label_agreement(&live, &shadow, settings.threshold),
+        max_abs_deviation: found.max_abs_deviation,
+        differences: found.differences,
+        label_agreement,
     }
+}
+
+/// Label agreement over two parts: any disagreement settles it; otherwise they
+/// agree when either carries labels.
+fn both_agree(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (None, None) => None,
+        _ => Some(true),
+    }
+}
+
+/// The value of each `select` part in the `side` answer, or, for the first part it
+/// lacks, the reason the pair cannot be judged: the pointer, and what the answer has
+/// where the pointer stopped.
+fn select<'v>(answer: &'v Value, parts: &[String], side: &str) -> Result<Vec<&'v Value>, String> {
+    parts
+        .iter()
+        .map(|pointer| {
+            resolve(answer, pointer).map_err(|instead| {
+                format!("the {side} answer has no value at select pointer {pointer} ({instead})")
+            })
+        })
+        .collect()
 }
 
 /// The `ignore` pointers that fall inside the selected value, as path segments
@@ -193,8 +228,16 @@ struct TreeWalk<'a> {
     ignore: &'a [Vec<String>],
     prefix: &'a str,
     path: Vec<Segment<'a>>,
+    found: Findings,
+}
+
+/// What the walks of one comparison found, over all its selected parts.
+#[derive(Default)]
+struct Findings {
     max_abs_deviation: Option<f64>,
+    /// The first [`MAX_DIFFERENCES`] of them.
     differences: Vec<Difference>,
+    /// How many values differ in all.
     differing: usize,
 }
 
@@ -203,8 +246,9 @@ impl<'a> TreeWalk<'a> {
         match (live.as_ref(), shadow.as_ref()) {
             (ValueRef::Number(a), ValueRef::Number(b)) => {
                 let Verdict { equal, deviation } = judge_numbers(&a, &b, self.tolerance);
-                self.max_abs_deviation = Some(
-                    self.max_abs_deviation
+                self.found.max_abs_deviation = Some(
+                    self.found
+                        .max_abs_deviation
                         .map_or(deviation, |m| m.max(deviation)),
                 );
                 if !equal {
@@ -273,9 +317,9 @@ impl<'a> TreeWalk<'a> {
     }
 
     fn differ(&mut self, live: Option<&Value>, shadow: Option<&Value>) {
-        self.differing += 1;
-        if self.differences.len() < MAX_DIFFERENCES {
-            self.differences.push(Difference {
+        self.found.differing += 1;
+        if self.found.differences.len() < MAX_DIFFERENCES {
+            self.found.differences.push(Difference {
                 pointer: self.pointer(),
                 live: live.map(to_serde),
                 shadow: shadow.map(to_serde),
