@@ -19,18 +19,26 @@ use libfuzzer_sys::fuzz_target;
 use veer_compare::{compare, json, lockstep, Answer, Outcome, MAX_DIFFERENCES};
 use veer_config::{Compare, CompareMode};
 
-/// `select` values, all valid RFC 6901 pointers as validation lets through: the
-/// fast path handles "" and one plain key; escapes and deeper pointers take the
-/// full comparison.
-const SELECTS: [Option<&str>; 8] = [
-    None,
-    Some(""),
-    Some("/predictions"),
-    Some("/outputs"),
-    Some("/predictions/0"),
-    Some("/a~1b"),
-    Some("/~0/x"),
-    Some("/predictions/"),
+/// `select` lists, all of valid RFC 6901 pointers as validation lets through: the
+/// fast path handles none, "" and one plain key; escapes, deeper pointers, outputs
+/// by name and several parts take the full comparison.
+const SELECTS: [&[&str]; 16] = [
+    &[],
+    &[""],
+    &["/predictions"],
+    &["/outputs"],
+    &["/predictions/0"],
+    &["/a~1b"],
+    &["/~0/x"],
+    &["/predictions/"],
+    &["/outputs/label"],
+    &["/outputs/label/data"],
+    &["/outputs/probability", "/outputs/label"],
+    &["/outputs/0", "/outputs/label/data/1"],
+    &["/predictions", "/model_version"],
+    &["/a~1b", "/~0/x"],
+    &["/outputs/~1x/data/0"],
+    &["/predictions/0", "/predictions/1"],
 ];
 
 /// `ignore` lists: inside, equal to, beside (a shared prefix that is not a parent)
@@ -86,7 +94,12 @@ fuzz_target!(|data: &[u8]| {
     let (abs_tolerance, rel_tolerance) = TOLERANCES[usize::from(a >> 4 & 0b111)];
     let settings = Compare {
         mode,
-        select: SELECTS[usize::from(b & 0b111)].map(str::to_owned),
+        // The select index takes b's three low bits and its top one (the four bits
+        // between are the ignore index).
+        select: SELECTS[usize::from((b & 0b111) | ((b >> 4) & 0b1000))]
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
         ignore: IGNORES[usize::from(b >> 3 & 0b1111)]
             .iter()
             .map(|p| p.to_string())

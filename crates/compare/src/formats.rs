@@ -52,22 +52,32 @@ pub fn normalize(value: &Value) -> Cow<'_, Value> {
 /// `[{"name": "a", ...}, {"name": "b", ...}]` → `{"a": {...}, "b": {...}}` when every
 /// element is an object with a distinct string name.
 fn by_name(list: &Value) -> Option<Value> {
+    let mut map = Object::new();
+    for (name, output) in named_outputs_list(list)? {
+        map.insert(name, output.clone());
+    }
+    Some(map.into())
+}
+
+/// A list of V2-style outputs, each with its name, in the list's order: `None` unless
+/// the list is not empty and every element is an object with a string `name` that
+/// no other element has. This is what [`normalize`] keys by name, and what a
+/// `select` segment names an output in.
+pub fn named_outputs_list(list: &Value) -> Option<Vec<(&str, &Value)>> {
     let items = list.as_array()?;
     if items.is_empty() {
         return None;
     }
-    let mut map = Object::new();
     // Repeated names are found with a set: one lookup each, whatever the object's
     // own representation makes of `contains_key`.
     let mut names = HashSet::with_capacity(items.len());
-    for item in items.iter() {
-        let name = item.get("name")?.as_str()?;
-        if !names.insert(name) {
-            return None;
-        }
-        map.insert(name, item.clone());
-    }
-    Some(map.into())
+    items
+        .iter()
+        .map(|item| {
+            let name = item.get("name")?.as_str()?;
+            names.insert(name).then_some((name, item))
+        })
+        .collect()
 }
 
 /// A predicted class: an index into class probabilities, or a label string.

@@ -17,9 +17,10 @@ use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
 /// overflow a 2 MiB thread stack), and so does the walk below.
 pub const MAX_DEPTH: usize = 64;
 
-/// Parses, selects (`select`), normalizes (V2 outputs by name) and compares two JSON
-/// bodies, leaving out the `ignore` pointers. Nothing is copied or mutated on the way
-/// for the usual KServe V1 / TF Serving shapes.
+/// Parses, selects (`select`: one part or several, V2 outputs by name or position),
+/// normalizes (V2 outputs by name) and compares two JSON bodies, leaving out the
+/// `ignore` pointers. Nothing is copied or mutated on the way for the usual KServe
+/// V1 / TF Serving shapes.
 pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Comparison {
     if let Some(quick) = crate::lockstep::quick_match(settings, live, shadow) {
         return Comparison {
@@ -49,47 +50,86 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
             )))
         }
     };
-    let prefix = settings.select.as_deref().unwrap_or("");
-    let (Some(live), Some(shadow)) = (resolve(&live, prefix), resolve(&shadow, prefix)) else {
-        let side = if resolve(&live, prefix).is_none() {
-            "live"
-        } else {
-            "shadow"
+    // The whole answer is the one part of an empty selection.
+    let whole = [String::new()];
+    let parts = if settings.select.is_empty() {
+        &whole[..]
+    } else {
+        &settings.select[..]
+    };
+    // Every part is found in both answers before any is compared; the live side is
+    // checked first, as a live answer without the part says the route's `select`
+    // is wrong, whatever the shadow did.
+    let live = match select(&live, parts, "live") {
+        Ok(selected) => selected,
+        Err(reason) => return Comparison::error(Outcome::LiveError(reason)),
+    };
+    let shadow = match select(&shadow, parts, "shadow") {
+        Ok(selected) => selected,
+        Err(reason) => return Comparison::error(Outcome::ShadowError(reason)),
+    };
+    let tolerance = Tolerance {
+        abs: settings.abs_tolerance,
+        rel: settings.rel_tolerance,
+    };
+    // Each part is judged as if it were the only one selected, and the verdicts
+    // add up: differences in the order the parts are listed, the largest
+    // deviation, and labels that disagree in any part disagree.
+    let mut found = Findings::default();
+    let mut label_agreement = None;
+    for ((prefix, live), shadow) in parts.iter().zip(live).zip(shadow) {
+        let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
+        let ignore = relative_ignores(&settings.ignore, prefix);
+        let mut walk = TreeWalk {
+            tolerance,
+            ignore: &ignore,
+            prefix,
+            path: Vec::new(),
+            found,
         };
-        let reason = format!("the {side} answer has no value at select pointer {prefix}");
-        return Comparison::error(if side == "live" {
-            Outcome::LiveError(reason)
-        } else {
-            Outcome::ShadowError(reason)
-        });
-    };
-    let (live, shadow) = (formats::normalize(live), formats::normalize(shadow));
-    let ignore = relative_ignores(&settings.ignore, prefix);
-    let mut walk = TreeWalk {
-        tolerance: Tolerance {
-            abs: settings.abs_tolerance,
-            rel: settings.rel_tolerance,
-        },
-        ignore: &ignore,
-        prefix,
-        path: Vec::new(),
-        max_abs_deviation: None,
-        differences: Vec::new(),
-        differing: 0,
-    };
-    if !walk.ignored() {
-        walk.values(&live, &shadow);
+        if !walk.ignored() {
+            walk.values(&live, &shadow);
+        }
+        found = walk.found;
+        label_agreement = both_agree(
+            label_agreement,
+            formats::label_agreement(&live, &shadow, settings.threshold),
+        );
     }
     Comparison {
-        outcome: if walk.differing == 0 {
+        outcome: if found.differing == 0 {
             Outcome::Match
         } else {
             Outcome::Diverged
         },
-        max_abs_deviation: walk.max_abs_deviation,
-        differences: walk.differences,
-        label_agreement: formats::label_agreement(&live, &shadow, settings.threshold),
+        max_abs_deviation: found.max_abs_deviation,
+        differences: found.differences,
+        label_agreement,
     }
+}
+
+/// Label agreement over two parts: any disagreement settles it; otherwise they
+/// agree when either carries labels.
+fn both_agree(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (None, None) => None,
+        _ => Some(true),
+    }
+}
+
+/// The value of each `select` part in the `side` answer, or, for the first part it
+/// lacks, the reason the pair cannot be judged: the pointer, and what the answer has
+/// where the pointer stopped.
+fn select<'v>(answer: &'v Value, parts: &[String], side: &str) -> Result<Vec<&'v Value>, String> {
+    parts
+        .iter()
+        .map(|pointer| {
+            resolve(answer, pointer).map_err(|instead| {
+                format!("the {side} answer has no value at select pointer {pointer} ({instead})")
+            })
+        })
+        .collect()
 }
 
 /// The `ignore` pointers that fall inside the selected value, as path segments
@@ -188,8 +228,16 @@ struct TreeWalk<'a> {
     ignore: &'a [Vec<String>],
     prefix: &'a str,
     path: Vec<Segment<'a>>,
+    found: Findings,
+}
+
+/// What the walks of one comparison found, over all its selected parts.
+#[derive(Default)]
+struct Findings {
     max_abs_deviation: Option<f64>,
+    /// The first [`MAX_DIFFERENCES`] of them.
     differences: Vec<Difference>,
+    /// How many values differ in all.
     differing: usize,
 }
 
@@ -198,8 +246,9 @@ impl<'a> TreeWalk<'a> {
         match (live.as_ref(), shadow.as_ref()) {
             (ValueRef::Number(a), ValueRef::Number(b)) => {
                 let Verdict { equal, deviation } = judge_numbers(&a, &b, self.tolerance);
-                self.max_abs_deviation = Some(
-                    self.max_abs_deviation
+                self.found.max_abs_deviation = Some(
+                    self.found
+                        .max_abs_deviation
                         .map_or(deviation, |m| m.max(deviation)),
                 );
                 if !equal {
@@ -268,9 +317,9 @@ impl<'a> TreeWalk<'a> {
     }
 
     fn differ(&mut self, live: Option<&Value>, shadow: Option<&Value>) {
-        self.differing += 1;
-        if self.differences.len() < MAX_DIFFERENCES {
-            self.differences.push(Difference {
+        self.found.differing += 1;
+        if self.found.differences.len() < MAX_DIFFERENCES {
+            self.found.differences.push(Difference {
                 pointer: self.pointer(),
                 live: live.map(to_serde),
                 shadow: shadow.map(to_serde),
@@ -311,22 +360,97 @@ fn to_serde(value: &Value) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// The value at an RFC 6901 `pointer`, a segment taken as an index in arrays and as a
-/// key in objects.
-fn resolve<'v>(doc: &'v Value, pointer: &str) -> Option<&'v Value> {
+/// The value at an RFC 6901 `pointer`. A segment is a key in an object; in a list of
+/// named outputs (V2 `outputs`, as [`formats::normalize`] keys them by name) it
+/// names an output, wherever the output is in the list, so `select` reads
+/// `/outputs/label` as `ignore` and the differences do; elsewhere, or when no output
+/// has that name, it is a position (`/outputs/1`). When there is no value, the error
+/// says what the answer has where the pointer stopped.
+fn resolve<'v>(doc: &'v Value, pointer: &str) -> Result<&'v Value, String> {
     if pointer.is_empty() {
-        return Some(doc);
+        return Ok(doc);
     }
     let mut current = doc;
-    for raw in pointer.strip_prefix('/')?.split('/') {
+    // Validation lets only "" and pointers starting with "/" through.
+    let Some(segments) = pointer.strip_prefix('/') else {
+        return Err("not a JSON pointer".to_owned());
+    };
+    let mut at = 0;
+    for raw in segments.split('/') {
         let key = unescape(raw);
-        current = match current.as_ref() {
-            ValueRef::Array(items) => items.get(key.parse::<usize>().ok()?)?,
-            ValueRef::Object(map) => map.get(&key)?,
-            _ => return None,
+        let next = match current.as_ref() {
+            ValueRef::Array(items) => formats::named_outputs_list(current)
+                .and_then(|outputs| outputs.into_iter().find(|(name, _)| *name == key))
+                .map(|(_, output)| output)
+                .or_else(|| items.get(key.parse::<usize>().ok()?)),
+            ValueRef::Object(map) => map.get(&key),
+            _ => None,
         };
+        current = next.ok_or_else(|| what_is_at(current, &pointer[..at]))?;
+        at += 1 + raw.len();
     }
-    Some(current)
+    Ok(current)
+}
+
+/// How many names or keys a reason lists before "and N more": enough for any real
+/// model's outputs, few enough for one log line.
+const NAMES_SHOWN: usize = 8;
+
+/// How much of each name a reason shows: output names are short; a longer one is
+/// more likely noise than a name.
+const NAME_CHARS: usize = 40;
+
+/// Where a pointer stopped (`at`, a prefix of it) and what the answer has there, for
+/// the reason of a failed `select`: its outputs' names, its keys, or its kind.
+fn what_is_at(value: &Value, at: &str) -> String {
+    let at = if at.is_empty() { "the top" } else { at };
+    match value.as_ref() {
+        ValueRef::Array(items) => match formats::named_outputs_list(value) {
+            Some(outputs) => format!(
+                "at {at} its outputs are named: {}",
+                listing(outputs.into_iter().map(|(name, _)| name))
+            ),
+            None => format!(
+                "at {at} it has a list of {} item{}",
+                items.len(),
+                if items.len() == 1 { "" } else { "s" }
+            ),
+        },
+        ValueRef::Object(map) if map.is_empty() => format!("at {at} it has an empty object"),
+        ValueRef::Object(map) => {
+            format!(
+                "at {at} its keys are: {}",
+                listing(map.iter().map(|(k, _)| k))
+            )
+        }
+        ValueRef::String(_) => format!("at {at} it has a string"),
+        ValueRef::Number(_) => format!("at {at} it has a number"),
+        ValueRef::Bool(_) => format!("at {at} it has a boolean"),
+        ValueRef::Null => format!("at {at} it has null"),
+    }
+}
+
+/// Names from a backend's answer, for a log line: at most [`NAMES_SHOWN`], in the
+/// answer's order, each cut to [`NAME_CHARS`] characters and without control
+/// characters (a backend is not trusted to write into veer's logs).
+fn listing<'n>(names: impl Iterator<Item = &'n str>) -> String {
+    let names: Vec<&str> = names.collect();
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|name| {
+            let mut clean = name.chars().filter(|c| !c.is_control());
+            let mut shown: String = clean.by_ref().take(NAME_CHARS).collect();
+            if clean.next().is_some() {
+                shown.push('…');
+            }
+            shown
+        })
+        .collect();
+    if names.len() > NAMES_SHOWN {
+        shown.push(format!("and {} more", names.len() - NAMES_SHOWN));
+    }
+    shown.join(", ")
 }
 
 fn unescape(segment: &str) -> String {
@@ -380,11 +504,58 @@ mod tests {
     #[test]
     fn pointers_resolve_through_objects_and_arrays() {
         let doc = v(r#"{"a": {"b/c": [10, 20]}, "~": 1}"#);
-        assert_eq!(resolve(&doc, "/a/b~1c/1"), Some(&v("20")));
-        assert_eq!(resolve(&doc, "/~0"), Some(&v("1")));
-        assert_eq!(resolve(&doc, ""), Some(&doc));
-        assert_eq!(resolve(&doc, "/a/b~1c/9"), None);
-        assert_eq!(resolve(&doc, "/a/x"), None);
+        assert_eq!(resolve(&doc, "/a/b~1c/1"), Ok(&v("20")));
+        assert_eq!(resolve(&doc, "/~0"), Ok(&v("1")));
+        assert_eq!(resolve(&doc, ""), Ok(&doc));
+        assert_eq!(
+            resolve(&doc, "/a/b~1c/9"),
+            Err("at /a/b~1c it has a list of 2 items".to_owned())
+        );
+        assert_eq!(
+            resolve(&doc, "/a/x"),
+            Err("at /a its keys are: b/c".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_pointer_names_an_output_in_a_list_of_named_outputs() {
+        let doc =
+            v(r#"{"outputs": [{"name": "p", "data": [0.8]}, {"name": "label", "data": ["x"]}]}"#);
+        assert_eq!(resolve(&doc, "/outputs/label/data/0"), Ok(&v(r#""x""#)));
+        assert_eq!(
+            resolve(&doc, "/outputs/0/name"),
+            Ok(&v(r#""p""#)),
+            "or a position"
+        );
+        assert_eq!(
+            resolve(&doc, "/outputs/score"),
+            Err("at /outputs its outputs are named: p, label".to_owned())
+        );
+        // A list that is not of distinctly named objects is read by position only.
+        let repeated = v(r#"[{"name": "a"}, {"name": "a"}]"#);
+        assert_eq!(
+            resolve(&repeated, "/a"),
+            Err("at the top it has a list of 2 items".to_owned())
+        );
+        assert_eq!(resolve(&repeated, "/1"), Ok(&v(r#"{"name": "a"}"#)));
+    }
+
+    #[test]
+    fn a_reason_lists_a_few_clean_names() {
+        let names: Vec<String> = (0..10).map(|i| format!("o{i}")).collect();
+        assert_eq!(
+            listing(names.iter().map(String::as_str)),
+            "o0, o1, o2, o3, o4, o5, o6, o7, and 2 more"
+        );
+        let long = "x".repeat(NAME_CHARS + 5);
+        let shown = listing(["a\nb\u{1b}[31m", long.as_str()].into_iter());
+        assert_eq!(shown, format!("ab[31m, {}…", "x".repeat(NAME_CHARS)));
+        assert_eq!(
+            listing(["é".repeat(NAME_CHARS).as_str()].into_iter())
+                .chars()
+                .count(),
+            NAME_CHARS
+        );
     }
 
     #[test]

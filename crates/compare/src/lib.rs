@@ -16,7 +16,23 @@
 //! agrees ([`Comparison::label_agreement`]). An answer of several outputs (a V2
 //! `probability` beside a `label`, or a V1 object of named values) is judged by those
 //! outputs that are labels on both sides, paired by name; the rest are left to the
-//! numeric comparison. Both the fast path ([`lockstep`]) and the
+//! numeric comparison.
+//!
+//! What is compared is the whole body, or the parts of it at the `select` JSON
+//! pointers ([`veer_config::Compare::select`]). A pointer segment in a list of V2
+//! outputs names an output, wherever it is in the list (`/outputs/label`, and
+//! `/outputs/label/data` for its data), as `ignore` and the reported differences do;
+//! in any other list, or where no output has that name, a number is a position
+//! (`/outputs/1`). Several parts are judged together, each as if it were the only
+//! one selected (its differences under its own pointer): the pair diverges when any
+//! part does, the deviation is the largest over the parts, and the labels disagree
+//! when they disagree in any part that has labels (agree when some part has labels
+//! and none disagrees). A part missing from an answer makes the pair that side's
+//! error, with a reason that names the pointer and what the answer has there
+//! instead ("… no value at select pointer /outputs/label (at /outputs its outputs
+//! are named: probability, score)").
+//!
+//! Both the fast path ([`lockstep`]) and the
 //! full comparison ([`json`]) judge numbers and classes through [`numbers`], and the
 //! full one pairs object keys through a sorted index, so a comparison grows with the
 //! answers' size (n log n), not its square: a 60,000-key object takes milliseconds,

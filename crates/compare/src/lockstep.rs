@@ -7,8 +7,10 @@
 //! it has proven a match — with the same deviation and label agreement the full
 //! comparison would report, a property the tests check against it. Anything else (a
 //! difference, a string escape, keys in another order, V2 outputs or other named
-//! outputs, a select deeper than one key) makes it give up with `None`, and the
-//! caller runs the full comparison, which explains differences with JSON pointers.
+//! outputs, a select deeper than one key or of several parts) makes it give up with
+//! `None`, and the caller runs the full comparison, which explains differences with
+//! JSON pointers. A select that names a V2 output (`/outputs/label`) is deeper than
+//! one key, so the fast path never has to know outputs by name.
 
 use veer_config::Compare;
 
@@ -28,15 +30,18 @@ pub struct QuickMatch {
 pub fn quick_match(settings: &Compare, live: &[u8], shadow: &[u8]) -> Option<QuickMatch> {
     simdutf8::basic::from_utf8(live).ok()?;
     simdutf8::basic::from_utf8(shadow).ok()?;
-    let select = match settings.select.as_deref() {
-        None | Some("") => None,
-        Some(p) => {
-            let key = p.strip_prefix('/')?;
+    let select = match settings.select.as_slice() {
+        [] => None,
+        [whole] if whole.is_empty() => None,
+        [pointer] => {
+            let key = pointer.strip_prefix('/')?;
             if key.contains(['/', '~']) {
                 return None;
             }
             Some(key)
         }
+        // Several parts, each judged on its own: the full comparison's to pair.
+        _ => return None,
     };
     let ignore: Vec<&str> = settings
         .ignore

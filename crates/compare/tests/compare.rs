@@ -75,7 +75,7 @@ fn open_inference_v2_outputs_are_compared_by_name_not_position() {
         {"name": "probabilities", "datatype": "FP32", "shape": [1, 2], "data": [0.6, 0.4]}
     ]});
     let settings = Compare {
-        select: Some("/outputs".into()),
+        select: vec!["/outputs".into()],
         ..json_settings()
     };
     let c = judge(&settings, &live, &flipped);
@@ -286,7 +286,7 @@ fn rows_of_class_probabilities_use_argmax_whatever_the_threshold() {
 #[test]
 fn select_and_ignore_narrow_what_is_compared() {
     let settings = Compare {
-        select: Some("/predictions".into()),
+        select: vec!["/predictions".into()],
         ignore: vec!["/model_version".into(), "/predictions/1".into()],
         ..json_settings()
     };
@@ -304,9 +304,265 @@ fn select_and_ignore_narrow_what_is_compared() {
     assert_eq!(
         missing.outcome,
         Outcome::ShadowError(
-            "the shadow answer has no value at select pointer /predictions".into()
+            "the shadow answer has no value at select pointer /predictions (at the top its keys are: outputs)".into()
         )
     );
+}
+
+/// `settings` with `select` set to `pointers`.
+fn selecting(pointers: &[&str], settings: Compare) -> Compare {
+    Compare {
+        select: pointers.iter().map(|p| p.to_string()).collect(),
+        ..settings
+    }
+}
+
+/// `kserve_v2` with its outputs listed in the other order.
+fn reversed_outputs(mut answer: Value) -> Value {
+    if let Some(outputs) = answer["outputs"].as_array_mut() {
+        outputs.reverse();
+    }
+    answer
+}
+
+fn pointers(c: &Comparison) -> Vec<&str> {
+    c.differences.iter().map(|d| d.pointer.as_str()).collect()
+}
+
+#[test]
+fn select_names_a_v2_output_as_ignore_does() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let label = selecting(&["/outputs/label"], json_settings());
+
+    let flipped = kserve_v2([0.83, 0.12], ["churn", "churn"]);
+    let c = judge(&label, &live, &flipped);
+    assert_eq!(
+        (&c.outcome, c.label_agreement),
+        (&Outcome::Diverged, Some(false))
+    );
+    assert_eq!(pointers(&c), ["/outputs/label/data/1"]);
+    assert_eq!(c.differences[0].live, Some(json!("stay")));
+    assert_eq!(c.differences[0].shadow, Some(json!("churn")));
+
+    // Only the label is compared: a probability far off does not count.
+    let moved = kserve_v2([0.41, 0.12], ["churn", "stay"]);
+    let c = judge(&label, &live, &moved);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+    assert_eq!(
+        c.max_abs_deviation,
+        Some(0.0),
+        "the only numbers compared are the label output's shape"
+    );
+
+    // The probabilities alone, within tolerance.
+    let probability = selecting(&["/outputs/probability"], json_settings());
+    let near = kserve_v2([0.835, 0.115], ["stay", "stay"]);
+    let c = judge(&probability, &live, &near);
+    assert_eq!(c.outcome, Outcome::Match, "{c:?}");
+    assert!((c.max_abs_deviation.unwrap() - 0.005).abs() < 1e-6);
+    assert_eq!(c.label_agreement, None, "binary scores without a threshold");
+
+    // An output's member, by name too.
+    let data = selecting(&["/outputs/label/data"], json_settings());
+    let c = judge(&data, &live, &flipped);
+    assert_eq!(pointers(&c), ["/outputs/label/data/1"]);
+    assert_eq!(c.label_agreement, Some(false));
+}
+
+#[test]
+fn select_pairs_outputs_by_name_whatever_their_order() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let shadow = reversed_outputs(kserve_v2([0.835, 0.12], ["churn", "stay"]));
+    for pointer in [
+        "/outputs/label",
+        "/outputs/probability",
+        "/outputs/label/data",
+    ] {
+        let c = judge(&selecting(&[pointer], json_settings()), &live, &shadow);
+        assert_eq!(c.outcome, Outcome::Match, "{pointer}: {c:?}");
+    }
+    let flipped = reversed_outputs(kserve_v2([0.83, 0.12], ["stay", "stay"]));
+    let c = judge(
+        &selecting(&["/outputs/label"], json_settings()),
+        &live,
+        &flipped,
+    );
+    assert_eq!(pointers(&c), ["/outputs/label/data/0"]);
+}
+
+#[test]
+fn a_positional_select_still_reads_positions() {
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let second = selecting(&["/outputs/1"], json_settings());
+    let c = judge(&second, &live, &kserve_v2([0.83, 0.12], ["churn", "churn"]));
+    assert_eq!(pointers(&c), ["/outputs/1/data/1"]);
+    assert_eq!(c.label_agreement, Some(false));
+    // Each side's second output, whatever its name: here not the same output.
+    let c = judge(&second, &live, &reversed_outputs(live.clone()));
+    assert_eq!(c.outcome, Outcome::Diverged);
+    assert_eq!(
+        pointers(&c),
+        [
+            "/outputs/1/data/0",
+            "/outputs/1/data/1",
+            "/outputs/1/datatype",
+            "/outputs/1/name"
+        ]
+    );
+    // A name wins over a position: an output named "1" is the output named "1".
+    let named_by_numbers = |first: f64| {
+        json!({"outputs": [
+            {"name": "1", "datatype": "FP32", "shape": [1], "data": [first]},
+            {"name": "0", "datatype": "FP32", "shape": [1], "data": [0.5]}
+        ]})
+    };
+    let c = judge(&second, &named_by_numbers(0.2), &named_by_numbers(0.9));
+    assert_eq!(pointers(&c), ["/outputs/1/data/0"]);
+}
+
+#[test]
+fn several_select_pointers_are_compared_together() {
+    let both = selecting(&["/outputs/probability", "/outputs/label"], json_settings());
+    let live = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+
+    let near = reversed_outputs(kserve_v2([0.835, 0.115], ["churn", "stay"]));
+    let c = judge(&both, &live, &near);
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+    assert!((c.max_abs_deviation.unwrap() - 0.005).abs() < 1e-6);
+
+    // A label flipped in one part: the pair diverges, and the labels disagree.
+    let c = judge(&both, &live, &kserve_v2([0.835, 0.115], ["churn", "churn"]));
+    assert_eq!(
+        (&c.outcome, c.label_agreement),
+        (&Outcome::Diverged, Some(false))
+    );
+    assert_eq!(pointers(&c), ["/outputs/label/data/1"]);
+
+    // A probability beyond tolerance: diverged, though the labels agree; every
+    // part's differences, in the order the parts are listed.
+    let c = judge(&both, &live, &kserve_v2([0.41, 0.12], ["churn", "churn"]));
+    assert_eq!(c.outcome, Outcome::Diverged);
+    assert_eq!(
+        pointers(&c),
+        ["/outputs/probability/data/0", "/outputs/label/data/1"]
+    );
+    assert!((c.max_abs_deviation.unwrap() - 0.42).abs() < 1e-6);
+    let c = judge(&both, &live, &kserve_v2([0.41, 0.12], ["churn", "stay"]));
+    assert_eq!(
+        (&c.outcome, c.label_agreement),
+        (&Outcome::Diverged, Some(true))
+    );
+
+    // Under a threshold the probability is a label too: its flip alone disagrees.
+    let scored = Compare {
+        threshold: Some(0.5),
+        ..both.clone()
+    };
+    let c = judge(&scored, &live, &kserve_v2([0.41, 0.12], ["churn", "stay"]));
+    assert_eq!(c.label_agreement, Some(false));
+
+    // Parts of a V1 answer: the rest is not compared.
+    let v1 = selecting(&["/predictions", "/scores/0"], json_settings());
+    let c = judge(
+        &v1,
+        &json!({"predictions": ["churn"], "scores": [0.83, 0.1], "id": 1}),
+        &json!({"predictions": ["churn"], "scores": [0.83, 0.9], "id": 2}),
+    );
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
+}
+
+#[test]
+fn a_select_that_finds_nothing_names_the_pointer_and_what_is_there() {
+    let answer = kserve_v2([0.83, 0.12], ["churn", "stay"]);
+    let without_label = json!({"model_name": "churn", "outputs": [
+        {"name": "probability", "datatype": "FP32", "shape": [2], "data": [0.83, 0.12]},
+        {"name": "score", "datatype": "FP32", "shape": [2], "data": [1.5, 0.2]}
+    ]});
+    let label = selecting(&["/outputs/label"], json_settings());
+    assert_eq!(
+        judge(&label, &without_label, &answer).outcome,
+        Outcome::LiveError(
+            "the live answer has no value at select pointer /outputs/label (at /outputs its outputs are named: probability, score)".into()
+        )
+    );
+    assert_eq!(
+        judge(&label, &answer, &without_label).outcome,
+        Outcome::ShadowError(
+            "the shadow answer has no value at select pointer /outputs/label (at /outputs its outputs are named: probability, score)".into()
+        )
+    );
+    // One missing part of several is enough, and it is the one named.
+    let both = selecting(&["/outputs/probability", "/outputs/label"], json_settings());
+    let c = judge(&both, &answer, &without_label);
+    assert_eq!(c.outcome.label(), "shadow_error");
+    assert!(
+        matches!(&c.outcome, Outcome::ShadowError(r) if r.contains("select pointer /outputs/label ")),
+        "{c:?}"
+    );
+    // Other shapes say what they have instead.
+    for (answer, instead) in [
+        (
+            json!({"predictions": [1]}),
+            "at the top its keys are: predictions",
+        ),
+        (
+            json!({"outputs": [1, 2]}),
+            "at /outputs it has a list of 2 items",
+        ),
+        (
+            json!({"outputs": {"score": 1}}),
+            "at /outputs its keys are: score",
+        ),
+        (
+            json!({"outputs": {"label": 1}}),
+            "at /outputs/label it has a number",
+        ),
+        (json!({"outputs": "x"}), "at /outputs it has a string"),
+        (json!([1]), "at the top it has a list of 1 item"),
+    ] {
+        let c = judge(
+            &selecting(&["/outputs/label/data"], json_settings()),
+            &answer,
+            &answer,
+        );
+        let expected = format!(
+            "the live answer has no value at select pointer /outputs/label/data ({instead})"
+        );
+        assert_eq!(c.outcome, Outcome::LiveError(expected));
+    }
+    let c = judge(
+        &selecting(&["/outputs/label/data/2"], json_settings()),
+        &answer,
+        &answer,
+    );
+    assert_eq!(
+        c.outcome,
+        Outcome::LiveError(
+            "the live answer has no value at select pointer /outputs/label/data/2 (at /outputs/label/data it has a list of 2 items)".into()
+        )
+    );
+}
+
+#[test]
+fn the_fast_path_leaves_outputs_by_name_and_several_parts_to_the_full_comparison() {
+    let live = json!({"predictions": [[0.1, 0.9]], "scores": [0.5]}).to_string();
+    let kserve = kserve_v2([0.83, 0.12], ["churn", "stay"]).to_string();
+    let quick = |select: &[&str], body: &str| {
+        veer_compare::lockstep::quick_match(
+            &selecting(select, json_settings()),
+            body.as_bytes(),
+            body.as_bytes(),
+        )
+    };
+    assert!(quick(&["/predictions"], &live).is_some());
+    assert!(quick(&["/predictions", "/scores"], &live).is_none());
+    assert!(quick(&["/outputs/label"], &kserve).is_none());
+    let c = judge(
+        &selecting(&["/predictions", "/scores"], json_settings()),
+        &serde_json::from_str(&live).unwrap(),
+        &serde_json::from_str(&live).unwrap(),
+    );
+    assert_eq!((c.outcome, c.label_agreement), (Outcome::Match, Some(true)));
 }
 
 #[test]
@@ -614,7 +870,11 @@ proptest! {
         by in prop_oneof![Just(0.0), 0.0f64..0.02],
         tolerance in prop_oneof![Just(0.0), Just(0.01), Just(0.05)],
         pretty in any::<bool>(),
-        select in prop_oneof![Just(None), Just(Some("/predictions".to_owned()))],
+        select in prop_oneof![
+            Just(vec![]),
+            Just(vec!["/predictions".to_owned()]),
+            Just(vec!["/predictions".to_owned(), "/model_version".to_owned()]),
+        ],
         ignore_version in any::<bool>(),
         threshold in any_threshold(),
         seed in any::<u64>(),

@@ -286,8 +286,10 @@ pub struct DivergenceLog {
 pub struct Compare {
     /// What is compared.
     pub mode: CompareMode,
-    /// JSON pointer of the prediction within the body (`json` mode).
-    pub select: Option<String>,
+    /// JSON pointers of the parts of the body compared (`json` mode); empty: the
+    /// whole body. Several parts are compared together (one verdict over them all),
+    /// and a segment names a V2 output as `ignore` does (`/outputs/label`).
+    pub select: Vec<String>,
     /// Numbers this close are equal.
     pub abs_tolerance: f64,
     /// Numbers this close relative to the larger magnitude are equal.
@@ -308,7 +310,7 @@ impl Default for Compare {
     fn default() -> Self {
         Compare {
             mode: CompareMode::Json,
-            select: None,
+            select: Vec::new(),
             abs_tolerance: crate::defaults::ABS_TOLERANCE,
             rel_tolerance: crate::defaults::REL_TOLERANCE,
             ignore: Vec::new(),

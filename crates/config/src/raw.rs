@@ -168,7 +168,7 @@ pub(crate) struct RawShadow {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCompare {
     pub mode: Option<Spanned<String>>,
-    pub select: Option<Spanned<String>>,
+    pub select: Option<Spanned<RawSelect>>,
     pub abs_tolerance: Option<Spanned<toml::Value>>,
     pub rel_tolerance: Option<Spanned<toml::Value>>,
     #[serde(default)]
@@ -176,6 +176,66 @@ pub(crate) struct RawCompare {
     pub max_body: Option<Spanned<String>>,
     pub threshold: Option<Spanned<toml::Value>>,
     pub noise_percent: Option<Spanned<toml::Value>>,
+}
+
+/// `compare.select`: one JSON pointer or a list of them. Read by hand rather than as
+/// a `toml::Value`, so that each listed pointer keeps its own span (a mistake in the
+/// second of three is pointed at, not the list) and anything else gets a message
+/// that says what `select` must be, not serde's "did not match any variant".
+#[derive(Debug)]
+pub(crate) enum RawSelect {
+    /// `select = "/predictions"`.
+    One(String),
+    /// `select = ["/outputs/probability", "/outputs/label"]`, each item as written.
+    Many(Vec<Spanned<toml::Value>>),
+    /// Neither: a number, a table, a boolean, a date.
+    Other(toml::Value),
+}
+
+impl<'de> Deserialize<'de> for RawSelect {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawSelectVisitor)
+    }
+}
+
+struct RawSelectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawSelectVisitor {
+    type Value = RawSelect;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON pointer or a list of them")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSelect, E> {
+        Ok(RawSelect::One(v.to_owned()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawSelect, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<toml::Value>>()? {
+            items.push(item);
+        }
+        Ok(RawSelect::Many(items))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSelect, E> {
+        Ok(RawSelect::Other(toml::Value::Integer(v)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawSelect, E> {
+        Ok(RawSelect::Other(toml::Value::Float(v)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawSelect, E> {
+        Ok(RawSelect::Other(toml::Value::Boolean(v)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawSelect, A::Error> {
+        // A table, or a date (which toml's serde form carries as a one-key map).
+        let value = toml::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(RawSelect::Other(value))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

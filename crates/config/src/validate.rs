@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use crate::raw::{
     RawAdmin, RawBackend, RawCompare, RawConfig, RawErrorGate, RawLatencyGate, RawLimits,
-    RawListen, RawMatch, RawOutlier, RawPredictionGate, RawRollout, RawRoute, RawShadow, RawSplit,
-    RawTls,
+    RawListen, RawMatch, RawOutlier, RawPredictionGate, RawRollout, RawRoute, RawSelect, RawShadow,
+    RawSplit, RawTls,
 };
 use crate::{
     defaults, AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config,
@@ -1012,7 +1012,9 @@ impl Validator<'_> {
                 }
             };
         }
-        compare.select = raw.select.map(|p| self.pointer(route, "compare.select", p));
+        if let Some(select) = raw.select {
+            compare.select = self.select(route, select);
+        }
         compare.ignore = raw
             .ignore
             .into_iter()
@@ -1087,6 +1089,75 @@ impl Validator<'_> {
                 fallback
             }
         }
+    }
+
+    /// `compare.select`: one JSON pointer or a list of them, each checked by
+    /// [`Self::pointer`]. A pointer listed twice, or inside another listed one, is an
+    /// error: its part would be compared, and its differences counted, twice.
+    fn select(&mut self, route: &str, raw: Spanned<RawSelect>) -> Vec<String> {
+        const FIELD: &str = "compare.select";
+        let span = raw.span();
+        let items = match raw.into_inner() {
+            RawSelect::One(pointer) => vec![Spanned::new(span, pointer)],
+            RawSelect::Many(items) => items
+                .into_iter()
+                .filter_map(|item| {
+                    let span = item.span();
+                    match item.into_inner() {
+                        toml::Value::String(pointer) => Some(Spanned::new(span, pointer)),
+                        other => {
+                            let msg = format!(
+                                "invalid {FIELD} item {other} in route \"{route}\"; expected a JSON pointer such as \"/predictions\""
+                            );
+                            self.error(span, msg);
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            RawSelect::Other(other) => {
+                let msg = format!(
+                    "invalid {FIELD} {other} in route \"{route}\"; expected a JSON pointer such as \"/predictions\" or a list of them"
+                );
+                self.error(span, msg);
+                return Vec::new();
+            }
+        };
+        let mut select: Vec<String> = Vec::with_capacity(items.len());
+        for item in items {
+            let span = item.span();
+            let pointer = self.pointer(route, FIELD, item);
+            let overlapping = select
+                .iter()
+                .find(|other| inside(&pointer, other) || inside(other, &pointer));
+            if let Some(other) = overlapping {
+                let shown = |p: &str| match p {
+                    "" => "\"\" (the whole body)".to_owned(),
+                    p => format!("\"{p}\""),
+                };
+                let msg = if *other == pointer {
+                    format!(
+                        "{FIELD} lists {} twice in route \"{route}\"; list each part once",
+                        shown(&pointer)
+                    )
+                } else {
+                    let relation = if inside(&pointer, other) {
+                        "lies inside"
+                    } else {
+                        "holds"
+                    };
+                    format!(
+                        "{FIELD} {} in route \"{route}\" {relation} {}, also listed; list one or the other (a part inside another would be compared twice)",
+                        shown(&pointer),
+                        shown(other),
+                    )
+                };
+                self.error(span, msg);
+                continue;
+            }
+            select.push(pointer);
+        }
+        select
     }
 
     fn pointer(&mut self, route: &str, field: &str, raw: Spanned<String>) -> String {
@@ -1323,6 +1394,14 @@ fn is_label_safe(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Whether the JSON pointer `inner` is `outer` or lies inside it (`""`, the whole
+/// body, holds every pointer).
+fn inside(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -1818,5 +1897,94 @@ predictions = { max_divergence = 0.1 }
             found,
             ["veer.toml:1:1: error: no [[routes]]: every request would be answered 404 no_route; add at least one [[routes]] table"]
         );
+    }
+
+    /// A route mirrored to v2 whose `[routes.compare]` is `compare` (TOML, one line).
+    fn compared(compare: &str) -> String {
+        format!(
+            r#"
+[[routes]]
+name = "churn"
+split = [ {{ backend = "v1", weight = 1 }} ]
+shadow = {{ backend = "v2" }}
+compare = {compare}
+"#
+        )
+    }
+
+    #[test]
+    fn compare_select_is_one_pointer_or_a_list_of_them() {
+        let select = |compare: &str| {
+            let loaded = load(&compared(compare)).expect("valid");
+            assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+            let shown = loaded.config.describe()["routes"][0]["compare"]["select"].clone();
+            let select = loaded.config.routes[0].compare.select.clone();
+            assert_eq!(shown, serde_json::json!(select), "/config shows the list");
+            select
+        };
+        assert_eq!(
+            select(r#"{ select = "/outputs/label" }"#),
+            ["/outputs/label"]
+        );
+        assert_eq!(
+            select(r#"{ select = ["/outputs/probability", "/outputs/label"] }"#),
+            ["/outputs/probability", "/outputs/label"]
+        );
+        assert_eq!(
+            select(r#"{ select = "" }"#),
+            [""],
+            "the whole body, as written"
+        );
+        assert!(select("{ select = [] }").is_empty(), "the whole body");
+        assert!(
+            select("{ abs_tolerance = 0.1 }").is_empty(),
+            "the whole body"
+        );
+    }
+
+    #[test]
+    fn compare_select_mistakes_point_at_the_value_or_the_item() {
+        let found = |compare: &str| headlines(&compared(compare));
+        assert_eq!(
+            found("{ select = 5 }"),
+            ["veer.toml:13:22: error: invalid compare.select 5 in route \"churn\"; expected a JSON pointer such as \"/predictions\" or a list of them"]
+        );
+        assert_eq!(
+            found(r#"{ select = { outputs = "label" } }"#),
+            ["veer.toml:13:22: error: invalid compare.select { outputs = \"label\" } in route \"churn\"; expected a JSON pointer such as \"/predictions\" or a list of them"]
+        );
+        assert_eq!(
+            found(r#"{ select = ["x"] }"#),
+            ["veer.toml:13:23: error: invalid compare.select \"x\" in route \"churn\"; expected a JSON pointer such as \"/predictions\" (RFC 6901)"]
+        );
+        assert_eq!(
+            found(r#"{ select = "outputs/label" }"#),
+            ["veer.toml:13:22: error: invalid compare.select \"outputs/label\" in route \"churn\"; expected a JSON pointer such as \"/predictions\" (RFC 6901)"]
+        );
+        // Every mistake in the list, each at its item.
+        assert_eq!(
+            found(
+                r#"{ select = ["/outputs/label", 1, "/outputs/label", "/outputs/label/data", "/outputs/probability"] }"#
+            ),
+            [
+                "veer.toml:13:41: error: invalid compare.select item 1 in route \"churn\"; expected a JSON pointer such as \"/predictions\"",
+                "veer.toml:13:44: error: compare.select lists \"/outputs/label\" twice in route \"churn\"; list each part once",
+                "veer.toml:13:62: error: compare.select \"/outputs/label/data\" in route \"churn\" lies inside \"/outputs/label\", also listed; list one or the other (a part inside another would be compared twice)",
+            ]
+        );
+        assert_eq!(
+            found(r#"{ select = ["/predictions", ""] }"#),
+            ["veer.toml:13:39: error: compare.select \"\" (the whole body) in route \"churn\" holds \"/predictions\", also listed; list one or the other (a part inside another would be compared twice)"]
+        );
+    }
+
+    #[test]
+    fn a_pointer_lies_inside_itself_and_its_parents_only() {
+        assert!(inside("/outputs/label", "/outputs"));
+        assert!(!inside("/outputs", "/outputs/label"));
+        assert!(inside("/a", "/a"));
+        assert!(inside("/a", ""));
+        assert!(!inside("/outputs/labels", "/outputs/label"));
+        assert!(!inside("/outputs/probability", "/outputs/label"));
     }
 }

@@ -328,6 +328,19 @@ fn judge_and_record(
             tracing::error!(route = %route.name, "a shadow comparison panicked");
             (ShadowOutcome::ShadowError, None)
         });
+        // A pair that could not be judged is only counted; why is said here, so a
+        // route whose every pair is an error (a `select` that finds nothing, a
+        // backend that answers HTML) can be diagnosed from the log.
+        if let Some(Outcome::LiveError(reason) | Outcome::ShadowError(reason)) =
+            comparison.as_ref().map(|c| &c.outcome)
+        {
+            tracing::debug!(
+                route = %route.name,
+                outcome = outcome.label(),
+                %reason,
+                "a shadow pair could not be judged"
+            );
+        }
         plan.comparisons.record(&Judged {
             outcome,
             max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
