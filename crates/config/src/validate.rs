@@ -810,6 +810,21 @@ impl Validator<'_> {
         steps
     }
 
+    /// A number setting given in the file: validated into `value` (which keeps its
+    /// default when the setting is absent or wrong, the error recorded).
+    fn set_number(
+        &mut self,
+        route: &str,
+        key: &str,
+        raw: Option<Spanned<toml::Value>>,
+        range: std::ops::RangeInclusive<f64>,
+        value: &mut f64,
+    ) {
+        if let Some(raw) = raw {
+            *value = self.number(route, key, &raw, range, *value);
+        }
+    }
+
     fn error_gate(&mut self, route: &str, raw: Option<RawErrorGate>) -> ErrorGate {
         let mut gate = ErrorGate {
             rel_margin: defaults::ROLLOUT_ERRORS_REL_MARGIN,
@@ -817,33 +832,28 @@ impl Validator<'_> {
             hard_max: defaults::ROLLOUT_ERRORS_HARD_MAX,
         };
         let Some(raw) = raw else { return gate };
-        if let Some(v) = raw.rel_margin {
-            gate.rel_margin = self.number(
-                route,
-                "rollout.errors.rel_margin",
-                &v,
-                0.0..=10.0,
-                gate.rel_margin,
-            );
-        }
-        if let Some(v) = raw.abs_margin {
-            gate.abs_margin = self.number(
-                route,
-                "rollout.errors.abs_margin",
-                &v,
-                0.0..=1.0,
-                gate.abs_margin,
-            );
-        }
-        if let Some(v) = raw.hard_max {
-            gate.hard_max = self.number(
-                route,
-                "rollout.errors.hard_max",
-                &v,
-                0.0..=1.0,
-                gate.hard_max,
-            );
-        }
+        let key = "rollout.errors";
+        self.set_number(
+            route,
+            &format!("{key}.rel_margin"),
+            raw.rel_margin,
+            0.0..=10.0,
+            &mut gate.rel_margin,
+        );
+        self.set_number(
+            route,
+            &format!("{key}.abs_margin"),
+            raw.abs_margin,
+            0.0..=1.0,
+            &mut gate.abs_margin,
+        );
+        self.set_number(
+            route,
+            &format!("{key}.hard_max"),
+            raw.hard_max,
+            0.0..=1.0,
+            &mut gate.hard_max,
+        );
         gate
     }
 
@@ -854,27 +864,28 @@ impl Validator<'_> {
             abs_margin: defaults::ROLLOUT_LATENCY_ABS_MARGIN,
         };
         let Some(raw) = raw else { return gate };
-        if let Some(v) = raw.tail {
-            gate.tail = self.number(route, "rollout.latency.tail", &v, 0.5..=0.999, gate.tail);
-        }
-        if let Some(v) = raw.rel_margin {
-            gate.rel_margin = self.number(
-                route,
-                "rollout.latency.rel_margin",
-                &v,
-                0.0..=10.0,
-                gate.rel_margin,
-            );
-        }
-        if let Some(v) = raw.abs_margin {
-            gate.abs_margin = self.number(
-                route,
-                "rollout.latency.abs_margin",
-                &v,
-                0.0..=1.0,
-                gate.abs_margin,
-            );
-        }
+        let key = "rollout.latency";
+        self.set_number(
+            route,
+            &format!("{key}.tail"),
+            raw.tail,
+            0.5..=0.999,
+            &mut gate.tail,
+        );
+        self.set_number(
+            route,
+            &format!("{key}.rel_margin"),
+            raw.rel_margin,
+            0.0..=10.0,
+            &mut gate.rel_margin,
+        );
+        self.set_number(
+            route,
+            &format!("{key}.abs_margin"),
+            raw.abs_margin,
+            0.0..=1.0,
+            &mut gate.abs_margin,
+        );
         gate
     }
 
@@ -884,14 +895,21 @@ impl Validator<'_> {
             max_label_flip: defaults::ROLLOUT_MAX_LABEL_FLIP,
             critical: raw.critical.unwrap_or(false),
         };
-        if let Some(v) = raw.max_divergence {
-            let key = "rollout.predictions.max_divergence";
-            gate.max_divergence = self.number(route, key, &v, 0.0..=1.0, gate.max_divergence);
-        }
-        if let Some(v) = raw.max_label_flip {
-            let key = "rollout.predictions.max_label_flip";
-            gate.max_label_flip = self.number(route, key, &v, 0.0..=1.0, gate.max_label_flip);
-        }
+        let key = "rollout.predictions";
+        self.set_number(
+            route,
+            &format!("{key}.max_divergence"),
+            raw.max_divergence,
+            0.0..=1.0,
+            &mut gate.max_divergence,
+        );
+        self.set_number(
+            route,
+            &format!("{key}.max_label_flip"),
+            raw.max_label_flip,
+            0.0..=1.0,
+            &mut gate.max_label_flip,
+        );
         gate
     }
 
@@ -1986,5 +2004,31 @@ compare = {compare}
         assert!(inside("/a", ""));
         assert!(!inside("/outputs/labels", "/outputs/label"));
         assert!(!inside("/outputs/probability", "/outputs/label"));
+    }
+
+    #[test]
+    fn gate_numbers_out_of_range_name_their_key() {
+        let found = headlines(
+            r#"
+[[routes]]
+name = "r"
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+shadow = { backend = "v2" }
+[routes.rollout]
+candidate = "v2"
+steps = [50, 100]
+errors = { hard_max = 2 }
+latency = { tail = 0.2 }
+predictions = { max_label_flip = -1 }
+"#,
+        );
+        assert_eq!(
+            found,
+            [
+                "veer.toml:18:34: error: invalid rollout.predictions.max_label_flip -1 in route \"r\"; expected a number from 0 to 1",
+                "veer.toml:16:23: error: invalid rollout.errors.hard_max 2 in route \"r\"; expected a number from 0 to 1",
+                "veer.toml:17:20: error: invalid rollout.latency.tail 0.2 in route \"r\"; expected a number from 0.5 to 0.999",
+            ]
+        );
     }
 }
