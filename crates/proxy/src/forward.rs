@@ -172,7 +172,9 @@ fn replay_of(req: &Request<RequestBody>) -> Request<RequestBody> {
 }
 
 /// True when the backend cannot have answered `error`'s request: it was never
-/// connected, or the connection closed before any byte of an answer.
+/// connected, or the connection closed or was reset before any byte of an answer
+/// (a pooled connection the backend closed as the request went out shows as
+/// either, depending on which side of the close the request's bytes landed).
 fn unanswered(error: &UpstreamError) -> bool {
     if error.is_connect() {
         return true;
@@ -180,7 +182,17 @@ fn unanswered(error: &UpstreamError) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            return hyper.is_incomplete_message() || hyper.is_canceled();
+            if hyper.is_incomplete_message() || hyper.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
         }
         cause = e.source();
     }

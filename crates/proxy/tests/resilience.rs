@@ -124,6 +124,51 @@ async fn the_keep_alive_race_costs_no_request() {
     assert!(failed.is_empty(), "{failed:?}");
 }
 
+/// A backend that reads the first connection's request and resets it (RST, no
+/// answer), then serves every later connection: the sharp end of the keep-alive
+/// race, where the backend's close lands after the request's bytes.
+async fn resets_its_first_connection() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        if let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await;
+            let _ = stream.set_zero_linger();
+        }
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reset_before_any_answer_is_sent_again_when_idempotent() {
+    let backend = resets_its_first_connection().await;
+    let proxy = start(&one_backend(&format!("http://{backend}"), "")).await;
+    let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+    assert_eq!(
+        (answer.status.as_u16(), answer.text()),
+        (200, "ok".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_is_not_sent_again_when_the_backend_says_retry_false() {
+    let backend = resets_its_first_connection().await;
+    let proxy = start(&one_backend(&format!("http://{backend}"), "retry = false")).await;
+    let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+    assert_eq!(answer.status, 502, "{}", answer.text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_backend_answers_503_at_once() {
     let slow = TestBackend::start(Behavior::Slow(Duration::from_millis(400))).await;
