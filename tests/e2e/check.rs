@@ -74,6 +74,35 @@ fn a_broken_file_exits_1_with_file_line_col_and_the_reason() {
     );
 }
 
+/// A divergence log whose folder is missing (or read-only, as a ConfigMap mount
+/// is) is said by `check`, not found later as `write_error` counts.
+#[test]
+fn check_warns_when_a_file_veer_writes_cannot_be_written() {
+    let (out, _) = crate::check_toml(
+        r#"
+log_dir = "/nonexistent-veer-logs"
+
+[backends.v1]
+url = "http://127.0.0.1:8001"
+[backends.v2]
+url = "http://127.0.0.1:8002"
+
+[[routes]]
+name = "churn"
+split = [ { backend = "v1", weight = 1 } ]
+[routes.shadow]
+backend = "v2"
+divergence_log = "divergences.jsonl"
+"#,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning, not an error: {stderr}");
+    assert!(
+        stderr.contains("warning: route churn's divergence log /nonexistent-veer-logs/divergences.jsonl cannot be written: its folder /nonexistent-veer-logs does not exist"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_missing_file_is_an_error_not_a_panic() {
     let out = Command::new(VEER)

@@ -28,6 +28,7 @@ mod model;
 mod raw;
 mod strategy;
 mod validate;
+mod writable;
 
 pub use describe::REDACTED;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};

@@ -50,6 +50,8 @@ impl Config {
         loaded
             .config
             .resolve_paths(path.parent().unwrap_or(Path::new("")));
+        let unwritable = crate::writable::unwritable(&loaded.config, &file);
+        loaded.warnings.extend(unwritable);
         Ok(loaded)
     }
 
