@@ -26,29 +26,186 @@ fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
     found
 }
 
-#[test]
-fn kubernetes_manifests_validate_against_the_openapi_schemas() {
-    let manifests: Vec<PathBuf> = files(&root().join("deploy/kubernetes"), &[".yaml"])
+/// Every kustomization folder: the base and each overlay.
+fn kustomizations() -> Vec<PathBuf> {
+    files(&root().join("deploy/kubernetes"), &["kustomization.yaml"])
         .into_iter()
-        .filter(|p| !p.ends_with("kustomization.yaml"))
-        .collect();
-    assert!(manifests.len() >= 6, "{manifests:?}");
-    let Ok(out) = Command::new("kubernetes-validate")
-        .arg("--strict")
-        .arg("--quiet")
-        .args(&manifests)
+        .filter_map(|k| k.parent().map(Path::to_path_buf))
+        .collect()
+}
+
+/// What `kubectl apply -k DIR` would send: `kubectl kustomize DIR`'s YAML. `None`
+/// (the test skips) when kubectl is not installed.
+fn render(dir: &Path) -> Option<String> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
         .output()
-    else {
-        crate::skipped("manifest validation: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run installs it)");
-        return;
-    };
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "kubernetes-validate:\n{report}");
-    assert!(!report.contains("ERROR"), "{report}");
+    Some(String::from_utf8(out.stdout).expect("YAML is text"))
+}
+
+/// Each rendered object of `yaml`.
+fn objects(yaml: &str) -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|document| serde_yaml_ng::Value::deserialize(document).expect("rendered YAML"))
+        .collect()
+}
+
+/// A Kubernetes quantity in bytes: "40Mi", "1Gi", "64M", "1000".
+fn quantity_bytes(quantity: &str) -> u64 {
+    let (number, unit) = quantity.split_at(
+        quantity
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(quantity.len()),
+    );
+    let scale: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        other => panic!("unit {other} in {quantity}"),
+    };
+    number.parse::<u64>().expect("a whole number") * scale
+}
+
+#[test]
+fn every_kustomization_renders_and_validates_against_the_openapi_schemas() {
+    let folders = kustomizations();
+    assert!(folders.len() >= 3, "base and overlays: {folders:?}");
+    for folder in folders {
+        let Some(yaml) = render(&folder) else {
+            crate::skipped("kustomize render: kubectl is not installed (.ci/run installs it)");
+            return;
+        };
+        let rendered = std::env::temp_dir().join(format!(
+            "veer-rendered-{}-{}.yaml",
+            std::process::id(),
+            folder.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        std::fs::write(&rendered, &yaml).expect("write the render");
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .arg(&rendered)
+            .output();
+        let _ = std::fs::remove_file(&rendered);
+        let Ok(out) = out else {
+            crate::skipped("manifest validation: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run installs it)");
+            return;
+        };
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !report.contains("ERROR"),
+            "{}: kubernetes-validate:\n{report}",
+            folder.display()
+        );
+    }
+}
+
+/// What each render applies holds together: every namespace it uses it creates (or
+/// it uses none), its routing file passes `veer check`, and veer's log_dir is a
+/// writable volume of the Deployment sized for two divergence logs (the file and
+/// its rotated `.1`) of the routing file's divergence_log_max.
+#[test]
+fn each_rendered_kustomization_creates_its_namespace_and_a_log_volume_that_fits() {
+    for folder in kustomizations() {
+        let Some(yaml) = render(&folder) else {
+            crate::skipped("kustomize render: kubectl is not installed (.ci/run installs it)");
+            return;
+        };
+        let at = folder.display();
+        let objects = objects(&yaml);
+        let kind = |o: &serde_yaml_ng::Value| o["kind"].as_str().unwrap_or_default().to_owned();
+        let created: Vec<&str> = objects
+            .iter()
+            .filter(|o| kind(o) == "Namespace")
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .collect();
+        for object in &objects {
+            if let Some(namespace) = object["metadata"]["namespace"].as_str() {
+                assert!(
+                    created.contains(&namespace),
+                    "{at}: {} {} is in namespace {namespace}, which the render does not create",
+                    kind(object),
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                );
+            }
+        }
+
+        let toml = objects
+            .iter()
+            .filter(|o| kind(o) == "ConfigMap")
+            .find_map(|o| o["data"]["veer.toml"].as_str())
+            .unwrap_or_else(|| panic!("{at}: a ConfigMap with veer.toml"));
+        let (out, _) = crate::check_toml(toml);
+        assert!(
+            out.status.success(),
+            "{at}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = veer_config::Config::from_toml("veer.toml", toml)
+            .expect("checked")
+            .config;
+        let logs: u64 = config
+            .routes
+            .iter()
+            .filter_map(|r| r.shadow.as_ref()?.divergence_log.as_ref())
+            .map(|log| 2 * log.max_bytes)
+            .sum();
+        assert!(
+            logs > 0,
+            "{at}: the shipped routing file keeps a divergence log"
+        );
+        let log_dir = config.log_dir.display().to_string();
+        assert!(
+            log_dir.starts_with('/'),
+            "{at}: log_dir {log_dir:?} is absolute"
+        );
+
+        let deployment = objects
+            .iter()
+            .find(|o| kind(o) == "Deployment" && o["metadata"]["name"] == "veer")
+            .unwrap_or_else(|| panic!("{at}: the veer Deployment"));
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = pod["containers"]
+            .as_sequence()
+            .and_then(|c| c.iter().find(|c| c["name"] == "veer"))
+            .expect("the veer container");
+        let mount = container["volumeMounts"]
+            .as_sequence()
+            .and_then(|m| m.iter().find(|m| m["mountPath"].as_str() == Some(&log_dir)))
+            .unwrap_or_else(|| panic!("{at}: a volume mounted at log_dir {log_dir}"));
+        assert_ne!(
+            mount["readOnly"].as_bool(),
+            Some(true),
+            "{at}: log_dir is writable"
+        );
+        let volume = pod["volumes"]
+            .as_sequence()
+            .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]))
+            .expect("the mounted volume");
+        let size = volume["emptyDir"]["sizeLimit"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{at}: log_dir is an emptyDir with a sizeLimit"));
+        assert!(
+            quantity_bytes(size) >= logs,
+            "{at}: sizeLimit {size} < {logs} bytes of divergence logs"
+        );
+    }
 }
 
 #[test]
@@ -123,18 +280,23 @@ fn every_shipped_routing_file_passes_veer_check() {
     }
 }
 
+/// Where the build stage leaves the binary for the runtime stage to copy.
+const BINARY: &str = "/usr/local/bin/veer";
+
 #[test]
 fn the_dockerfile_builds_what_exists_and_runs_veer_unprivileged() {
     let text =
         std::fs::read_to_string(root().join("Dockerfile")).expect("a Dockerfile at the root");
-    let instructions: Vec<(String, String)> = text
+    // One instruction per logical line: a trailing `\` continues it.
+    let joined = text
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && !l.starts_with('#')
-                && l.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        })
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = joined
+        .lines()
         .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
     let stages: Vec<usize> = instructions
@@ -174,7 +336,17 @@ fn the_dockerfile_builds_what_exists_and_runs_veer_unprivileged() {
         .find(|(k, v)| k == "COPY" && v.starts_with("--from=build"))
         .map(|(_, v)| v.clone())
         .expect("the binary is copied from the build stage");
-    assert!(copied.contains("/src/target/release/veer"), "{copied}");
+    let built = &instructions[stages[0]..stages[1]];
+    assert!(
+        built.iter().any(|(k, v)| k == "RUN"
+            && v.contains("cargo build --release --locked --bin veer")
+            && v.contains(&format!("cp target/release/veer {BINARY}"))),
+        "the build stage builds veer and keeps the binary out of its cache mount: {built:?}"
+    );
+    assert!(
+        copied.starts_with(&format!("--from=build {BINARY}")),
+        "{copied}"
+    );
     let has = |key: &str, needle: &str| last.iter().any(|(k, v)| k == key && v.contains(needle));
     assert!(
         has("EXPOSE", "8080") && has("EXPOSE", "9901"),
@@ -327,4 +499,164 @@ async fn compose_publishes_no_admin_port_and_its_prometheus_may_scrape() {
         .await
         .expect("answer");
     assert_eq!(rebound.status, 421);
+}
+
+/// The shell commands in the Dockerfile's usage comment (`#   docker run …`), split
+/// into words as a shell would.
+fn usage_commands(program: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).expect("a Dockerfile");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter_map(|l| shlex::split(l.trim()))
+        .filter(|words| words.first().is_some_and(|w| w == program))
+        .collect()
+}
+
+/// What follows `flag` in `words`, each time it appears.
+fn flag_values<'a>(words: &'a [String], flag: &str) -> Vec<&'a str> {
+    words
+        .windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+/// A demo model version, as `veer demo --backend-only` serves it in a container,
+/// here on a loopback port of its own; killed when dropped.
+struct DemoModel {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl DemoModel {
+    fn start(args: &[String]) -> DemoModel {
+        use std::io::BufRead;
+        let mut child = Command::new(crate::VEER)
+            .args(args)
+            .args(["--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run veer demo --backend-only");
+        let stdout = child.stdout.take().expect("piped");
+        let mut first = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut first);
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            !addr.is_empty(),
+            "the model said where it listens: {first:?}"
+        );
+        DemoModel { child, addr }
+    }
+}
+
+impl Drop for DemoModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Dockerfile's usage comment, run as written with what only Docker does done by
+/// hand: each container becomes a process on loopback, a container name the address
+/// it listens on. The image's routing file must listen where `-p` publishes, route
+/// to the containers by name, and write its logs in the folder the image makes
+/// writable; the `curl` must get a prediction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_usage_comment_works_as_written() {
+    let runs = usage_commands("docker");
+    let image = runs
+        .iter()
+        .find(|w| w.get(1).is_some_and(|c| c == "build"))
+        .and_then(|w| flag_values(w, "-t").first().map(|t| (*t).to_owned()))
+        .expect("docker build -t IMAGE");
+    let mut models = std::collections::HashMap::new();
+    let mut veer_run = None;
+    for words in runs.iter().filter(|w| w.get(1).is_some_and(|c| c == "run")) {
+        let at = words
+            .iter()
+            .position(|w| *w == image)
+            .unwrap_or_else(|| panic!("docker run of {image}: {words:?}"));
+        let name = flag_values(words, "--name")
+            .first()
+            .map(|n| (*n).to_owned())
+            .expect("each container is named");
+        let args = &words[at + 1..];
+        if args.is_empty() {
+            veer_run = Some(words.clone());
+        } else {
+            assert_eq!(args[..2], ["demo", "--backend-only"], "{words:?}");
+            let port = flag_values(args, "--port")[0].to_owned();
+            let mut local = args.to_vec();
+            let p = local.iter().position(|a| a == "--port").expect("--port") + 1;
+            local[p] = "0".to_owned();
+            models.insert(format!("http://{name}:{port}"), DemoModel::start(&local));
+        }
+    }
+    let veer_run = veer_run.expect("a docker run of veer itself, with the image's CMD");
+    let published = flag_values(&veer_run, "-p");
+    assert!(
+        published.contains(&"8080:8080") && published.contains(&"127.0.0.1:9901:9901"),
+        "clients on 8080, the admin on the host's loopback only: {published:?}"
+    );
+
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("COPY deploy/docker/veer.toml /etc/veer/veer.toml"),
+        "the image carries the container routing file"
+    );
+    let shipped = std::fs::read_to_string(root().join("deploy/docker/veer.toml"))
+        .expect("deploy/docker/veer.toml");
+    for listen in ["http = \"0.0.0.0:8080\"", "admin = \"0.0.0.0:9901\""] {
+        assert!(shipped.contains(listen), "inside a container: {listen}");
+    }
+    assert!(
+        shipped.contains("log_dir = \"/var/lib/veer\"")
+            && dockerfile.contains("chown 10001:10001 /var/lib/veer")
+            && dockerfile.contains("USER 10001"),
+        "the logs go to the folder the image gives veer's user"
+    );
+
+    let logs = std::env::temp_dir().join(format!("veer-container-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).expect("a log folder");
+    let mut toml = shipped
+        .replace("\"0.0.0.0:8080\"", "\"127.0.0.1:0\"")
+        .replace("\"0.0.0.0:9901\"", "\"127.0.0.1:0\"")
+        .replace(
+            "\"/var/lib/veer\"",
+            &format!("{:?}", logs.display().to_string()),
+        );
+    for (url, model) in &models {
+        assert!(toml.contains(url), "the routing file names {url}");
+        toml = toml.replace(url, &format!("http://{}", model.addr));
+    }
+    assert_eq!(models.len(), 2, "both model versions run");
+    let veer = crate::start(&toml);
+
+    let curl = usage_commands("curl").pop().expect("a curl to try it");
+    let header = flag_values(&curl, "-H")[0]
+        .split_once(": ")
+        .expect("a header");
+    let body = flag_values(&curl, "-d")[0].to_owned();
+    let url = curl
+        .iter()
+        .find(|w| w.starts_with("localhost:8080"))
+        .expect("url");
+    let client = veer_testkit::TestClient::new(veer.addr());
+    let answer = client
+        .send(
+            http::Method::POST,
+            &url["localhost:8080".len()..],
+            &[header],
+            bytes::Bytes::from(body),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(answer.json()["predictions"].is_array(), "{}", answer.text());
+    let _ = std::fs::remove_dir_all(&logs);
 }
