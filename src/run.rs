@@ -22,9 +22,17 @@ use crate::admin::Hooks;
 /// How often histogram upkeep runs (the recorder's own default is 5 s too).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Loads the routing file and serves it until SIGTERM or SIGINT.
+/// Loads the routing file and serves it until SIGTERM or SIGINT, on as many worker
+/// threads as its `[runtime] workers` says (a file that does not load is reported by
+/// `serve`, with every error).
 pub fn run(path: &Path) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(loaded) = veer_config::Config::load(path) {
+        if let Some(workers) = loaded.config.runtime.workers {
+            builder.worker_threads(workers.get());
+        }
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("start the async runtime")?;

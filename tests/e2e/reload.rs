@@ -344,3 +344,47 @@ async fn a_reload_cannot_empty_the_table_and_says_what_traffic_it_takes_away() {
     assert_eq!(logged["fields"]["warnings"], 2, "{logged}");
     assert_eq!(client.get("/other", &[]).await.expect("answer").status, 404);
 }
+
+/// veer's async worker threads, by the name tokio gives them (its blocking threads
+/// share the name, but none has run yet when this is called).
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("veer's threads")
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "tokio-rt-worker")
+        })
+        .count()
+}
+
+/// `[runtime] workers` sets the worker threads veer serves on; the runtime is built
+/// at start, so a reload that changes it is applied with a warning that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_workers_sets_the_worker_threads_and_a_reload_says_it_waits_for_a_restart() {
+    let (a, b) = crate::two_backends().await;
+    let routes = two_versions(&a.url(), &b.url(), 1, 0, "\"random\"");
+    let veer = start(&format!("[runtime]\nworkers = 3\n{routes}"));
+    assert_eq!(worker_threads(veer.pid()), 3);
+    let one = start(&format!("[runtime]\nworkers = 1\n{routes}"));
+    assert_eq!(worker_threads(one.pid()), 1);
+    let client = TestClient::new(one.addr());
+    assert_eq!(client.get("/v1/p", &[]).await.expect("answer").status, 200);
+
+    std::fs::write(veer.config_path(), &routes).expect("rewrite the routing file");
+    let admin = TestClient::new(veer.admin_addr());
+    let applied = admin
+        .send(http::Method::POST, "/-/reload", &[], bytes::Bytes::new())
+        .await
+        .expect("answer");
+    assert_eq!(applied.status, 200, "{}", applied.text());
+    assert_eq!(
+        applied.json()["warnings"][0]
+            .as_str()
+            .and_then(|w| w.split_once(" warning: "))
+            .map(|(_, w)| w.to_owned()),
+        Some("runtime.workers changed from 3 to one per core; the runtime is built at start, so it takes effect on restart".to_owned()),
+        "{}",
+        applied.text()
+    );
+}

@@ -112,6 +112,10 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// a little room for multiplexing gRPC clients, bounded against stream floods.
 pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;
 
+/// Most `[runtime] workers`: beyond the cores there are, more threads only take turns;
+/// the bound catches a typo (`workers = 40000`) before it spawns threads.
+pub const MAX_WORKERS: i64 = 1024;
+
 /// The longest any timeout may be, 1 day: far beyond any sensible deadline, and far
 /// inside what the clock arithmetic behind a deadline can hold.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);

@@ -147,6 +147,7 @@ impl Config {
                 "hosts": self.admin.hosts,
             },
             "reload": { "watch": self.watch },
+            "runtime": { "workers": self.runtime.workers.map_or(json!("one per core"), |n| json!(n.get())) },
             "log_dir": self.log_dir.display().to_string(),
             "backends": backends,
             "routes": routes,

@@ -35,6 +35,6 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::{
     AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config, DivergenceLog,
     ErrorGate, Inconclusive, LatencyGate, Limits, Listen, Loaded, Match, Outlier, PredictionGate,
-    Protocol, Rollout, Route, Shadow, SplitBy, Tls, WeightedBackend,
+    Protocol, Rollout, Route, Runtime, Shadow, SplitBy, Tls, WeightedBackend,
 };
 pub use strategy::{Live, Strategy};

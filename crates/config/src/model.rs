@@ -22,12 +22,21 @@ pub struct Config {
     pub admin: AdminAccess,
     /// Reload the file when it changes on disk.
     pub watch: bool,
+    /// The async runtime veer serves on; read at start only.
+    pub runtime: Runtime,
     /// The folder every file veer writes is kept inside (divergence logs).
     pub log_dir: PathBuf,
     /// Every upstream a route may send to, indexed by [`BackendId`], sorted by name.
     pub backends: Vec<Backend>,
     /// Routes in file order; the first that matches a request wins.
     pub routes: Vec<Route>,
+}
+
+/// The async runtime: how many threads serve connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Runtime {
+    /// Worker threads; `None`: one per core (as nginx's `worker_processes auto`).
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 /// A loaded file: the config, plus warnings worth showing the user.

@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub reload: RawReload,
     #[serde(default)]
+    pub runtime: RawRuntime,
+    #[serde(default)]
     pub backends: BTreeMap<String, Spanned<RawBackend>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
@@ -63,6 +65,12 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReload {
     pub watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    pub workers: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,8 +17,8 @@ use crate::raw::{
 use crate::{
     defaults, AdminAccess, Backend, BackendId, BackendTls, Compare, CompareMode, Config,
     Diagnostic, Diagnostics, DivergenceLog, ErrorGate, Inconclusive, LatencyGate, Limits, Listen,
-    Loaded, Match, Outlier, PredictionGate, Protocol, Rollout, Route, Severity, Shadow, SplitBy,
-    Tls, WeightedBackend,
+    Loaded, Match, Outlier, PredictionGate, Protocol, Rollout, Route, Runtime, Severity, Shadow,
+    SplitBy, Tls, WeightedBackend,
 };
 
 impl Config {
@@ -193,6 +193,12 @@ impl Validator<'_> {
             limits,
             admin,
             watch: raw.reload.watch.unwrap_or(false),
+            runtime: Runtime {
+                workers: raw.runtime.workers.and_then(|w| {
+                    let n = self.whole("runtime.workers", "", &w, 1..=defaults::MAX_WORKERS);
+                    std::num::NonZeroUsize::new(usize::try_from(n).unwrap_or(1))
+                }),
+            },
             log_dir,
             backends,
             routes: Vec::new(),
@@ -1908,6 +1914,26 @@ predictions = { max_divergence = 0.1 }
                 .any(|w| w.contains("judges mirrored pairs, but shadow.percent is 0")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn runtime_workers_is_a_whole_number_of_threads_or_one_per_core() {
+        let route = "[[routes]]\nname = \"all\"\nsplit = [ { backend = \"v1\", weight = 1 } ]\n";
+        let workers = |n: &str| {
+            load(&format!("{route}[runtime]\nworkers = {n}\n"))
+                .map(|l| l.config.runtime.workers.map(std::num::NonZeroUsize::get))
+        };
+        assert_eq!(workers("1").expect("valid"), Some(1));
+        assert_eq!(workers("64").expect("valid"), Some(64));
+        let unset = load(route).expect("valid");
+        assert_eq!(unset.config.runtime.workers, None, "one per core");
+        for bad in ["0", "2000", "\"4\"", "1.5"] {
+            let found = headlines(&format!("{route}[runtime]\nworkers = {bad}\n"));
+            assert_eq!(
+                found,
+                [format!("veer.toml:12:11: error: invalid runtime.workers {bad}; expected a whole number from 1 to 1024")]
+            );
+        }
     }
 
     #[test]

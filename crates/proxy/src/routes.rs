@@ -179,6 +179,17 @@ impl Routes {
                 .into_iter()
                 .map(|taken| Diagnostic::warning_about(&source.file, taken)),
         );
+        let (was, now) = (running.config().runtime, loaded.config.runtime);
+        if was != now {
+            warnings.push(Diagnostic::warning_about(
+                &source.file,
+                format!(
+                    "runtime.workers changed from {} to {}; the runtime is built at start, so it takes effect on restart",
+                    describe_workers(was),
+                    describe_workers(now)
+                ),
+            ));
+        }
         drop(running);
         let next = Snapshot::compile(loaded.config, source, generation, registry)?;
         self.shared.current.store(Arc::new(next));
@@ -243,6 +254,13 @@ fn read(path: &Path) -> Result<(Loaded, Source), ReloadError> {
         loaded_at: SystemTime::now(),
     };
     Ok((loaded, source))
+}
+
+/// `[runtime] workers` as a person would say it.
+fn describe_workers(runtime: veer_config::Runtime) -> String {
+    runtime
+        .workers
+        .map_or_else(|| "one per core".to_owned(), |n| n.to_string())
 }
 
 fn unchanged_listeners(running: Listen, next: Listen) -> Result<(), RejectedChange> {
