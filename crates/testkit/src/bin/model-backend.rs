@@ -1,7 +1,9 @@
 //! A stand-in model server for trying veer by hand: answers every request with a
 //! KServe V1-style prediction naming itself.
 //!
-//! `model-backend --addr 127.0.0.1:8001 --name churn-v1`
+//! `model-backend --addr 127.0.0.1:8001 --name churn-v1 [--delay 200ms]`
+//!
+//! `--delay` holds every answer that long (a slow shadow, in the load benchmark).
 
 use std::convert::Infallible;
 
@@ -25,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let addr = flag("--addr", "127.0.0.1:8001");
     let name = flag("--name", "model");
+    let delay = humantime::parse_duration(&flag("--delay", "0s"))?;
     let listener = TcpListener::bind(&addr).await?;
     eprintln!(
         "model-backend {name} listening on {}",
@@ -43,7 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                async move { Ok::<_, Infallible>(response) }
+                async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
