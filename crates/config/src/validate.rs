@@ -110,6 +110,9 @@ impl Config {
         };
         let config = v.config(raw);
         v.hide_secrets();
+        // In file order, as a reader fixes them (stable: findings at one place keep
+        // the order they were found in).
+        v.found.sort_by_key(|d| (d.line, d.column));
         if v.found.iter().any(|d| d.severity == Severity::Error) {
             return Err(Diagnostics(v.found));
         }
@@ -1524,8 +1527,8 @@ hash_seed = -1
             lines,
             [
                 "veer.toml:10:38: error: invalid weight -5 in route \"a\"; expected a whole number from 0 to 1000000",
-                "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000 (written as a float: drop the decimal point)",
                 "veer.toml:10:56: error: unknown backend \"nope\" in route \"a\"; expected one of: v1, v2",
+                "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000 (written as a float: drop the decimal point)",
                 "veer.toml:13:8: error: duplicate route name \"a\" (first defined on line 9); route names must be unique",
                 "veer.toml:14:9: error: the weights of route \"a\" sum to 0; at least one backend needs a weight above 0",
                 "veer.toml:15:12: error: invalid split_by { header = \"bad header\" } in route \"a\"; expected \"random\", { header = \"x-user-id\" } or { cookie = \"uid\" }",
@@ -1698,14 +1701,14 @@ shadow = { backend = "a", divergence_log = "../../etc/cron.d/x", max_body = "2Gi
             .collect();
         let expect = [
             "3:9 listen.https needs a [tls] table",
-            "7:16 invalid limits.idle_timeout \"never\"",
             "6:20 limits.max_request_body \"16EiB\" is too large; at most 1GiB",
-            "12:12 invalid protocol \"h3\" for backend \"a\"",
+            "7:16 invalid limits.idle_timeout \"never\"",
             "11:6 backend \"a\" is http://, so its TLS settings",
+            "12:12 invalid protocol \"h3\" for backend \"a\"",
             "16:37 invalid header match \"x-api-key\" in route \"r\" (value not shown)",
             "17:37 invalid weight 1000000.0 in route \"r\"; expected a whole number from 0 to 1000000 (written as a float",
-            "18:77 shadow.max_body \"2GiB\" in route \"r\" is too large",
             "18:44 shadow.divergence_log \"../../etc/cron.d/x\" must be a relative path inside log_dir",
+            "18:77 shadow.max_body \"2GiB\" in route \"r\" is too large",
         ];
         assert_eq!(lines.len(), expect.len(), "{lines:#?}");
         for (line, expected) in lines.iter().zip(expect) {
@@ -1769,11 +1772,11 @@ split = [ { backend = "v1", weight = 1 } ]
         assert_eq!(
             messages,
             [
-                "route \"churn\" can never match: the earlier route \"all\" takes every request it would; move it above \"all\" or narrow the earlier match",
                 "backend \"v2\" is not used by any route",
+                "route \"churn\" can never match: the earlier route \"all\" takes every request it would; move it above \"all\" or narrow the earlier match",
             ]
         );
-        let w = loaded.warnings[0].to_string();
+        let w = loaded.warnings[1].to_string();
         assert!(w.starts_with("veer.toml:13:1: warning:"), "{w}");
     }
 
@@ -1870,8 +1873,8 @@ hooks = { notify = "ftp://x" }
         );
         let expected = [
             "veer.toml:13:13: error: rollout.candidate \"v2\" in route \"a\" must be the last backend of the route's split, after at least one baseline backend (so raising its weight only moves users onto it)",
-            "veer.toml:14:14: error: rollout.steps in route \"a\" must rise: 5 comes after 25",
             "veer.toml:14:9: error: rollout.steps in route \"a\" must end with 100 (the step that promotes the candidate), such as [5, 25, 50, 100]",
+            "veer.toml:14:14: error: rollout.steps in route \"a\" must rise: 5 comes after 25",
             "veer.toml:16:12: error: rollout.max_step \"1m\" in route \"a\" is shorter than min_step; a step could never advance",
             "veer.toml:17:19: error: invalid rollout.on_inconclusive \"panic\" in route \"a\"; expected \"pause\" or \"rollback\"",
             "veer.toml:18:9: error: invalid rollout.alpha 0 in route \"a\"; expected a number above 0 and at most 0.5",
@@ -2025,9 +2028,9 @@ predictions = { max_label_flip = -1 }
         assert_eq!(
             found,
             [
-                "veer.toml:18:34: error: invalid rollout.predictions.max_label_flip -1 in route \"r\"; expected a number from 0 to 1",
                 "veer.toml:16:23: error: invalid rollout.errors.hard_max 2 in route \"r\"; expected a number from 0 to 1",
                 "veer.toml:17:20: error: invalid rollout.latency.tail 0.2 in route \"r\"; expected a number from 0.5 to 0.999",
+                "veer.toml:18:34: error: invalid rollout.predictions.max_label_flip -1 in route \"r\"; expected a number from 0 to 1",
             ]
         );
     }
