@@ -103,6 +103,42 @@ divergence_log = "divergences.jsonl"
     );
 }
 
+/// The file `crates/config` tests its five mistakes with: the built binary reports
+/// each at its place, in file order, and nothing else (no duplicate key for the
+/// misspelt `[[route]]`, no warning that follows from another mistake).
+#[test]
+fn check_reports_every_mistake_at_once_and_nothing_else() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/config/testdata/five-mistakes.toml");
+    let out = Command::new(VEER)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run veer check");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    let headlines: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(file.as_str()))
+        .collect();
+    assert_eq!(
+        headlines,
+        [
+            ":6:11: error: invalid timeout \"2x\" for backend \"churn-v1\"; expected a duration above zero such as \"2s\" or \"500ms\"",
+            ":14:35: error: unknown key `wieght` in split of route \"churn\"; did you mean `weight`?",
+            ":14:62: error: unknown backend \"churn-v9\" in route \"churn\"; expected one of: churn-v1, churn-v2",
+            ":18:11: error: invalid shadow.percent 150 in route \"churn\"; expected a number from 0 to 100",
+            ":20:1: error: unknown table `[[route]]`; did you mean `[[routes]]`?",
+        ],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("20 | [[route]]\n   | ^^^^^^^^^"),
+        "the caret is under the header: {stderr}"
+    );
+}
+
 #[test]
 fn a_missing_file_is_an_error_not_a_panic() {
     let out = Command::new(VEER)

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Uri};
 use toml::Spanned;
 
+use crate::document::{self, Corrections};
 use crate::raw::{
     RawAdmin, RawBackend, RawCompare, RawConfig, RawErrorGate, RawLatencyGate, RawLimits,
     RawListen, RawMatch, RawOutlier, RawPredictionGate, RawRollout, RawRoute, RawSelect, RawShadow,
@@ -94,51 +95,115 @@ impl Config {
 
     /// Validates `source`, the text of the routing file `file` (used in messages only).
     pub fn from_toml(file: &str, source: &str) -> Result<Loaded, Diagnostics> {
+        let reading = document::read(source);
         let mut v = Validator {
             file,
             source,
+            corrections: &reading.corrections,
             found: Vec::new(),
             divergence_logs: Vec::new(),
             rollout_files: Vec::new(),
             secrets: Vec::new(),
+            unresolved_backend: false,
+            unclear_matchers: Vec::new(),
         };
-        let raw: RawConfig = match toml::from_str(source) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                v.error(span, e.message().trim_end());
-                return Err(Diagnostics(v.found));
+        for unknown in &reading.unknown {
+            v.push(
+                Severity::Error,
+                unknown.span.clone(),
+                unknown.message.clone(),
+            );
+            v.secrets.extend(unknown.values.iter().cloned());
+        }
+        let config = match reading.raw {
+            Ok(raw) => Some(v.config(raw)),
+            Err(misread) => {
+                v.push(Severity::Error, misread.span, misread.message);
+                None
             }
         };
-        let config = v.config(raw);
         v.hide_secrets();
-        if v.found.iter().any(|d| d.severity == Severity::Error) {
-            return Err(Diagnostics(v.found));
+        // In file order, as a reader fixes them (stable: findings at one place keep
+        // the order they were found in).
+        v.found.sort_by_key(|d| (d.line, d.column));
+        match config {
+            Some(config) if !v.found.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+                config,
+                warnings: v.found,
+            }),
+            _ => Err(Diagnostics(v.found)),
         }
-        Ok(Loaded {
-            config,
-            warnings: v.found,
-        })
     }
 }
 
 struct Validator<'a> {
     file: &'a str,
+    /// The file as written: what findings show and count positions in.
     source: &'a str,
+    /// Maps spans of the raw config (read from the file with its misspelt keys
+    /// corrected) back to `source`.
+    corrections: &'a Corrections,
     found: Vec<Diagnostic>,
     /// Divergence logs seen so far, with the route that named each.
     divergence_logs: Vec<(String, DivergenceLog)>,
     /// Rollout state files and decision logs seen so far, with the route of each.
     rollout_files: Vec<(PathBuf, String)>,
-    /// Spans of values that may be secrets (header values a route matches on, URLs
-    /// with credentials or a query): never shown in any finding's source line.
+    /// Spans (in `source`) of values that may be secrets (header values a route
+    /// matches on, URLs with credentials or a query, values of unknown keys): never
+    /// shown in any finding's source line.
     secrets: Vec<Range<usize>>,
+    /// A route named a backend that does not exist: which backend it meant is
+    /// unknown, so none is called unused.
+    unresolved_backend: bool,
+    /// Routes (by index) whose match had a mistake: what they match is unclear, so
+    /// they are not said to hide the routes after them.
+    unclear_matchers: Vec<usize>,
+}
+
+/// A table the file may give, told apart from one it gave wrongly, so that a setting
+/// that depends on it is judged only against one that was understood.
+#[derive(Clone, Copy)]
+enum Given<T> {
+    /// Not in the file.
+    Absent,
+    /// In the file, with a mistake already reported.
+    Wrong,
+    /// In the file and understood.
+    Valid(T),
 }
 
 impl Validator<'_> {
+    /// Records a finding at `span` of the raw config.
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let d = Diagnostic::new(Severity::Error, self.file, self.source, span, message);
+        let span = self.corrections.original(span);
+        self.push(Severity::Error, span, message);
+    }
+
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let span = self.corrections.original(span);
+        self.push(Severity::Warning, span, message);
+    }
+
+    /// Records a finding at `span` of the file as written.
+    fn push(&mut self, severity: Severity, span: Range<usize>, message: impl Into<String>) {
+        let d = Diagnostic::new(severity, self.file, self.source, span, message);
         self.found.push(d);
+    }
+
+    /// Keeps the value at `span` of the raw config out of every finding.
+    fn secret(&mut self, span: Range<usize>) {
+        let span = self.corrections.original(span);
+        self.secrets.push(span);
+    }
+
+    /// How many errors are recorded so far: a check that builds on settings runs
+    /// only if none was recorded while reading them, so one mistake is reported
+    /// once, not again as a misleading consequence of its fallback.
+    fn errors(&self) -> usize {
+        self.found
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     /// Masks every secret in the source lines findings show, whichever finding
@@ -150,11 +215,6 @@ impl Validator<'_> {
                 d.mask(at.column, at.underline);
             }
         }
-    }
-
-    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let d = Diagnostic::new(Severity::Warning, self.file, self.source, span, message);
-        self.found.push(d);
     }
 
     /// Builds the config, recording errors as it goes; the result is only meaningful
@@ -222,7 +282,8 @@ impl Validator<'_> {
                 );
                 self.error(name_span.clone(), msg);
             } else {
-                first_seen.insert(raw_route.name.get_ref().clone(), name_span.start);
+                let at = self.corrections.original(name_span.clone());
+                first_seen.insert(raw_route.name.get_ref().clone(), at.start);
             }
             let route = self.route(&config, raw_route);
             config.routes.push(route);
@@ -456,11 +517,11 @@ impl Validator<'_> {
                 }
             },
         };
-        let tls = self.backend_tls(&name, &url, raw.ca, raw.client_cert, raw.client_key);
+        let tls = self.backend_tls(&name, url.as_ref(), raw.ca, raw.client_cert, raw.client_key);
         let outlier = self.outlier(&within, raw.outlier);
         Backend {
             name,
-            url,
+            url: url.unwrap_or_else(|| Uri::from_static("http://invalid/")),
             timeout,
             connect_timeout,
             max_connections,
@@ -471,15 +532,17 @@ impl Validator<'_> {
         }
     }
 
+    /// `url` is `None` when it was wrong: its scheme says nothing then, so the TLS
+    /// settings are not judged against it.
     fn backend_tls(
         &mut self,
         name: &str,
-        url: &Uri,
+        url: Option<&Uri>,
         ca: Option<Spanned<String>>,
         cert: Option<Spanned<String>>,
         key: Option<Spanned<String>>,
     ) -> BackendTls {
-        let plain = url.scheme_str() == Some("http");
+        let plain = url.is_some_and(|url| url.scheme_str() == Some("http"));
         for field in [&ca, &cert, &key].into_iter().flatten() {
             if plain {
                 let msg = format!(
@@ -526,10 +589,11 @@ impl Validator<'_> {
         outlier
     }
 
-    fn backend_url(&mut self, name: &str, raw: &Spanned<String>) -> Uri {
+    /// The backend's URL, or `None` once its error is recorded.
+    fn backend_url(&mut self, name: &str, raw: &Spanned<String>) -> Option<Uri> {
         let text = raw.get_ref();
         if text.contains(['@', '?']) {
-            self.secrets.push(raw.span());
+            self.secret(raw.span());
         }
         if text.contains('@') {
             // Userinfo: never echo the credentials back into a log or an answer.
@@ -537,7 +601,7 @@ impl Validator<'_> {
                         "invalid url for backend \"{name}\": it carries user:password@ (not shown); veer would send it in Host and show it in logs; expected http://HOST:PORT or https://HOST:PORT"
                     );
             self.error(raw.span(), msg);
-            return Uri::from_static("http://invalid/");
+            return None;
         }
         let problem = match text.parse::<Uri>() {
             Err(e) => format!("it does not parse ({e})"),
@@ -546,7 +610,7 @@ impl Validator<'_> {
                     let mut parts = uri.into_parts();
                     parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
                     match Uri::from_parts(parts) {
-                        Ok(uri) => return uri,
+                        Ok(uri) => return Some(uri),
                         Err(_) => "it does not parse".to_owned(),
                     }
                 }
@@ -564,7 +628,7 @@ impl Validator<'_> {
             "invalid url{shown} for backend \"{name}\": {problem}; expected http://HOST:PORT or https://HOST:PORT"
         );
         self.error(raw.span(), msg);
-        Uri::from_static("http://invalid/")
+        None
     }
 
     fn route(&mut self, config: &Config, raw: RawRoute) -> Route {
@@ -576,11 +640,17 @@ impl Validator<'_> {
                 format!("invalid route name \"{name}\"; {LABEL_RULE}"),
             );
         }
+        let before = self.errors();
         let matcher = match raw.matcher {
             Some(m) => self.matcher(&name, m.into_inner()),
             None => Match::default(),
         };
+        if self.errors() > before {
+            self.unclear_matchers.push(config.routes.len());
+        }
+        let before = self.errors();
         let split = self.split(config, &name, raw.split);
+        let split_understood = self.errors() == before;
         let split_by = raw
             .split_by
             .map_or(SplitBy::Random, |s| self.split_by(&name, s));
@@ -591,15 +661,20 @@ impl Validator<'_> {
             let within = format!(" in route \"{name}\"");
             self.body_size("max_request_body", &within, &b, limits.max_request_body)
         });
+        // A shadow given but wrong (an unknown backend) is no missing shadow: what
+        // depends on it is not judged, so its one mistake is reported once.
+        let shadow_given = raw.shadow.is_some();
         let shadow = raw
             .shadow
             .and_then(|s| self.shadow(config, &name, s.into_inner()));
         let compare = match raw.compare {
             Some(c) => {
                 let span = c.span();
+                let before = self.errors();
                 let compare = self.compare(&name, c.into_inner());
                 // The noise floor compares the live backend with itself: no shadow needed.
-                if shadow.is_none() && compare.noise_percent == 0.0 {
+                let understood = self.errors() == before;
+                if !shadow_given && understood && compare.noise_percent == 0.0 {
                     self.warning(
                         span,
                         format!("[routes.compare] of route \"{name}\" has no effect without a [routes.shadow] or a noise_percent"),
@@ -609,9 +684,15 @@ impl Validator<'_> {
             }
             None => Compare::default(),
         };
-        let rollout = raw
-            .rollout
-            .and_then(|r| self.rollout(config, &name, &split, shadow.as_ref(), r.into_inner()));
+        let rollout = raw.rollout.and_then(|r| {
+            let split = split_understood.then_some(split.as_slice());
+            let shadow = match (shadow_given, shadow.as_ref()) {
+                (true, None) => Given::Wrong,
+                (_, Some(shadow)) => Given::Valid(shadow),
+                (false, None) => Given::Absent,
+            };
+            self.rollout(config, &name, split, shadow, r.into_inner())
+        });
         Route {
             name,
             matcher,
@@ -627,13 +708,15 @@ impl Validator<'_> {
 
     /// `[routes.rollout]`: its candidate must be the last backend of the split (so
     /// raising it only moves users onto it), and its prediction gate needs a shadow
-    /// to that candidate.
+    /// to that candidate. `split` is `None` when it had a mistake of its own (its
+    /// candidate's place is not judged then), and a wrong `shadow` is not judged
+    /// either.
     fn rollout(
         &mut self,
         config: &Config,
         route: &str,
-        split: &[WeightedBackend],
-        shadow: Option<&Shadow>,
+        split: Option<&[WeightedBackend]>,
+        shadow: Given<&Shadow>,
         raw: RawRollout,
     ) -> Option<Rollout> {
         let within = in_route(route);
@@ -644,9 +727,14 @@ impl Validator<'_> {
                     "unknown rollout.candidate \"{name}\"{within}; expected the last backend of the route's split"
                 );
                 self.error(raw.candidate.span(), msg);
+                self.unresolved_backend = true;
                 None
             }
-            Some(id) if split.len() < 2 || split.last().map(|s| s.backend) != Some(id) => {
+            Some(id)
+                if split.is_some_and(|split| {
+                    split.len() < 2 || split.last().map(|s| s.backend) != Some(id)
+                }) =>
+            {
                 let msg = format!(
                     "rollout.candidate \"{name}\"{within} must be the last backend of the route's split, after at least one baseline backend (so raising its weight only moves users onto it)"
                 );
@@ -656,6 +744,7 @@ impl Validator<'_> {
             Some(id) => Some(id),
         };
         let steps = self.steps(&within, raw.steps);
+        let before = self.errors();
         let min_step = raw.min_step.map_or(defaults::ROLLOUT_MIN_STEP, |d| {
             self.duration("rollout.min_step", &within, &d, defaults::ROLLOUT_MIN_STEP)
         });
@@ -663,7 +752,8 @@ impl Validator<'_> {
             Some(d) => {
                 let max =
                     self.duration("rollout.max_step", &within, &d, defaults::ROLLOUT_MAX_STEP);
-                if max < min_step {
+                // Compared only as written: a wrong one stands in as its default.
+                if max < min_step && self.errors() == before {
                     let msg = format!(
                         "rollout.max_step \"{}\"{within} is shorter than min_step; a step could never advance",
                         d.get_ref()
@@ -704,16 +794,21 @@ impl Validator<'_> {
             }
             alpha
         });
-        let shadows_candidate = shadow.is_some_and(|s| Some(s.backend) == candidate);
+        // A wrong shadow is not said to be missing: its own error says what to fix.
+        let lacks_shadow_to_candidate = match shadow {
+            Given::Valid(s) => Some(s.backend) != candidate,
+            Given::Absent => true,
+            Given::Wrong => false,
+        };
         let predictions = raw.predictions.map(|p| {
-            if candidate.is_some() && !shadows_candidate {
+            if candidate.is_some() && lacks_shadow_to_candidate {
                 let msg = format!(
                     "[routes.rollout.predictions]{within} needs a [routes.shadow] with backend = \"{name}\": predictions are judged on mirrored traffic"
                 );
                 self.error(p.span(), msg);
             }
-            let unmirrored = shadow.is_some_and(|s| s.percent == 0.0);
-            if shadows_candidate && unmirrored && raw.shadow_first.is_none() {
+            let unmirrored = matches!(shadow, Given::Valid(s) if s.percent == 0.0);
+            if !lacks_shadow_to_candidate && unmirrored && raw.shadow_first.is_none() {
                 let msg = format!(
                     "[routes.rollout.predictions]{within} judges mirrored pairs, but shadow.percent is 0: every step would wait for them until max_step"
                 );
@@ -784,6 +879,7 @@ impl Validator<'_> {
     /// Rising whole percentages from 1 to 100, the last one 100 (promoted).
     fn steps(&mut self, within: &str, raw: Spanned<Vec<Spanned<toml::Value>>>) -> Vec<u8> {
         let span = raw.span();
+        let mut unreadable = false;
         let mut steps: Vec<u8> = Vec::new();
         for step in raw.into_inner() {
             match step.get_ref() {
@@ -803,10 +899,14 @@ impl Validator<'_> {
                         "invalid rollout step {other}{within}; expected a whole percentage from 1 to 100"
                     );
                     self.error(step.span(), msg);
+                    unreadable = true;
                 }
             }
         }
-        if steps.len() == 1 && steps[0] == 100 {
+        if unreadable {
+            // A wrong step (1000 for 100, say) is reported; what the list would be
+            // without it is no second mistake.
+        } else if steps.len() == 1 && steps[0] == 100 {
             let msg = format!(
                 "rollout.steps{within} has no step below 100; list the weights to pass through, such as [5, 25, 50, 100]"
             );
@@ -930,7 +1030,7 @@ impl Validator<'_> {
                 && u.authority().is_some_and(|a| !a.as_str().contains('@'))
         });
         parsed.unwrap_or_else(|| {
-            self.secrets.push(raw.span());
+            self.secret(raw.span());
             let msg = format!(
                 "invalid rollout.hooks.notify{}; expected an http:// or https:// URL without user:password",
                 in_route(route)
@@ -949,6 +1049,7 @@ impl Validator<'_> {
                 known.join(", ")
             );
             self.error(raw.backend.span(), msg);
+            self.unresolved_backend = true;
             return None;
         };
         let percent = raw.percent.map_or(defaults::SHADOW_PERCENT, |p| {
@@ -1239,7 +1340,7 @@ impl Validator<'_> {
             }
         }
         for (name, value) in raw.headers.unwrap_or_default() {
-            self.secrets.push(value.span());
+            self.secret(value.span());
             let header = HeaderName::from_bytes(name.as_bytes());
             let parsed = HeaderValue::from_str(value.get_ref());
             match (header, parsed) {
@@ -1282,6 +1383,7 @@ impl Validator<'_> {
                 };
                 let msg = format!("unknown backend \"{name}\" in route \"{route}\"; {expected}");
                 self.error(entry.backend.span(), msg);
+                self.unresolved_backend = true;
                 continue;
             };
             if split.iter().any(|s| s.backend == backend) {
@@ -1374,9 +1476,15 @@ impl Validator<'_> {
 
     fn warn_unreachable(&mut self, config: &Config, spans: &[Range<usize>]) {
         for (i, later) in config.routes.iter().enumerate() {
+            // An earlier route whose match had a mistake lost a condition with it, so
+            // it would seem to take requests it was meant to leave.
             if let Some(earlier) = config.routes[..i]
                 .iter()
-                .find(|e| e.matcher.covers(&later.matcher))
+                .enumerate()
+                .find(|(j, e)| {
+                    !self.unclear_matchers.contains(j) && e.matcher.covers(&later.matcher)
+                })
+                .map(|(_, e)| e)
             {
                 let msg = format!(
                     "route \"{}\" can never match: the earlier route \"{}\" takes every request it would; move it above \"{}\" or narrow the earlier match",
@@ -1396,6 +1504,9 @@ impl Validator<'_> {
     }
 
     fn warn_unused(&mut self, config: &Config, spans: &[Range<usize>]) {
+        if self.unresolved_backend {
+            return;
+        }
         for (i, backend) in config.backends.iter().enumerate() {
             let used = config.routes.iter().any(|r| {
                 r.split.iter().any(|s| s.backend == BackendId(i))
@@ -1495,14 +1606,188 @@ hash_seed = 7
         assert_eq!(c.listen.http, defaults::HTTP_LISTEN);
     }
 
+    /// "line:col: severity: message" of every finding, errors and warnings, in the
+    /// order reported, for the whole file `source`.
+    fn findings(source: &str) -> Vec<String> {
+        let found = match Config::from_toml("veer.toml", source) {
+            Ok(loaded) => loaded.warnings,
+            Err(e) => e.0,
+        };
+        found
+            .iter()
+            .map(|d| {
+                let kind = match d.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                format!("{}:{}: {kind}: {}", d.line, d.column, d.message)
+            })
+            .collect()
+    }
+
     #[test]
-    fn unknown_key_points_at_the_key_and_lists_what_is_expected() {
-        let e = first_error("[[routes]]\nname = \"r\"\nsplt = []\n");
-        assert!(
-            e.starts_with("veer.toml:10:1: error: unknown field `splt`"),
-            "{e}"
+    fn a_misspelt_key_is_pointed_at_with_the_key_it_was_meant_as() {
+        let e =
+            first_error("[[routes]]\nname = \"r\"\nsplt = [ { backend = \"v1\", weight = 1 } ]\n");
+        assert_eq!(
+            e,
+            "veer.toml:10:1: error: unknown key `splt` in route \"r\"; did you mean `split`?\n   |\n10 | splt = [ { backend = \"v1\", weight = 1 } ]\n   | ^^^^"
         );
-        assert!(e.contains("expected one of"), "{e}");
+    }
+
+    #[test]
+    fn wieght_is_weight_and_what_it_holds_is_still_checked() {
+        let route = |first: &str| {
+            format!("{BACKENDS}[[routes]]\nname = \"r\"\nsplit = [ {first}, {{ backend = \"v2\", weight = 1 }} ]\n")
+        };
+        assert_eq!(
+            findings(&route(r#"{ backend = "v1", wieght = 1 }"#)),
+            ["10:29: error: unknown key `wieght` in split of route \"r\"; did you mean `weight`?"],
+            "and no missing `weight`"
+        );
+        assert_eq!(
+            findings(&route(r#"{ backend = "v1", wieght = -1 }"#)),
+            [
+                "10:29: error: unknown key `wieght` in split of route \"r\"; did you mean `weight`?",
+                "10:38: error: invalid weight -1 in route \"r\"; expected a whole number from 0 to 1000000",
+            ]
+        );
+        // Beside a `weight`, the typo was not meant as it.
+        assert_eq!(
+            findings(&route(r#"{ backend = "v1", weight = 1, wieght = 2 }"#)),
+            ["10:41: error: unknown key `wieght` in split of route \"r\"; expected one of `backend`, `weight`"]
+        );
+    }
+
+    #[test]
+    fn a_key_like_no_known_one_lists_the_keys_of_its_table_and_hides_its_value() {
+        let err = load("[[routes]]\nname = \"r\"\nsplit = [ { backend = \"v1\", weight = 1 } ]\nheaders = { \"x-api-key\" = \"sk-live-123\" }\n")
+            .expect_err("rejected");
+        let unknown = err.errors().next().expect("an error").to_string();
+        assert_eq!(
+            unknown,
+            "veer.toml:11:1: error: unknown key `headers` in route \"r\"; expected one of `name`, `match`, `split`, `split_by`, `hash_seed`, `max_request_body`, `shadow`, `compare`, `rollout`\n   |\n11 | headers = { \"x-api-key\" = ************* }\n   | ^^^^^^^"
+        );
+        let shown = err.to_string();
+        assert!(!shown.contains("sk-live-123"), "{shown}");
+    }
+
+    #[test]
+    fn a_route_table_written_route_is_reported_at_its_header_and_nothing_else() {
+        // The second route's `[routes.shadow]` would land on the first route, which has
+        // one: a duplicate key, were `[[route]]` not read as meant.
+        let two_routes = format!(
+            "{BACKENDS}[[routes]]\nname = \"a\"\nmatch = {{ path = \"/a\" }}\nsplit = [ {{ backend = \"v1\", weight = 1 }} ]\n[routes.shadow]\nbackend = \"v2\"\n\n\
+             [[route]]\nname = \"b\"\nsplit = [ {{ backend = \"v1\", weight = 1 }} ]\n[routes.shadow]\nbackend = \"v2\"\n"
+        );
+        assert_eq!(
+            findings(&two_routes),
+            ["15:1: error: unknown table `[[route]]`; did you mean `[[routes]]`?"]
+        );
+        // The only route: no "no [[routes]]", and what the route holds is checked.
+        let only = format!(
+            "{BACKENDS}[[route]]\nname = \"b\"\nsplit = [ {{ backend = \"v9\", weight = 1 }} ]\n[routes.shadow]\nbackend = \"v2\"\n"
+        );
+        assert_eq!(
+            findings(&only),
+            [
+                "8:1: error: unknown table `[[route]]`; did you mean `[[routes]]`?",
+                "10:23: error: unknown backend \"v9\" in route \"b\"; expected one of: v1, v2",
+            ]
+        );
+    }
+
+    #[test]
+    fn misspelt_headers_are_suggested_in_the_brackets_their_key_takes() {
+        let found = findings(&format!(
+            "[lsten]\nhttp = \"127.0.0.1:8080\"\n{BACKENDS}[rout]\nname = \"r\"\n\
+             split = [ {{ backend = \"v1\", weight = 1 }}, {{ backend = \"v2\", weight = 1 }} ]\n\
+             [routes.shadw]\nbackend = \"v2\"\n[routes.rollout]\ncandidate = \"v2\"\nsteps = [50, 100]\n\
+             [routes.rollout.erors]\nhard_max = 2\n"
+        ));
+        assert_eq!(
+            found,
+            [
+                "1:1: error: unknown table `[lsten]`; did you mean `[listen]`?",
+                "10:1: error: unknown table `[rout]`; did you mean `[[routes]]`?",
+                "13:1: error: unknown table `[routes.shadw]` in route \"r\"; did you mean `[routes.shadow]`?",
+                "18:1: error: unknown table `[routes.rollout.erors]` in route \"r\"; did you mean `[routes.rollout.errors]`?",
+                "19:12: error: invalid rollout.errors.hard_max 2 in route \"r\"; expected a number from 0 to 1",
+            ],
+            "each table read as meant, so what it holds is checked"
+        );
+    }
+
+    #[test]
+    fn five_mistakes_of_five_kinds_are_all_reported_and_nothing_else() {
+        let found = findings(include_str!("../testdata/five-mistakes.toml"));
+        assert_eq!(
+            found,
+            [
+                "6:11: error: invalid timeout \"2x\" for backend \"churn-v1\"; expected a duration above zero such as \"2s\" or \"500ms\"",
+                "14:35: error: unknown key `wieght` in split of route \"churn\"; did you mean `weight`?",
+                "14:62: error: unknown backend \"churn-v9\" in route \"churn\"; expected one of: churn-v1, churn-v2",
+                "18:11: error: invalid shadow.percent 150 in route \"churn\"; expected a number from 0 to 100",
+                "20:1: error: unknown table `[[route]]`; did you mean `[[routes]]`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_shadow_backend_is_one_error_not_also_a_missing_shadow() {
+        let found = findings(&format!(
+            "{BACKENDS}[[routes]]\nname = \"r\"\nsplit = [ {{ backend = \"v1\", weight = 95 }}, {{ backend = \"v2\", weight = 5 }} ]\n\
+             [routes.shadow]\nbackend = \"v9\"\n[routes.compare]\nmode = \"json\"\n\
+             [routes.rollout]\ncandidate = \"v2\"\nsteps = [5, 100]\npredictions = {{ max_divergence = 0.1 }}\n"
+        ));
+        assert_eq!(
+            found,
+            ["12:11: error: unknown shadow backend \"v9\" in route \"r\"; expected one of: v1, v2"]
+        );
+    }
+
+    #[test]
+    fn one_mistake_is_reported_once_not_again_as_its_consequence() {
+        let route = |body: &str| format!("{BACKENDS}[[routes]]\nname = \"r\"\n{body}");
+        // A split that lost a backend: the candidate's place in it is not judged, and
+        // no backend is called unused (the unknown name may have meant it).
+        assert_eq!(
+            findings(&route(
+                "split = [ { backend = \"v3\", weight = 95 }, { backend = \"v2\", weight = 5 } ]\n[routes.rollout]\ncandidate = \"v2\"\nsteps = [5, 100]\n"
+            )),
+            ["10:23: error: unknown backend \"v3\" in route \"r\"; expected one of: v1, v2"]
+        );
+        // A match that could not be read says nothing of which routes it hides.
+        assert_eq!(
+            findings(&format!(
+                "{BACKENDS}[[routes]]\nname = \"a\"\nmatch = {{ method = \"P OST\" }}\nsplit = [ {{ backend = \"v1\", weight = 1 }} ]\n\
+                 [[routes]]\nname = \"b\"\nmatch = {{ path = \"/b\" }}\nsplit = [ {{ backend = \"v2\", weight = 1 }} ]\n"
+            )),
+            ["10:20: error: invalid method \"P OST\" in route \"a\"; expected an HTTP method such as \"POST\""]
+        );
+        // A wrong url has no scheme to judge the TLS settings by.
+        assert_eq!(
+            findings("[backends.a]\nurl = \"https://user:pw@x:1\"\nca = \"ca.pem\"\n[[routes]]\nname = \"r\"\nsplit = [ { backend = \"a\", weight = 1 } ]\n")
+                .len(),
+            1
+        );
+        // A wrong min_step or step stands in as its default, which is not compared.
+        assert_eq!(
+            findings(&route(
+                "split = [ { backend = \"v1\", weight = 95 }, { backend = \"v2\", weight = 5 } ]\n[routes.rollout]\ncandidate = \"v2\"\nsteps = [5, 50, 1000]\nmin_step = \"soon\"\nmax_step = \"1m\"\n"
+            )),
+            [
+                "13:17: error: invalid rollout step 1000 in route \"r\"; expected a whole percentage from 1 to 100",
+                "14:12: error: invalid rollout.min_step \"soon\" in route \"r\"; expected a duration above zero such as \"2s\" or \"500ms\"",
+            ]
+        );
+        // A wrong noise_percent is not a missing one.
+        assert_eq!(
+            findings(&route(
+                "split = [ { backend = \"v1\", weight = 1 }, { backend = \"v2\", weight = 0 } ]\ncompare = { noise_percent = 500 }\n"
+            )),
+            ["11:29: error: invalid compare.noise_percent 500 in route \"r\"; expected a number from 0 to 100"]
+        );
     }
 
     #[test]
@@ -1534,8 +1819,8 @@ hash_seed = -1
             lines,
             [
                 "veer.toml:10:38: error: invalid weight -5 in route \"a\"; expected a whole number from 0 to 1000000",
-                "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000 (written as a float: drop the decimal point)",
                 "veer.toml:10:56: error: unknown backend \"nope\" in route \"a\"; expected one of: v1, v2",
+                "veer.toml:10:73: error: invalid weight 2.5 in route \"a\"; expected a whole number from 0 to 1000000 (written as a float: drop the decimal point)",
                 "veer.toml:13:8: error: duplicate route name \"a\" (first defined on line 9); route names must be unique",
                 "veer.toml:14:9: error: the weights of route \"a\" sum to 0; at least one backend needs a weight above 0",
                 "veer.toml:15:12: error: invalid split_by { header = \"bad header\" } in route \"a\"; expected \"random\", { header = \"x-user-id\" } or { cookie = \"uid\" }",
@@ -1708,14 +1993,14 @@ shadow = { backend = "a", divergence_log = "../../etc/cron.d/x", max_body = "2Gi
             .collect();
         let expect = [
             "3:9 listen.https needs a [tls] table",
-            "7:16 invalid limits.idle_timeout \"never\"",
             "6:20 limits.max_request_body \"16EiB\" is too large; at most 1GiB",
-            "12:12 invalid protocol \"h3\" for backend \"a\"",
+            "7:16 invalid limits.idle_timeout \"never\"",
             "11:6 backend \"a\" is http://, so its TLS settings",
+            "12:12 invalid protocol \"h3\" for backend \"a\"",
             "16:37 invalid header match \"x-api-key\" in route \"r\" (value not shown)",
             "17:37 invalid weight 1000000.0 in route \"r\"; expected a whole number from 0 to 1000000 (written as a float",
-            "18:77 shadow.max_body \"2GiB\" in route \"r\" is too large",
             "18:44 shadow.divergence_log \"../../etc/cron.d/x\" must be a relative path inside log_dir",
+            "18:77 shadow.max_body \"2GiB\" in route \"r\" is too large",
         ];
         assert_eq!(lines.len(), expect.len(), "{lines:#?}");
         for (line, expected) in lines.iter().zip(expect) {
@@ -1779,11 +2064,11 @@ split = [ { backend = "v1", weight = 1 } ]
         assert_eq!(
             messages,
             [
-                "route \"churn\" can never match: the earlier route \"all\" takes every request it would; move it above \"all\" or narrow the earlier match",
                 "backend \"v2\" is not used by any route",
+                "route \"churn\" can never match: the earlier route \"all\" takes every request it would; move it above \"all\" or narrow the earlier match",
             ]
         );
-        let w = loaded.warnings[0].to_string();
+        let w = loaded.warnings[1].to_string();
         assert!(w.starts_with("veer.toml:13:1: warning:"), "{w}");
     }
 
@@ -1880,8 +2165,8 @@ hooks = { notify = "ftp://x" }
         );
         let expected = [
             "veer.toml:13:13: error: rollout.candidate \"v2\" in route \"a\" must be the last backend of the route's split, after at least one baseline backend (so raising its weight only moves users onto it)",
-            "veer.toml:14:14: error: rollout.steps in route \"a\" must rise: 5 comes after 25",
             "veer.toml:14:9: error: rollout.steps in route \"a\" must end with 100 (the step that promotes the candidate), such as [5, 25, 50, 100]",
+            "veer.toml:14:14: error: rollout.steps in route \"a\" must rise: 5 comes after 25",
             "veer.toml:16:12: error: rollout.max_step \"1m\" in route \"a\" is shorter than min_step; a step could never advance",
             "veer.toml:17:19: error: invalid rollout.on_inconclusive \"panic\" in route \"a\"; expected \"pause\" or \"rollback\"",
             "veer.toml:18:9: error: invalid rollout.alpha 0 in route \"a\"; expected a number above 0 and at most 0.5",
@@ -2055,9 +2340,9 @@ predictions = { max_label_flip = -1 }
         assert_eq!(
             found,
             [
-                "veer.toml:18:34: error: invalid rollout.predictions.max_label_flip -1 in route \"r\"; expected a number from 0 to 1",
                 "veer.toml:16:23: error: invalid rollout.errors.hard_max 2 in route \"r\"; expected a number from 0 to 1",
                 "veer.toml:17:20: error: invalid rollout.latency.tail 0.2 in route \"r\"; expected a number from 0.5 to 0.999",
+                "veer.toml:18:34: error: invalid rollout.predictions.max_label_flip -1 in route \"r\"; expected a number from 0 to 1",
             ]
         );
     }
