@@ -1475,17 +1475,12 @@ impl Validator<'_> {
     }
 
     fn warn_unreachable(&mut self, config: &Config, spans: &[Range<usize>]) {
-        for (i, later) in config.routes.iter().enumerate() {
-            // An earlier route whose match had a mistake lost a condition with it, so
-            // it would seem to take requests it was meant to leave.
-            if let Some(earlier) = config.routes[..i]
-                .iter()
-                .enumerate()
-                .find(|(j, e)| {
-                    !self.unclear_matchers.contains(j) && e.matcher.covers(&later.matcher)
-                })
-                .map(|(_, e)| e)
-            {
+        let matchers: Vec<&Match> = config.routes.iter().map(|r| &r.matcher).collect();
+        // An earlier route whose match had a mistake lost a condition with it, so it
+        // would seem to take requests it was meant to leave.
+        let covering = Match::first_covering(&matchers, |j| !self.unclear_matchers.contains(&j));
+        for (i, (later, earlier)) in config.routes.iter().zip(covering).enumerate() {
+            if let Some(earlier) = earlier.map(|j| &config.routes[j]) {
                 let msg = format!(
                     "route \"{}\" can never match: the earlier route \"{}\" takes every request it would; move it above \"{}\" or narrow the earlier match",
                     later.name, earlier.name, earlier.name

@@ -356,8 +356,10 @@ impl Snapshot {
     /// rollout's to move, not the file's). Applied all the same, but said.
     pub(crate) fn traffic_taken_by(&self, next: &Config) -> Vec<String> {
         let mut taken = Vec::new();
+        let by_name: std::collections::HashMap<&str, &veer_config::Route> =
+            next.routes.iter().map(|r| (r.name.as_str(), r)).collect();
         for route in &self.routes {
-            let Some(kept) = next.routes.iter().find(|r| r.name == route.name) else {
+            let Some(kept) = by_name.get(route.name.as_str()) else {
                 taken.push(format!(
                     "route \"{}\" was removed: the requests it took now go to the next route that matches, or get 404",
                     route.name
