@@ -24,8 +24,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin veer \
- && cp target/release/veer /usr/local/bin/veer
+    cargo build --profile dist --locked --bin veer \
+ && cp target/dist/veer /usr/local/bin/veer
 
 # --- run: a small image, no shell tools needed, not root -----------------------------
 FROM debian:bookworm-slim

@@ -70,7 +70,10 @@ HAPROXY_OK=0; get haproxy haproxy && HAPROXY_OK=1 || echo "skipped: haproxy (apt
 # Stop the services Debian's packages start: only what this script runs may listen.
 if have systemctl; then systemctl stop nginx haproxy >/dev/null 2>&1 || true; fi
 
-cargo build --release --quiet --bin veer -p veer --bin model-backend -p veer-testkit
+# veer as it ships (the dist profile: release with fat LTO); the backend as released.
+cargo build --profile dist --quiet --bin veer -p veer
+cargo build --release --quiet --bin model-backend -p veer-testkit
+VEER_BIN=target/dist/veer
 
 # Two cores or more: proxies on the last, everything else on the first.
 CORES=$(nproc)
@@ -140,7 +143,7 @@ name = "churn"
 match = { path_prefix = "/v1/models/churn" }
 $3
 TOML
-  RUST_LOG=warn $PROXY_CPU target/release/veer run --config "$work/$1.toml" 2>"$work/$1.log" & pids+=($!)
+  RUST_LOG=warn $PROXY_CPU "$VEER_BIN" run --config "$work/$1.toml" 2>"$work/$1.log" & pids+=($!)
   ADDR[$1]=127.0.0.1:$2; PIDS[$1]=$!
 }
 COMPARE=$'[routes.compare]\nselect = "/predictions"'
@@ -321,7 +324,7 @@ PY
     echo 'split = [ { backend = "v1", weight = 1 } ]'
   done
 } >"$work/routes-1000.toml"
-RUST_LOG=warn target/release/veer run --config "$work/routes-1000.toml" 2>"$work/routes-1000.log" & pids+=($!)
+RUST_LOG=warn "$VEER_BIN" run --config "$work/routes-1000.toml" 2>"$work/routes-1000.log" & pids+=($!)
 up=0; for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:19480/livez && { up=1; break; }; sleep 0.1; done
 ((up)) || { echo "veer with 1,000 routes did not come up:"; cat "$work/routes-1000.log"; exit 1; }
 reload_sum() { curl -fs http://127.0.0.1:19480/metrics | awk '$1 == "veer_config_reload_duration_seconds_sum" {print $2}'; }
@@ -396,7 +399,7 @@ cat "$targets_md"
   echo "- load: wrk -t1 -c$CONNECTIONS -d$DURATION after a 2 s warm-up, 1,000 users cycled by x-user-id; GET, and POST of a 1 KiB KServe V1 body"
   echo "- backend: $BACKEND; the 200 ms shadow is model-backend --delay 200ms"
   echo "- peers: $( ((NGINX_OK)) && nginx -v 2>&1 | sed 's/^nginx version: //' || echo 'nginx skipped'), $( ((HAPROXY_OK)) && haproxy -v | head -1 | awk '{print "HAProxy " $3}' || echo 'HAProxy skipped'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
-  echo "- veer: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)'), release profile"
+  echo "- veer: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)'), dist profile (release, fat LTO)"
   echo
   echo "Medians of $ROUNDS rounds. × nginx is against the nginx setup named beside it."
   echo

@@ -339,8 +339,8 @@ fn the_dockerfile_builds_what_exists_and_runs_veer_unprivileged() {
     let built = &instructions[stages[0]..stages[1]];
     assert!(
         built.iter().any(|(k, v)| k == "RUN"
-            && v.contains("cargo build --release --locked --bin veer")
-            && v.contains(&format!("cp target/release/veer {BINARY}"))),
+            && v.contains("cargo build --profile dist --locked --bin veer")
+            && v.contains(&format!("cp target/dist/veer {BINARY}"))),
         "the build stage builds veer and keeps the binary out of its cache mount: {built:?}"
     );
     assert!(
