@@ -34,17 +34,24 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(is_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&named) {
+    // Removed by name, only those present: most answers carry just
+    // `connection: keep-alive`, which names no other header.
+    let mut present: Vec<HeaderName> = headers.keys().filter(|n| is_hop(n)).cloned().collect();
+    present.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
+    );
+    for name in &present {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// Refuses a request head that names its host ambiguously, so two parties could
