@@ -450,6 +450,7 @@ mod tests {
         Comparison {
             outcome: Outcome::Diverged,
             max_abs_deviation: Some(0.5),
+            shift: veer_compare::Shift::default(),
             differences,
             label_agreement: Some(false),
         }
