@@ -12,6 +12,7 @@ use http::HeaderValue;
 use tokio::sync::Semaphore;
 use veer_config::{Backend, BackendId, Compare, Config, Route, WeightedBackend};
 use veer_route::{Decision, RequestHead, RouteId, Rule};
+use veer_telemetry::stats::{Budget, ErrorBudget, RouteBudget};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
@@ -475,6 +476,70 @@ impl Snapshot {
             let live = route.live.iter().map(|(_, series)| &**series);
             live.chain(route.shadow.iter().filter_map(|s| s.exchanges.as_deref()))
         })
+    }
+
+    /// What the dashboard judges each route's figures by: its baseline (a rollout's
+    /// every backend but the candidate, else the split's first) and its budgets (a
+    /// rollout's gates when it judges the shadow's backend, else
+    /// `compare.alert_divergence` for a shadowed route).
+    pub(crate) fn budgets(&self) -> Vec<RouteBudget<'_>> {
+        self.routes
+            .iter()
+            .zip(&self.config.routes)
+            .map(|(compiled, route)| {
+                let name = |id: BackendId| self.config.backend(id).name.as_str();
+                let rollout = route.rollout.as_ref();
+                let baseline: Vec<BackendId> = match rollout {
+                    Some(r) => route
+                        .split
+                        .iter()
+                        .map(|s| s.backend)
+                        .filter(|b| *b != r.candidate)
+                        .collect(),
+                    None => route.split.iter().map(|s| s.backend).take(1).collect(),
+                };
+                // A rollout's prediction gate judges mirrors to its candidate only.
+                let gate = rollout
+                    .filter(|r| route.shadow.as_ref().map(|s| s.backend) == Some(r.candidate))
+                    .and_then(|r| r.predictions);
+                let above_noise = |limit, setting| Budget {
+                    limit,
+                    setting,
+                    above_noise: true,
+                };
+                let divergence = match (gate, &route.shadow) {
+                    (Some(gate), _) => Some(above_noise(
+                        gate.max_divergence,
+                        "rollout predictions.max_divergence",
+                    )),
+                    (None, Some(_)) => Some(Budget {
+                        limit: route.compare.alert_divergence,
+                        setting: "compare.alert_divergence",
+                        above_noise: false,
+                    }),
+                    (None, None) => None,
+                };
+                RouteBudget {
+                    route: &compiled.name,
+                    baseline: baseline.iter().map(|b| name(*b)).collect(),
+                    errors: rollout.map(|r| ErrorBudget {
+                        rel_margin: r.errors.rel_margin,
+                        abs_margin: r.errors.abs_margin,
+                        hard_max: r.errors.hard_max,
+                    }),
+                    divergence,
+                    label_flip: gate.map(|gate| {
+                        above_noise(gate.max_label_flip, "rollout predictions.max_label_flip")
+                    }),
+                    noise: compiled
+                        .noise
+                        .iter()
+                        .filter(|(b, _)| baseline.contains(b))
+                        .map(|(_, plan)| &*plan.comparisons)
+                        .collect(),
+                }
+            })
+            .collect()
     }
 
     /// Every comparison series this generation records into.

@@ -18,14 +18,20 @@
 
 mod access;
 pub mod admin;
+mod divergences;
 pub mod exporter;
+mod float_counters;
 mod recorder;
 mod series;
 pub mod stats;
 mod totals;
 mod window;
 
-pub use recorder::{Telemetry, RECENT_DIVERGENCES};
+pub use divergences::{
+    Divergence, ShownDifference, KEPT_DIVERGENCES, KEPT_DIVERGENCE_BYTES, LISTED_PER_SECOND,
+    RECENT_DIVERGENCES,
+};
+pub use recorder::Telemetry;
 pub use series::{
     ComparisonKind, ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop,
     CACHED_CODES, GRPC_SERVER_FAULTS,
@@ -42,6 +48,15 @@ pub mod names {
     pub const SHADOW_COMPARISONS_TOTAL: &str = "veer_shadow_comparisons_total";
     /// Largest absolute numeric difference per compared pair.
     pub const SHADOW_ABS_DEVIATION: &str = "veer_shadow_abs_deviation";
+    /// Counter of real numbers: `shadow - live` summed over the compared pairs of
+    /// numbers where the shadow's is higher (labels: route, backend).
+    pub const SHADOW_DEVIATION_UP_TOTAL: &str = "veer_shadow_deviation_up_total";
+    /// Counter of real numbers: `live - shadow` summed over the compared pairs of
+    /// numbers where the shadow's is lower (labels: route, backend).
+    pub const SHADOW_DEVIATION_DOWN_TOTAL: &str = "veer_shadow_deviation_down_total";
+    /// Counter: pairs of numbers compared, the denominator of the mean signed
+    /// deviation `(rate(up) - rate(down)) / rate(numbers)` (labels: route, backend).
+    pub const SHADOW_DEVIATION_NUMBERS_TOTAL: &str = "veer_shadow_deviation_numbers_total";
     /// Classification pairs by whether the predicted class agreed.
     pub const SHADOW_LABEL_AGREEMENTS_TOTAL: &str = "veer_shadow_label_agreements_total";
     /// Noise comparisons (a second answer of the live backend against the first) by
