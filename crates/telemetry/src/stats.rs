@@ -413,6 +413,7 @@ impl Comparisons {
                 "down": self.shift_down,
                 "numbers": self.numbers,
                 "mean": (self.numbers > 0).then(|| (self.shift_up - self.shift_down) / self.numbers as f64),
+                "direction": direction(self.shift_up, self.shift_down, self.numbers),
             },
         })
     }
@@ -442,6 +443,24 @@ fn judge_shadow(row: &mut Value, figures: &Comparisons, budget: &RouteBudget<'_>
     if let Some(b) = budget.label_flip {
         row["label_flip_budget"] = judged(figures.label_flip_rate(), b, noise.label_flip_rate());
     }
+}
+
+/// Which way the shadow's numbers moved on the whole: `higher`, `lower`, or `even`
+/// when the two sums differ by no more than their rounding (a row of class
+/// probabilities that sums to 1 on both sides always comes out even); `None` with
+/// no numbers compared.
+fn direction(up: f64, down: f64, numbers: u64) -> Option<&'static str> {
+    if numbers == 0 {
+        return None;
+    }
+    let net = up - down;
+    Some(if net.abs() <= 1e-9 * (up + down) {
+        "even"
+    } else if net > 0.0 {
+        "higher"
+    } else {
+        "lower"
+    })
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
@@ -647,6 +666,18 @@ mod tests {
     }
 
     #[test]
+    fn a_shift_lost_in_rounding_is_even() {
+        assert_eq!(direction(0.0, 0.0, 0), None);
+        assert_eq!(direction(0.3, 0.1, 2), Some("higher"));
+        assert_eq!(direction(0.1, 0.3, 2), Some("lower"));
+        // [0.2, 0.8] against [0.35, 0.65]: +0.15 and -0.15, as floats.
+        let (up, down) = (0.35 - 0.2, 0.8 - 0.65);
+        assert_ne!(up, down);
+        assert_eq!(direction(up, down, 2), Some("even"));
+        assert_eq!(direction(0.0, 0.0, 3), Some("even"));
+    }
+
+    #[test]
     fn the_error_budget_is_the_margins_over_the_baseline_capped_by_hard_max() {
         let errors = ErrorBudget {
             rel_margin: 0.2,
@@ -755,6 +786,7 @@ mod tests {
         });
         let shift = &telemetry.stats([], [&comparisons], &[])["shadows"][0]["shift"];
         assert_eq!(shift["numbers"], 4);
+        assert_eq!(shift["direction"], "higher");
         assert!(
             (shift["mean"].as_f64().unwrap() - 0.0875).abs() < 1e-12,
             "{shift}"
