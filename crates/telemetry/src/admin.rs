@@ -220,8 +220,8 @@ impl Admin {
                     "error": "no_such_divergence",
                     "message": format!(
                         "no divergent pair with this request id is kept; veer keeps the last {} listed (at most {} a second per route)",
-                        crate::KEPT_DIVERGENCES,
-                        crate::LISTED_PER_SECOND
+                        crate::divergences::KEPT_DIVERGENCES,
+                        crate::divergences::LISTED_PER_SECOND
                     ),
                 }),
             ),

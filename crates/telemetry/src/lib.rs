@@ -12,6 +12,9 @@
 //!   atomic one-second slots.
 //! - [`exporter`] renders for Prometheus, [`admin`] answers the admin endpoints once
 //!   the access checks (`Host`, `Origin`, token) have let a request through.
+//! - A few [`Divergence`]s a second per route are kept, each with its full record,
+//!   for the dashboard's list and `GET /divergences/{request_id}`; [`stats`] judges
+//!   each route's figures against the budgets its config sets.
 //!
 //! Label values come from config names only (route, backend) and fixed vocabularies
 //! (role, outcome, status code), never from request data, so series stay bounded.
@@ -27,10 +30,7 @@ pub mod stats;
 mod totals;
 mod window;
 
-pub use divergences::{
-    Divergence, ShownDifference, KEPT_DIVERGENCES, KEPT_DIVERGENCE_BYTES, LISTED_PER_SECOND,
-    RECENT_DIVERGENCES,
-};
+pub use divergences::{Divergence, ShownDifference, RECENT_DIVERGENCES};
 pub use recorder::Telemetry;
 pub use series::{
     ComparisonKind, ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop,

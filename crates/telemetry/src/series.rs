@@ -440,7 +440,7 @@ impl ComparisonSeries {
     }
 
     /// Whether a divergent pair judged now may be listed on the dashboard: at most
-    /// [`crate::LISTED_PER_SECOND`] of this series' pairs a second are. Asked before
+    /// two of this series' pairs a second are (`LISTED_PER_SECOND`). Asked before
     /// the pair's record is made, so pairs past the rate cost nothing.
     pub fn lists_divergence_now(&self) -> bool {
         self.listing.admit(self.telemetry.second(Instant::now()))
