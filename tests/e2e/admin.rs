@@ -141,9 +141,11 @@ async fn metrics_cover_the_contract_drop_removed_routes_and_pass_promtool() {
             StatusCode::OK
         );
     }
+    // The signed deviation is recorded last of a pair's figures: once it counts
+    // 40 numbers, every figure of the 20 pairs is in.
     let metrics = wait_for_metric(
         &admin,
-        "veer_shadow_comparisons_total{route=\"model\",backend=\"v2\",outcome=\"diverged\"} 20",
+        "veer_shadow_deviation_numbers_total{route=\"model\",backend=\"v2\"} 40",
     )
     .await;
     for expected in [
@@ -153,6 +155,11 @@ async fn metrics_cover_the_contract_drop_removed_routes_and_pass_promtool() {
         "veer_request_duration_seconds_bucket{route=\"model\",backend=\"v1\",role=\"live\",le=\"0.001\"}",
         "veer_shadow_abs_deviation_bucket{route=\"model\",backend=\"v2\",le=\"0.5\"} 20",
         "veer_shadow_label_agreements_total{route=\"model\",backend=\"v2\",agree=\"false\"} 20",
+        "veer_shadow_comparisons_total{route=\"model\",backend=\"v2\",outcome=\"diverged\"} 20",
+        // [0.1, 0.9] against [0.6, 0.4]: +0.5 and -0.5 in each of 20 pairs.
+        "# TYPE veer_shadow_deviation_up_total counter",
+        "veer_shadow_deviation_up_total{route=\"model\",backend=\"v2\"} 10\n",
+        "veer_shadow_deviation_down_total{route=\"model\",backend=\"v2\"} 10\n",
         "veer_route_weight{route=\"model\",backend=\"v1\"} 1",
         "veer_config_generation 1",
         "veer_build_info{version=",

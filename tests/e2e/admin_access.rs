@@ -91,7 +91,15 @@ async fn a_rebound_host_is_misdirected_on_every_path() {
         two_versions(&a.url(), &b.url(), 1, 0, "\"random\"") + "\n[admin]\nhosts = [\"veer\"]\n";
     let veer = start(&config);
     let admin = TestClient::new(veer.admin_addr());
-    for path in ["/config", "/livez", "/readyz", "/metrics", "/", "/stats"] {
+    for path in [
+        "/config",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/stats",
+        "/divergences/r-1",
+    ] {
         let answer = admin
             .get(path, &[("host", "rebind.evil.example")])
             .await
@@ -133,7 +141,7 @@ async fn a_token_locks_all_but_the_probes_the_scrape_and_the_page() {
     let bearer = |t: &str| format!("Bearer {t}");
     let (right, wrong) = (bearer(first), bearer("first-token-4f9c2e7X"));
 
-    for path in ["/config", "/stats", "/nope"] {
+    for path in ["/config", "/stats", "/divergences/r-1", "/nope"] {
         for auth in [vec![], vec![("authorization", wrong.as_str())]] {
             let answer = admin.get(path, &auth).await.expect("answer");
             assert_refused(&answer, StatusCode::UNAUTHORIZED, "unauthorized", &[first]);
@@ -145,6 +153,13 @@ async fn a_token_locks_all_but_the_probes_the_scrape_and_the_page() {
         let answer = admin.get(path, &with_right).await.expect("answer");
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
     }
+    // Past the token, a divergent pair's record is looked up (none is kept here).
+    let record = admin
+        .get("/divergences/r-1", &with_right)
+        .await
+        .expect("answer");
+    assert_eq!(record.status, StatusCode::NOT_FOUND, "{}", record.text());
+    assert_eq!(record.json()["error"], "no_such_divergence");
     for path in ["/livez", "/readyz", "/metrics", "/"] {
         let answer = admin.get(path, &[]).await.expect("answer");
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());

@@ -207,6 +207,31 @@ async fn a_real_prometheus_scrapes_veer_and_answers_a_dashboard_query() {
         .and_then(|v| v.parse().ok())
         .expect("a number");
     assert_eq!(value, 1.0, "every compared pair diverges in this set-up");
+    // The signed deviation's panel: [0.1, 0.9] against [0.6, 0.4] moves one number
+    // up 0.5 and one down 0.5 per pair, so the upward part per number is 0.25 and
+    // the mean nets out at 0.
+    let signed: Vec<String> = dashboard_queries()
+        .into_iter()
+        .filter(|q| q.contains("veer_shadow_deviation_up_total"))
+        .map(|q| {
+            q.replace("$route", "model")
+                .replace("$candidate", "v2")
+                .replace("$__rate_interval", "1m")
+        })
+        .collect();
+    assert_eq!(signed.len(), 2, "the mean and its upward part: {signed:?}");
+    for (query, expected) in signed.iter().zip([0.0, 0.25]) {
+        let answer = api
+            .get(&format!("/api/v1/query?query={}", encode(query)), &[])
+            .await
+            .expect("Prometheus answers")
+            .json();
+        let value: f64 = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("a number for {query}: {answer}"));
+        assert!((value - expected).abs() < 1e-9, "{query} = {value}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_access;
 mod check;
+mod chromium;
 mod dashboard;
 mod demo;
 mod deploy;

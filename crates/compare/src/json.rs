@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use sonic_rs::{JsonNumberTrait, Number, Value, ValueRef};
 use veer_config::Compare;
 
-use crate::numbers::{Tolerance, Verdict};
+use crate::numbers::{Shift, Tolerance, Verdict};
 use crate::{formats, Comparison, Difference, Outcome, MAX_DIFFERENCES};
 
 /// Deeper nesting than this is not a prediction: the answer is refused before it is
@@ -26,6 +26,7 @@ pub fn compare_bodies(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compari
         return Comparison {
             outcome: Outcome::Match,
             max_abs_deviation: quick.max_abs_deviation,
+            shift: quick.shift,
             differences: Vec::new(),
             label_agreement: quick.label_agreement,
         };
@@ -103,6 +104,7 @@ pub fn full_comparison(settings: &Compare, live: &[u8], shadow: &[u8]) -> Compar
             Outcome::Diverged
         },
         max_abs_deviation: found.max_abs_deviation,
+        shift: found.shift,
         differences: found.differences,
         label_agreement,
     }
@@ -235,6 +237,7 @@ struct TreeWalk<'a> {
 #[derive(Default)]
 struct Findings {
     max_abs_deviation: Option<f64>,
+    shift: Shift,
     /// The first [`MAX_DIFFERENCES`] of them.
     differences: Vec<Difference>,
     /// How many values differ in all.
@@ -245,7 +248,12 @@ impl<'a> TreeWalk<'a> {
     fn values(&mut self, live: &'a Value, shadow: &'a Value) {
         match (live.as_ref(), shadow.as_ref()) {
             (ValueRef::Number(a), ValueRef::Number(b)) => {
-                let Verdict { equal, deviation } = judge_numbers(&a, &b, self.tolerance);
+                let Verdict {
+                    equal,
+                    deviation,
+                    shift,
+                } = judge_numbers(&a, &b, self.tolerance);
+                self.found.shift.add(shift);
                 self.found.max_abs_deviation = Some(
                     self.found
                         .max_abs_deviation

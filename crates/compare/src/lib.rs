@@ -32,6 +32,10 @@
 //! instead ("… no value at select pointer /outputs/label (at /outputs its outputs
 //! are named: probability, score)").
 //!
+//! Every pair of numbers compared also adds its signed difference (shadow − live)
+//! to the comparison's [`Shift`], so a dashboard can say which way the new model
+//! moves its scores, not only how far.
+//!
 //! Both the fast path ([`lockstep`]) and the
 //! full comparison ([`json`]) judge numbers and classes through [`numbers`], and the
 //! full one pairs object keys through a sorted index, so a comparison grows with the
@@ -44,6 +48,8 @@ pub mod lockstep;
 pub mod numbers;
 
 use veer_config::{Compare, CompareMode};
+
+pub use numbers::Shift;
 
 /// One side's answer: its status code and (up to the compare limit) its body.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +105,9 @@ pub struct Comparison {
     /// The largest absolute difference between paired numbers, when any were paired
     /// (reported for matches too: a match within tolerance still has a deviation).
     pub max_abs_deviation: Option<f64>,
+    /// Which way the shadow's numbers moved from the live ones, over every pair of
+    /// numbers compared ([`numbers::Shift`]); empty when no numbers were paired.
+    pub shift: Shift,
     /// The first few differences, in document order.
     pub differences: Vec<Difference>,
     /// For classification outputs: whether the predicted classes agree, over the
@@ -117,6 +126,7 @@ impl Comparison {
         Comparison {
             outcome,
             max_abs_deviation: None,
+            shift: Shift::default(),
             differences: Vec::new(),
             label_agreement: None,
         }
@@ -160,6 +170,7 @@ pub fn compare(settings: &Compare, live: Answer<'_>, shadow: Answer<'_>) -> Comp
             Some(d) => Comparison {
                 outcome: Outcome::Diverged,
                 max_abs_deviation: None,
+                shift: Shift::default(),
                 differences: vec![d],
                 label_agreement: None,
             },
@@ -176,6 +187,7 @@ fn by_status(difference: Option<Difference>) -> Comparison {
             Outcome::Match
         },
         max_abs_deviation: None,
+        shift: Shift::default(),
         differences: difference.into_iter().collect(),
         label_agreement: None,
     }

@@ -15,7 +15,7 @@
 use veer_config::Compare;
 
 use crate::json::MAX_DEPTH;
-use crate::numbers::{self, Argmax, Tolerance, Verdict};
+use crate::numbers::{self, Argmax, Shift, Tolerance, Verdict};
 
 /// A proven match.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +24,10 @@ pub struct QuickMatch {
     pub max_abs_deviation: Option<f64>,
     /// For classification outputs, whether the predicted classes agree.
     pub label_agreement: Option<bool>,
+    /// Which way the shadow's numbers moved (the same pairs as the full comparison
+    /// counts; the sums may differ from its in the last bits, as the two walks add
+    /// object members in another order).
+    pub shift: Shift,
 }
 
 /// Proves that two JSON answers match under `settings`, or gives up.
@@ -63,12 +67,14 @@ pub fn quick_match(settings: &Compare, live: &[u8], shadow: &[u8]) -> Option<Qui
         },
         threshold: settings.threshold,
         max_abs_deviation: None,
+        shift: Shift::default(),
         labels: Labels::Unread,
     };
     walk.document(select, &ignore)?;
     Some(QuickMatch {
         max_abs_deviation: walk.max_abs_deviation,
         label_agreement: walk.labels.agreement(),
+        shift: walk.shift,
     })
 }
 
@@ -268,6 +274,7 @@ struct Lockstep<'t> {
     /// `compare.threshold`: binary scores at or above it are class 1.
     threshold: Option<f64>,
     max_abs_deviation: Option<f64>,
+    shift: Shift,
     labels: Labels,
 }
 
@@ -498,10 +505,15 @@ impl<'t> Lockstep<'t> {
             let (p, q) = (x.float()?, y.float()?);
             (self.tolerance.floats(p, q), p, q)
         };
-        let Verdict { equal, deviation } = verdict;
+        let Verdict {
+            equal,
+            deviation,
+            shift,
+        } = verdict;
         if !equal {
             return None;
         }
+        self.shift.add(shift);
         self.max_abs_deviation = Some(
             self.max_abs_deviation
                 .map_or(deviation, |m| m.max(deviation)),

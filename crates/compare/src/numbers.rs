@@ -4,13 +4,16 @@
 //! binary score against `compare.threshold`).
 
 /// Two paired numbers under the tolerances: whether they are equal, and their
-/// absolute difference.
+/// absolute and signed difference.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
     /// `|a - b| <= abs` OR `|a - b| <= rel · max(|a|, |b|)` (or simply `a == b`).
     pub equal: bool,
     /// `|a - b|`.
     pub deviation: f64,
+    /// `b - a`: with `a` the live number and `b` the shadow's, positive when the
+    /// shadow says more.
+    pub shift: f64,
 }
 
 /// The tolerances of one comparison.
@@ -32,6 +35,7 @@ impl Tolerance {
         Verdict {
             equal: a == b || self.within(deviation, scale),
             deviation,
+            shift: (b - a) as f64,
         }
     }
 
@@ -42,12 +46,51 @@ impl Tolerance {
         Verdict {
             equal: a == b || self.within(deviation, a.abs().max(b.abs())),
             deviation,
+            shift: b - a,
         }
     }
 
     #[inline]
     fn within(self, deviation: f64, scale: f64) -> bool {
         deviation <= self.abs || deviation <= self.rel * scale
+    }
+}
+
+/// Which way the shadow's numbers moved from the live ones, over the pairs of one
+/// comparison: the positive shifts (`shadow - live > 0`) summed, the negative ones'
+/// magnitudes summed, and how many pairs were counted. Kept as two sums of
+/// magnitudes rather than one signed sum so each only grows, as a Prometheus counter
+/// must: the mean signed shift is `(up - down) / numbers`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Shift {
+    /// Sum of `shadow - live` over the pairs where the shadow is higher.
+    pub up: f64,
+    /// Sum of `live - shadow` over the pairs where the shadow is lower.
+    pub down: f64,
+    /// Pairs of numbers counted (equal ones included).
+    pub numbers: u64,
+}
+
+impl Shift {
+    /// Counts one pair's signed shift (`shadow - live`). A shift beyond `f64`
+    /// (`1e308` against `-1e308`) is left out, pair and all: one such pair would
+    /// make the sums infinite for good.
+    #[inline]
+    pub fn add(&mut self, shift: f64) {
+        if !shift.is_finite() {
+            return;
+        }
+        if shift > 0.0 {
+            self.up += shift;
+        } else {
+            self.down -= shift;
+        }
+        self.numbers += 1;
+    }
+
+    /// The mean signed shift, when any pair was counted.
+    pub fn mean(&self) -> Option<f64> {
+        (self.numbers > 0).then(|| (self.up - self.down) / self.numbers as f64)
     }
 }
 
@@ -150,7 +193,8 @@ mod tests {
             half.floats(1.0, 1.5),
             Verdict {
                 equal: true,
-                deviation: 0.5
+                deviation: 0.5,
+                shift: 0.5,
             }
         );
         assert!(!half.floats(1.0, 1.5000001).equal);
@@ -158,6 +202,31 @@ mod tests {
         assert!(tenth.integers(100, 110).equal);
         assert!(!tenth.integers(100, 112).equal);
         assert!(EXACT.floats(0.0, -0.0).equal);
+    }
+
+    #[test]
+    fn the_shift_is_shadow_minus_live() {
+        assert_eq!(EXACT.floats(0.25, 0.75).shift, 0.5);
+        assert_eq!(EXACT.floats(0.75, 0.25).shift, -0.5);
+        assert_eq!(EXACT.integers(10, 7).shift, -3.0);
+    }
+
+    #[test]
+    fn shifts_add_up_by_direction_and_skip_overflow() {
+        let mut shift = Shift::default();
+        for s in [0.5, -0.25, 0.0, f64::INFINITY, -0.25] {
+            shift.add(s);
+        }
+        assert_eq!(
+            shift,
+            Shift {
+                up: 0.5,
+                down: 0.5,
+                numbers: 4
+            }
+        );
+        assert_eq!(shift.mean(), Some(0.0));
+        assert_eq!(Shift::default().mean(), None);
     }
 
     #[test]

@@ -57,6 +57,35 @@ fn kserve_v1_flipped_class_diverges_with_pointers_and_label_disagreement() {
 }
 
 #[test]
+fn a_shadow_scoring_higher_shifts_up_more_than_down() {
+    // Binary scores: v2 scores two rows higher and one lower, by more in total.
+    let c = judge(
+        &json_settings(),
+        &json!({"predictions": [0.20, 0.50, 0.90], "model_version": 1}),
+        &json!({"predictions": [0.35, 0.70, 0.85], "model_version": 2}),
+    );
+    assert_eq!(c.outcome, Outcome::Diverged, "the full walk");
+    assert!(
+        (c.shift.up - (0.15 + 0.20 + 1.0)).abs() < 1e-9,
+        "{:?}",
+        c.shift
+    );
+    assert!((c.shift.down - 0.05).abs() < 1e-9, "{:?}", c.shift);
+    assert_eq!(c.shift.numbers, 4, "model_version is a number too");
+    assert!(c.shift.up > c.shift.down);
+    // The fast path (a match within tolerance) counts the same way.
+    let c = judge(
+        &json_settings(),
+        &json!({"predictions": [0.200, 0.500]}),
+        &json!({"predictions": [0.205, 0.498]}),
+    );
+    assert_eq!(c.outcome, Outcome::Match);
+    assert!((c.shift.up - 0.005).abs() < 1e-9 && (c.shift.down - 0.002).abs() < 1e-9);
+    assert_eq!(c.shift.numbers, 2);
+    assert!(c.shift.mean().is_some_and(|m| m > 0.0));
+}
+
+#[test]
 fn open_inference_v2_outputs_are_compared_by_name_not_position() {
     let live = json!({"model_name": "churn", "outputs": [
         {"name": "probabilities", "datatype": "FP32", "shape": [1, 2], "data": [0.3, 0.7]},
@@ -765,6 +794,8 @@ proptest! {
         prop_assert_eq!(ab.outcome, ba.outcome);
         prop_assert_eq!(ab.max_abs_deviation, ba.max_abs_deviation);
         prop_assert_eq!(ab.label_agreement, ba.label_agreement);
+        // Swapped sides move the other way, by exactly as much.
+        prop_assert_eq!((ab.shift.up, ab.shift.down, ab.shift.numbers), (ba.shift.down, ba.shift.up, ba.shift.numbers));
         let swapped: Vec<_> = ba.differences.iter().map(|d| (d.pointer.clone(), d.shadow.clone(), d.live.clone())).collect();
         let direct: Vec<_> = ab.differences.iter().map(|d| (d.pointer.clone(), d.live.clone(), d.shadow.clone())).collect();
         prop_assert_eq!(direct, swapped);
@@ -807,6 +838,11 @@ proptest! {
             prop_assert!(c.differences.is_empty());
         }
     }
+}
+
+/// Equal up to the rounding of a sum added in another order.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
 /// Prints a value with extra spaces and newlines, as another server might.
@@ -894,6 +930,8 @@ proptest! {
             prop_assert_eq!(&full.outcome, &Outcome::Match, "{} vs {}", l, s);
             prop_assert_eq!(quick.max_abs_deviation, full.max_abs_deviation);
             prop_assert_eq!(quick.label_agreement, full.label_agreement);
+            prop_assert_eq!(quick.shift.numbers, full.shift.numbers);
+            prop_assert!(close(quick.shift.up, full.shift.up) && close(quick.shift.down, full.shift.down), "{:?} vs {:?}", quick.shift, full.shift);
         }
         let combined = compare(&settings, Answer { status: 200, body: l.as_bytes() }, Answer { status: 200, body: s.as_bytes() });
         prop_assert_eq!(combined.outcome, full.outcome);

@@ -51,6 +51,12 @@ pub const ABS_TOLERANCE: f64 = 1e-6;
 /// No relative tolerance unless asked for.
 pub const REL_TOLERANCE: f64 = 0.0;
 
+/// The dashboard shows a route's divergence red above 10 % of compared pairs, when
+/// no rollout sets a budget: the share a rollout's prediction gate allows by default
+/// ([`ROLLOUT_MAX_DIVERGENCE`]), so a route reads the same before and after a rollout
+/// is put on it.
+pub const COMPARE_ALERT_DIVERGENCE: f64 = ROLLOUT_MAX_DIVERGENCE;
+
 /// Divergent pairs written to the divergence log per second per route: enough to
 /// study, too few to fill a disk or compete with traffic.
 pub const DIVERGENCE_LOG_PER_SEC: u32 = 10;

@@ -93,6 +93,7 @@ impl Config {
                         "max_body": c.max_body,
                         "threshold": c.threshold,
                         "noise_percent": c.noise_percent,
+                        "alert_divergence": c.alert_divergence,
                     },
                     "rollout": rollout,
                 })

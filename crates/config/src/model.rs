@@ -313,6 +313,9 @@ pub struct Compare {
     /// Share of requests (0 to 100) sent a second time to the live backend and
     /// compared with the first answer: the model's own noise floor.
     pub noise_percent: f64,
+    /// Share of compared pairs (0 to 1) above which the dashboard shows the route's
+    /// divergence as bad, when no rollout's prediction gate sets the budget.
+    pub alert_divergence: f64,
 }
 
 impl Default for Compare {
@@ -326,6 +329,7 @@ impl Default for Compare {
             max_body: crate::defaults::COMPARE_MAX_BODY,
             threshold: None,
             noise_percent: 0.0,
+            alert_divergence: crate::defaults::COMPARE_ALERT_DIVERGENCE,
         }
     }
 }

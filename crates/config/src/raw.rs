@@ -184,6 +184,7 @@ pub(crate) struct RawCompare {
     pub max_body: Option<Spanned<String>>,
     pub threshold: Option<Spanned<toml::Value>>,
     pub noise_percent: Option<Spanned<toml::Value>>,
+    pub alert_divergence: Option<Spanned<toml::Value>>,
 }
 
 /// `compare.select`: one JSON pointer or a list of them. Read by hand rather than as

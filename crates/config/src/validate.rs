@@ -1171,6 +1171,15 @@ impl Validator<'_> {
             compare.noise_percent =
                 self.number(route, "compare.noise_percent", &p, 0.0..=100.0, 0.0);
         }
+        if let Some(a) = raw.alert_divergence {
+            compare.alert_divergence = self.number(
+                route,
+                "compare.alert_divergence",
+                &a,
+                0.0..=1.0,
+                defaults::COMPARE_ALERT_DIVERGENCE,
+            );
+        }
         compare
     }
 
@@ -2268,6 +2277,24 @@ compare = {compare}
             select("{ abs_tolerance = 0.1 }").is_empty(),
             "the whole body"
         );
+    }
+
+    #[test]
+    fn compare_alert_divergence_is_a_share_with_a_default() {
+        let alert = |compare: &str| {
+            load(&compared(compare)).expect("valid").config.routes[0]
+                .compare
+                .alert_divergence
+        };
+        assert_eq!(alert("{}"), defaults::COMPARE_ALERT_DIVERGENCE);
+        assert_eq!(alert("{ alert_divergence = 0.02 }"), 0.02);
+        assert_eq!(alert("{ alert_divergence = 1 }"), 1.0);
+        for (value, col) in [("1.5", 32), ("-0.1", 32), ("\"5%\"", 32)] {
+            assert_eq!(
+                headlines(&compared(&format!("{{ alert_divergence = {value} }}"))),
+                [format!("veer.toml:13:{col}: error: invalid compare.alert_divergence {value} in route \"churn\"; expected a number from 0 to 1")]
+            );
+        }
     }
 
     #[test]

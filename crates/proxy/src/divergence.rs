@@ -1,6 +1,10 @@
 //! The divergence log: one JSON line per sampled divergent pair, written by a thread
 //! of its own so neither the live path nor the compare pool ever waits on a disk.
 //!
+//! The same line is a pair's record on the dashboard: a few pairs a second per route
+//! are kept in memory with it ([`veer_telemetry::Divergence`]), so
+//! `GET /divergences/{request_id}` answers it whether or not the route writes a log.
+//!
 //! Bounded every way a user can be hurt by it:
 //! - a line is at most [`MAX_LINE`] bytes: bodies, difference values and pointers are
 //!   cut (and the cut is marked) before it is written;
@@ -32,8 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use veer_compare::Comparison;
-use veer_telemetry::{ComparisonSeries, LogDrop};
+use veer_compare::{Comparison, Difference};
+use veer_telemetry::{ComparisonSeries, LogDrop, ShownDifference};
 
 /// Longest line written: a few divergent pairs a second stay cheap to write, ship and
 /// read, whatever the model answered.
@@ -47,8 +51,13 @@ pub const QUEUE_BYTES: usize = 1024 * 1024;
 /// a body to see the prediction, of a value to see its start, of a pointer to find it.
 const BODY_EXCERPT: usize = 4 * 1024;
 const VALUE_EXCERPT: usize = 512;
-pub(crate) const POINTER_EXCERPT: usize = 256;
+const POINTER_EXCERPT: usize = 256;
 const ID_EXCERPT: usize = 256;
+
+/// What the dashboard's list shows of a differing value: a number, a label or the
+/// start of a row fits in a table cell; the whole value is one click away, in the
+/// pair's record.
+const SHOWN_VALUE: usize = 80;
 
 /// A divergence log as a route's shadow uses it: the file's writer and the rate.
 #[derive(Debug, Clone)]
@@ -356,6 +365,24 @@ pub(crate) fn line(pair: &DivergentPair<'_>, comparison: &Comparison, at: System
     }
 }
 
+/// The differences as the dashboard lists them: each pointer (cut like the log's)
+/// with both values' JSON text cut to [`SHOWN_VALUE`] bytes.
+pub(crate) fn shown(differences: &[Difference]) -> Vec<ShownDifference> {
+    let text = |value: &Option<Value>| {
+        value
+            .as_ref()
+            .map(|v| excerpt(v.to_string().as_bytes(), SHOWN_VALUE))
+    };
+    differences
+        .iter()
+        .map(|d| ShownDifference {
+            pointer: excerpt(d.pointer.as_bytes(), POINTER_EXCERPT),
+            live: text(&d.live),
+            shadow: text(&d.shadow),
+        })
+        .collect()
+}
+
 /// A difference with its values' JSON text, rendered once however often the line is.
 struct Prepared<'c> {
     pointer: &'c str,
@@ -442,7 +469,7 @@ pub(crate) fn excerpt(bytes: &[u8], limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
-    use veer_compare::{Difference, Outcome};
+    use veer_compare::Outcome;
 
     use super::*;
 
@@ -450,6 +477,7 @@ mod tests {
         Comparison {
             outcome: Outcome::Diverged,
             max_abs_deviation: Some(0.5),
+            shift: veer_compare::Shift::default(),
             differences,
             label_agreement: Some(false),
         }
@@ -577,6 +605,31 @@ mod tests {
             "the input that diverged"
         );
         assert_eq!(v["request_body_bytes"], 37);
+    }
+
+    #[test]
+    fn the_page_shows_values_short_and_absent_ones_as_none() {
+        let long = "x".repeat(1000);
+        let shown = shown(&[
+            Difference {
+                pointer: "/predictions/0".into(),
+                live: Some(json!(0.1)),
+                shadow: Some(json!(long)),
+            },
+            Difference {
+                pointer: "/label".into(),
+                live: None,
+                shadow: Some(json!("cat")),
+            },
+        ]);
+        assert_eq!(shown[0].live.as_deref(), Some("0.1"));
+        let cut = shown[0].shadow.as_deref().expect("a value");
+        assert!(cut.starts_with("\"xxx") && cut.ends_with('…'), "{cut}");
+        assert_eq!(cut.len(), SHOWN_VALUE + '…'.len_utf8());
+        assert_eq!(
+            (shown[1].live.as_deref(), shown[1].shadow.as_deref()),
+            (None, Some("\"cat\""))
+        );
     }
 
     #[test]

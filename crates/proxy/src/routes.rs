@@ -221,9 +221,11 @@ impl Routes {
     /// The dashboard's figures for the serving routes.
     pub fn stats(&self) -> serde_json::Value {
         let snapshot = self.load();
-        self.shared
-            .telemetry
-            .stats(snapshot.exchange_series(), snapshot.comparison_series())
+        self.shared.telemetry.stats(
+            snapshot.exchange_series(),
+            snapshot.comparison_series(),
+            &snapshot.budgets(),
+        )
     }
 
     /// How many registry entries are alive (waits for a reload under way).

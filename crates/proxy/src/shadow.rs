@@ -33,8 +33,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use veer_compare::{Comparison, Outcome};
 use veer_config::{BackendId, Compare};
 use veer_route::{Decision, RouteId};
-use veer_telemetry::stats::Divergence;
-use veer_telemetry::{Exchange, Judged, ShadowOutcome};
+use veer_telemetry::{Divergence, Exchange, Judged, ShadowOutcome};
 
 use crate::body::{concat, read_for_mirror, Cut, LiveCapture, MirrorRead, RequestBody};
 use crate::divergence;
@@ -64,8 +63,9 @@ struct Pair {
     shadow_backend: BackendId,
     request_id: HeaderValue,
     kind: Mirrored,
-    /// The body both sides were sent, kept for the divergence log (only when the
-    /// route writes one): which input diverged.
+    /// The body both sides were sent, kept for a divergent pair's record (the
+    /// shadow's pairs, not the noise floor's): which input diverged. The same
+    /// buffer the mirror was sent, so keeping it costs no copy.
     request_body: Option<Bytes>,
 }
 
@@ -143,7 +143,7 @@ pub(crate) async fn prepare(
             shadow_backend,
             request_id: request_id.clone(),
             kind,
-            request_body: plan.log.as_ref().map(|_| bytes.clone()),
+            request_body: (kind == Mirrored::Shadow).then(|| bytes.clone()),
         },
         request: copy_for(&parts, shadow, bytes.clone()),
         permit,
@@ -341,10 +341,14 @@ fn judge_and_record(
                 "a shadow pair could not be judged"
             );
         }
+        let shift = comparison.as_ref().map(|c| c.shift).unwrap_or_default();
         plan.comparisons.record(&Judged {
             outcome,
             max_abs_deviation: comparison.as_ref().and_then(|c| c.max_abs_deviation),
             label_agreement: comparison.as_ref().and_then(|c| c.label_agreement),
+            shift_up: shift.up,
+            shift_down: shift.down,
+            numbers: shift.numbers,
         });
         // The noise floor's divergences are the model's own: counted, not listed.
         if let (Some(c), ShadowOutcome::Diverged, Mirrored::Shadow) =
@@ -377,7 +381,9 @@ impl From<LiveCapture> for LiveSide {
     }
 }
 
-/// Lists a divergent pair on the dashboard and writes it to the route's log.
+/// Keeps a divergent pair for the dashboard (when its series lists one more this
+/// second) and writes it to the route's log (when it has one): one record, made only
+/// when one of them takes it.
 fn record_divergence(
     pair: &Pair,
     plan: &ShadowPlan,
@@ -385,6 +391,10 @@ fn record_divergence(
     shadow: &(u16, Bytes),
     comparison: &Comparison,
 ) {
+    let listed = plan.comparisons.lists_divergence_now();
+    if !listed && plan.log.is_none() {
+        return;
+    }
     let snapshot = &pair.snapshot;
     let (route, live_backend, shadow_backend) = (
         &snapshot.route(pair.route).name,
@@ -392,26 +402,11 @@ fn record_divergence(
         &snapshot.upstream(pair.shadow_backend).name,
     );
     let now = SystemTime::now();
-    plan.comparisons.record_divergence(Divergence {
-        unix_time: now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-        route: route.clone(),
-        shadow_backend: shadow_backend.clone(),
-        request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
-        pointers: comparison
-            .differences
-            .iter()
-            .map(|d| divergence::excerpt(d.pointer.as_bytes(), divergence::POINTER_EXCERPT))
-            .collect(),
-        max_abs_deviation: comparison.max_abs_deviation,
-    });
-    let Some(log) = &plan.log else { return };
     let live = match live {
         LiveSide::Answered { status, body } => Some((*status, &body[..])),
         _ => None,
     };
-    let line = divergence::line(
+    let mut record = divergence::line(
         &divergence::DivergentPair {
             request_id: pair.request_id.as_bytes(),
             route,
@@ -424,7 +419,28 @@ fn record_divergence(
         comparison,
         now,
     );
-    log.submit(line, &plan.comparisons);
+    if let Some(log) = &plan.log {
+        let line = if listed {
+            record.clone()
+        } else {
+            std::mem::take(&mut record)
+        };
+        log.submit(line, &plan.comparisons);
+    }
+    if listed {
+        plan.comparisons.record_divergence(Divergence {
+            unix_time: now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            route: route.clone(),
+            shadow_backend: shadow_backend.clone(),
+            request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
+            differences: divergence::shown(&comparison.differences),
+            max_abs_deviation: comparison.max_abs_deviation,
+            label_agreement: comparison.label_agreement,
+            record,
+        });
+    }
 }
 
 /// The verdict on one mirrored request whose shadow answered: the outcome, and the

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use tokio::sync::Semaphore;
 use veer_config::{Backend, BackendId, Compare, Config, Route, WeightedBackend};
 use veer_route::{Decision, RequestHead, RouteId, Rule};
+use veer_telemetry::stats::{Budget, ErrorBudget, RouteBudget};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
@@ -479,6 +480,70 @@ impl Snapshot {
         })
     }
 
+    /// What the dashboard judges each route's figures by: its baseline (a rollout's
+    /// every backend but the candidate, else the split's first) and its budgets (a
+    /// rollout's gates when it judges the shadow's backend, else
+    /// `compare.alert_divergence` for a shadowed route).
+    pub(crate) fn budgets(&self) -> Vec<RouteBudget<'_>> {
+        self.routes
+            .iter()
+            .zip(&self.config.routes)
+            .map(|(compiled, route)| {
+                let name = |id: BackendId| self.config.backend(id).name.as_str();
+                let rollout = route.rollout.as_ref();
+                let baseline: Vec<BackendId> = match rollout {
+                    Some(r) => route
+                        .split
+                        .iter()
+                        .map(|s| s.backend)
+                        .filter(|b| *b != r.candidate)
+                        .collect(),
+                    None => route.split.iter().map(|s| s.backend).take(1).collect(),
+                };
+                // A rollout's prediction gate judges mirrors to its candidate only.
+                let gate = rollout
+                    .filter(|r| route.shadow.as_ref().map(|s| s.backend) == Some(r.candidate))
+                    .and_then(|r| r.predictions);
+                let above_noise = |limit, setting| Budget {
+                    limit,
+                    setting,
+                    above_noise: true,
+                };
+                let divergence = match (gate, &route.shadow) {
+                    (Some(gate), _) => Some(above_noise(
+                        gate.max_divergence,
+                        "rollout predictions.max_divergence",
+                    )),
+                    (None, Some(_)) => Some(Budget {
+                        limit: route.compare.alert_divergence,
+                        setting: "compare.alert_divergence",
+                        above_noise: false,
+                    }),
+                    (None, None) => None,
+                };
+                RouteBudget {
+                    route: &compiled.name,
+                    baseline: baseline.iter().map(|b| name(*b)).collect(),
+                    errors: rollout.map(|r| ErrorBudget {
+                        rel_margin: r.errors.rel_margin,
+                        abs_margin: r.errors.abs_margin,
+                        hard_max: r.errors.hard_max,
+                    }),
+                    divergence,
+                    label_flip: gate.map(|gate| {
+                        above_noise(gate.max_label_flip, "rollout predictions.max_label_flip")
+                    }),
+                    noise: compiled
+                        .noise
+                        .iter()
+                        .filter(|(b, _)| baseline.contains(b))
+                        .map(|(_, plan)| &*plan.comparisons)
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     /// Every comparison series this generation records into.
     pub(crate) fn comparison_series(&self) -> impl Iterator<Item = &ComparisonSeries> {
         self.routes
@@ -570,5 +635,102 @@ impl Upstream {
             health,
             retry: backend.retry,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(toml: &str) -> Snapshot {
+        let loaded = Config::from_toml("veer.toml", toml).expect("a valid routing file");
+        let telemetry = veer_telemetry::Telemetry::new().expect("a recorder");
+        let source = Source {
+            file: "veer.toml".into(),
+            sha256: String::new(),
+            loaded_at: SystemTime::UNIX_EPOCH,
+        };
+        Snapshot::compile(loaded.config, source, 1, &mut Registry::new(telemetry))
+            .expect("compiles")
+    }
+
+    #[test]
+    fn a_rollout_sets_the_budgets_else_alert_divergence_does() {
+        let snapshot = compiled(
+            r#"
+[backends.v1]
+url = "http://127.0.0.1:9"
+[backends.v2]
+url = "http://127.0.0.1:9"
+[backends.v3]
+url = "http://127.0.0.1:9"
+
+[[routes]]
+name = "rolled"
+match = { path_prefix = "/rolled/" }
+split = [ { backend = "v1", weight = 90 }, { backend = "v3", weight = 0 }, { backend = "v2", weight = 10 } ]
+shadow = { backend = "v2" }
+compare = { noise_percent = 5, alert_divergence = 0.5 }
+[routes.rollout]
+candidate = "v2"
+steps = [10, 100]
+errors = { rel_margin = 0.1, abs_margin = 0.01, hard_max = 0.2 }
+predictions = { max_divergence = 0.04, max_label_flip = 0.02 }
+
+[[routes]]
+name = "shadowed"
+match = { path_prefix = "/shadowed/" }
+split = [ { backend = "v1", weight = 95 }, { backend = "v2", weight = 5 } ]
+shadow = { backend = "v3" }
+compare = { alert_divergence = 0.25 }
+
+[[routes]]
+name = "plain"
+split = [ { backend = "v1", weight = 1 } ]
+"#,
+        );
+        let budgets = snapshot.budgets();
+        let [rolled, shadowed, plain] = &budgets[..] else {
+            panic!("one budget per route");
+        };
+        assert_eq!(rolled.route, "rolled");
+        assert_eq!(
+            rolled.baseline,
+            ["v1", "v3"],
+            "every backend but the candidate"
+        );
+        assert_eq!(
+            rolled.errors,
+            Some(ErrorBudget {
+                rel_margin: 0.1,
+                abs_margin: 0.01,
+                hard_max: 0.2
+            })
+        );
+        assert_eq!(
+            rolled.divergence,
+            Some(Budget {
+                limit: 0.04,
+                setting: "rollout predictions.max_divergence",
+                above_noise: true
+            }),
+            "the gate, not alert_divergence"
+        );
+        assert_eq!(rolled.label_flip.map(|b| b.limit), Some(0.02));
+        assert_eq!(rolled.noise.len(), 2, "the baseline's noise series");
+
+        assert_eq!(shadowed.baseline, ["v1"], "the split's first");
+        assert_eq!(shadowed.errors, None);
+        assert_eq!(
+            shadowed.divergence,
+            Some(Budget {
+                limit: 0.25,
+                setting: "compare.alert_divergence",
+                above_noise: false
+            })
+        );
+        assert_eq!(shadowed.label_flip, None);
+
+        assert_eq!((plain.divergence, plain.label_flip), (None, None));
     }
 }

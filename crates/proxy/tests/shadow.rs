@@ -557,3 +557,73 @@ async fn an_empty_live_answer_is_compared_as_empty() {
     );
     assert_eq!(outcome(&proxy, "empty", "live_error"), 0.0);
 }
+
+/// A candidate that scores higher shows as an upward signed deviation: the sums by
+/// direction and the count of numbers compared, per route and shadow backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_scoring_higher_moves_the_signed_deviation_up() {
+    // Per pair: +0.10 on the first score, -0.05 on the second.
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[0.20,0.50]}"#.into())).await;
+    let higher = TestBackend::start(Behavior::Fixed(r#"{"predictions":[0.30,0.45]}"#.into())).await;
+    let proxy = start(&shadowed("higher", &live.url(), &higher.url(), "5s", "")).await;
+    for _ in 0..40 {
+        let answer = proxy.client.get("/higher/p", &[]).await.expect("answer");
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    let labels = [("route", "higher"), ("backend", "shadow")];
+    let numbers = proxy
+        .metric_reaches("veer_shadow_deviation_numbers_total", &labels, 80.0)
+        .await;
+    assert_eq!(numbers, 80.0, "two numbers in each of 40 pairs");
+    let up = proxy.metric("veer_shadow_deviation_up_total", &labels);
+    let down = proxy.metric("veer_shadow_deviation_down_total", &labels);
+    assert!((up - 4.0).abs() < 1e-6, "up {up}");
+    assert!((down - 2.0).abs() < 1e-6, "down {down}");
+    assert!(up > down, "the shadow scores higher");
+    let mean = (up - down) / numbers;
+    assert!((mean - 0.025).abs() < 1e-6, "mean signed shift {mean}");
+}
+
+/// Without a divergence log, a listed divergent pair's whole record is still kept
+/// for `GET /divergences/{request_id}`: the request body both sides were sent, both
+/// answers, the differences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_pair_keeps_its_record_without_a_log() {
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":["yes"]}"#.into())).await;
+    let flipped = TestBackend::start(Behavior::Fixed(r#"{"predictions":["no"]}"#.into())).await;
+    let proxy = start(&shadowed("nolog", &live.url(), &flipped.url(), "5s", "")).await;
+    let answer = proxy
+        .client
+        .send(
+            Method::POST,
+            "/nolog/p",
+            &[("x-request-id", "kept-1")],
+            Bytes::from_static(br#"{"instances": [[42, 7]]}"#),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, StatusCode::OK);
+    proxy
+        .metric_reaches(COMPARISONS, &[("outcome", "diverged")], 1.0)
+        .await;
+    let telemetry = proxy.routes.telemetry();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        if let Some(record) = telemetry.divergence_record("kept-1") {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "the pair's record was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let record: serde_json::Value = serde_json::from_str(&record).expect("a JSON record");
+    assert_eq!(record["request_id"], "kept-1");
+    assert_eq!(record["request_body"], r#"{"instances": [[42, 7]]}"#);
+    assert_eq!(record["live_body"], r#"{"predictions":["yes"]}"#);
+    assert_eq!(record["shadow_body"], r#"{"predictions":["no"]}"#);
+    assert_eq!(
+        record["differences"][0],
+        serde_json::json!({"pointer": "/predictions/0", "live": "yes", "shadow": "no"})
+    );
+    assert_eq!(record["label_agreement"], false);
+    assert_eq!(telemetry.divergence_record("never-sent"), None);
+}

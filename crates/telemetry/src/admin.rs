@@ -1,7 +1,7 @@
-//! The admin endpoints: the dashboard (`/`, `/stats`), `/metrics`, `/livez`,
-//! `/readyz`, `/config`, `POST /-/reload`, `GET /rollouts` and
-//! `POST /rollouts/ROUTE/{pause,resume,promote,abort,retry}`, served on their own address (loopback by
-//! default), never on the client port.
+//! The admin endpoints: the dashboard (`/`, `/stats`, `/divergences/{request_id}`),
+//! `/metrics`, `/livez`, `/readyz`, `/config`, `POST /-/reload`, `GET /rollouts` and
+//! `POST /rollouts/ROUTE/{pause,resume,promote,abort,retry}`, served on their own
+//! address (loopback by default), never on the client port.
 //!
 //! What they tell about the running proxy comes through [`AdminHooks`], implemented
 //! by the binary, so this crate needs nothing of the proxy's; the binary serves
@@ -133,6 +133,9 @@ impl Admin {
             }
             (&Method::GET, "/") => dashboard(),
             (&Method::GET, "/stats") => json(StatusCode::OK, &self.hooks.stats()),
+            (&Method::GET, path) if path.starts_with(DIVERGENCES) => {
+                self.divergence(&path[DIVERGENCES.len()..])
+            }
             (&Method::GET, "/livez") => respond(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/readyz") => {
                 if self.draining.load(Ordering::SeqCst) {
@@ -195,6 +198,59 @@ impl Admin {
     }
 }
 
+/// Where a kept divergent pair's record is answered, by its request id.
+const DIVERGENCES: &str = "/divergences/";
+
+impl Admin {
+    /// `GET /divergences/{request_id}`: the full record of the newest kept divergent
+    /// pair with that id (percent-encoded in the path), as the divergence log writes
+    /// it; 404 once it is no longer kept, or never was.
+    fn divergence(&self, encoded: &str) -> Response<Full<Bytes>> {
+        let Some(request_id) = percent_decode(encoded) else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": "bad_request_id", "message": "the request id is not validly percent-encoded" }),
+            );
+        };
+        match self.telemetry.divergence_record(&request_id) {
+            Some(record) => respond(StatusCode::OK, "application/json", record),
+            None => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({
+                    "error": "no_such_divergence",
+                    "message": format!(
+                        "no divergent pair with this request id is kept; veer keeps the last {} listed (at most {} a second per route)",
+                        crate::divergences::KEPT_DIVERGENCES,
+                        crate::divergences::LISTED_PER_SECOND
+                    ),
+                }),
+            ),
+        }
+    }
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape. Bytes that are not UTF-8
+/// are read as the kept ids were (lossily).
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let digits = bytes.get(i + 1..i + 3)?;
+            if !digits.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 fn not_found(path: &str) -> Response<Full<Bytes>> {
     json(
         StatusCode::NOT_FOUND,
@@ -241,4 +297,20 @@ fn respond(
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     respond(status, "application/json", body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_percent_decoded() {
+        assert_eq!(percent_decode("r-1").as_deref(), Some("r-1"));
+        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("%FF").as_deref(), Some("\u{fffd}"));
+        for bad in ["%", "%2", "%zz", "%+1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 }

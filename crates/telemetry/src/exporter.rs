@@ -55,7 +55,7 @@ impl Gauges {
 }
 
 /// Label value escaping of the text format (`\`, `"` and newlines).
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -12,20 +12,26 @@
 //!   atomic one-second slots.
 //! - [`exporter`] renders for Prometheus, [`admin`] answers the admin endpoints once
 //!   the access checks (`Host`, `Origin`, token) have let a request through.
+//! - A few [`Divergence`]s a second per route are kept, each with its full record,
+//!   for the dashboard's list and `GET /divergences/{request_id}`; [`stats`] judges
+//!   each route's figures against the budgets its config sets.
 //!
 //! Label values come from config names only (route, backend) and fixed vocabularies
 //! (role, outcome, status code), never from request data, so series stay bounded.
 
 mod access;
 pub mod admin;
+mod divergences;
 pub mod exporter;
+mod float_counters;
 mod recorder;
 mod series;
 pub mod stats;
 mod totals;
 mod window;
 
-pub use recorder::{Telemetry, RECENT_DIVERGENCES};
+pub use divergences::{Divergence, ShownDifference, RECENT_DIVERGENCES};
+pub use recorder::Telemetry;
 pub use series::{
     ComparisonKind, ComparisonSeries, Exchange, ExchangeSeries, InFlight, Judged, LogDrop,
     CACHED_CODES, GRPC_SERVER_FAULTS,
@@ -42,6 +48,15 @@ pub mod names {
     pub const SHADOW_COMPARISONS_TOTAL: &str = "veer_shadow_comparisons_total";
     /// Largest absolute numeric difference per compared pair.
     pub const SHADOW_ABS_DEVIATION: &str = "veer_shadow_abs_deviation";
+    /// Counter of real numbers: `shadow - live` summed over the compared pairs of
+    /// numbers where the shadow's is higher (labels: route, backend).
+    pub const SHADOW_DEVIATION_UP_TOTAL: &str = "veer_shadow_deviation_up_total";
+    /// Counter of real numbers: `live - shadow` summed over the compared pairs of
+    /// numbers where the shadow's is lower (labels: route, backend).
+    pub const SHADOW_DEVIATION_DOWN_TOTAL: &str = "veer_shadow_deviation_down_total";
+    /// Counter: pairs of numbers compared, the denominator of the mean signed
+    /// deviation `(rate(up) - rate(down)) / rate(numbers)` (labels: route, backend).
+    pub const SHADOW_DEVIATION_NUMBERS_TOTAL: &str = "veer_shadow_deviation_numbers_total";
     /// Classification pairs by whether the predicted class agreed.
     pub const SHADOW_LABEL_AGREEMENTS_TOTAL: &str = "veer_shadow_label_agreements_total";
     /// Noise comparisons (a second answer of the live backend against the first) by

@@ -1,12 +1,12 @@
 //! [`Telemetry`]: the Prometheus recorder every handle is registered on, the clock
 //! the dashboard's seconds are counted from, and the few process-level series
-//! (in-flight requests, reloads, recent divergences).
+//! (in-flight requests, reloads), the float counters the recorder cannot hold
+//! ([`crate::float_counters`]) and the kept divergent pairs ([`crate::divergences`]).
 //!
 //! It is a value, not a global: the binary makes one and hands it to the routes and
 //! the admin server, and each test makes its own, so tests may share route names.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{Counter, Gauge, Histogram, KeyName, Label, Recorder, Unit};
@@ -14,13 +14,11 @@ use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::divergences::{Divergence, Kept};
 use crate::exporter::{DEVIATION_BUCKETS, DURATION_BUCKETS, RELOAD_BUCKETS};
+use crate::float_counters::{FloatCounter, FloatCounters};
 use crate::series::{register_counter, register_gauge, register_histogram};
-use crate::stats::Divergence;
 use crate::{names, ComparisonKind, ComparisonSeries, ExchangeSeries, InFlight, Role};
-
-/// How many divergent pairs the dashboard lists.
-pub const RECENT_DIVERGENCES: usize = 20;
 
 /// veer's metrics and dashboard figures; cheap to clone (one shared inside).
 #[derive(Clone)]
@@ -37,8 +35,11 @@ struct Inner {
     reloads_error: Counter,
     reload_duration: Histogram,
     last_success: Gauge,
-    /// Appended to by the compare pool, read by `/stats`: never on a request's path.
-    recent: Mutex<VecDeque<Divergence>>,
+    /// Sums of real numbers, rendered after the recorder's families.
+    float_counters: FloatCounters,
+    /// Appended to by the compare pool, read by `/stats` and `/divergences/{id}`:
+    /// never on a request's path.
+    kept: Mutex<Kept>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -99,14 +100,17 @@ impl Telemetry {
                 reloads_error,
                 reload_duration,
                 last_success,
-                recent: Mutex::new(VecDeque::with_capacity(RECENT_DIVERGENCES)),
+                float_counters: FloatCounters::default(),
+                kept: Mutex::new(Kept::default()),
             }),
         })
     }
 
     /// The Prometheus text exposition of everything recorded.
     pub fn render(&self) -> String {
-        self.inner.handle.render()
+        let mut text = self.inner.handle.render();
+        text.push_str(&self.inner.float_counters.render(float_help));
+        text
     }
 
     /// Histogram upkeep; run it every few seconds (rendering does it too).
@@ -193,24 +197,30 @@ impl Telemetry {
         .increment(1);
     }
 
-    /// Lists a divergent pair on the dashboard (the last [`RECENT_DIVERGENCES`]).
+    /// Keeps a divergent pair: listed on the dashboard while among the newest, its
+    /// record answered by `/divergences/{request_id}` while kept.
     pub fn record_divergence(&self, divergence: Divergence) {
-        let Ok(mut recent) = self.inner.recent.lock() else {
-            return;
-        };
-        if recent.len() == RECENT_DIVERGENCES {
-            recent.pop_front();
-        }
-        recent.push_back(divergence);
+        self.kept().push(divergence);
     }
 
-    /// The divergent pairs listed, newest first.
-    pub(crate) fn recent_divergences(&self) -> Vec<Divergence> {
+    /// What `f` makes of the kept divergent pairs, under their lock (so the page's
+    /// listing copies no record).
+    pub(crate) fn with_kept<R>(&self, f: impl FnOnce(&Kept) -> R) -> R {
+        f(&self.kept())
+    }
+
+    /// The full record of the newest kept pair with `request_id`, as JSON text.
+    pub fn divergence_record(&self, request_id: &str) -> Option<String> {
+        self.kept().find(request_id).map(|pair| pair.record.clone())
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // A panic while pushing leaves the queue whole (it is only pushed to and
+        // popped): carry on with it.
         self.inner
-            .recent
+            .kept
             .lock()
-            .map(|r| r.iter().rev().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whole seconds from this telemetry's start to `at`: the dashboard's clock.
@@ -225,11 +235,29 @@ impl Telemetry {
     pub(crate) fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
         register_histogram(&self.inner.recorder, name, labels)
     }
+
+    pub(crate) fn float_counter(
+        &self,
+        name: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> FloatCounter {
+        self.inner.float_counters.counter(name, labels)
+    }
+}
+
+/// `# HELP` text of the float counters.
+fn float_help(name: &str) -> &'static str {
+    match name {
+        names::SHADOW_DEVIATION_UP_TOTAL => "Sum of (shadow - live) over the compared pairs of numbers where the shadow's number is higher. With the down and numbers counters: mean signed deviation = (rate(up) - rate(down)) / rate(numbers), positive when the shadow answers higher.",
+        names::SHADOW_DEVIATION_DOWN_TOTAL => "Sum of (live - shadow) over the compared pairs of numbers where the shadow's number is lower.",
+        _ => "A sum.",
+    }
 }
 
 /// `# HELP` text and units for every metric the recorder holds.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 11] = [
+    let counters: [(&'static str, &'static str); 12] = [
+        (names::SHADOW_DEVIATION_NUMBERS_TOTAL, "Pairs of numbers compared between the live and the shadow answers (within the compared part, ignores left out): the denominator of the mean signed deviation."),
         (names::NOISE_COMPARISONS_TOTAL, "Noise comparisons (compare.noise_percent: a second answer of the live backend compared with the first), by route, live backend and outcome."),
         (names::NOISE_LABEL_AGREEMENTS_TOTAL, "Noise classification pairs by whether the live backend's two answers predicted the same class."),
         (names::ROLLOUT_DECISIONS_TOTAL, "Rollout decisions by route, action (start, advance, hold, pause, resume, rollback, promote, abort, retry) and actor (veer or operator)."),

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Key, Label, Recorder};
 
+use crate::divergences::{Divergence, ListingRate};
+use crate::float_counters::{add_float, FloatCounter};
 use crate::stats::{ComparisonSlot, RequestSlot};
 use crate::totals::{ComparisonCounts, ComparisonTotals, ExchangeCounts, ExchangeTotals};
 use crate::window::{bump, Window};
@@ -245,10 +247,12 @@ impl LogDrop {
 }
 
 /// Comparisons of one (route, shadow backend): `veer_shadow_comparisons_total`,
-/// `veer_shadow_abs_deviation`, `veer_shadow_label_agreements_total`, the route's
-/// `veer_divergence_log_dropped_total`, and the dashboard's figures. A noise series
-/// (a route's second answers from its live backend, compared with the first) records
-/// the same under the `veer_noise_*` names instead.
+/// `veer_shadow_abs_deviation`, `veer_shadow_label_agreements_total`, the signed
+/// deviation (`veer_shadow_deviation_{up,down,numbers}_total`), the route's
+/// `veer_divergence_log_dropped_total`, and the dashboard's figures and listed
+/// divergent pairs. A noise series (a route's second answers from its live backend,
+/// compared with the first) records the same under the `veer_noise_*` names instead,
+/// except the signed deviation: a backend against itself moves no way.
 pub struct ComparisonSeries {
     telemetry: Telemetry,
     kind: ComparisonKind,
@@ -257,9 +261,18 @@ pub struct ComparisonSeries {
     outcomes: [OnceLock<Counter>; ShadowOutcome::ALL.len()],
     agreements: [OnceLock<Counter>; 2],
     deviation: OnceLock<Histogram>,
+    shift: OnceLock<ShiftCounters>,
     log_drops: [OnceLock<Counter>; LogDrop::ALL.len()],
     pub(crate) window: Window<ComparisonSlot>,
     totals: ComparisonTotals,
+    listing: ListingRate,
+}
+
+/// The signed deviation's counters of one series: up, down, and numbers compared.
+struct ShiftCounters {
+    up: FloatCounter,
+    down: FloatCounter,
+    numbers: Counter,
 }
 
 /// What a [`ComparisonSeries`] compares.
@@ -298,6 +311,13 @@ pub struct Judged {
     pub max_abs_deviation: Option<f64>,
     /// For classification outputs, whether the predicted class agreed.
     pub label_agreement: Option<bool>,
+    /// `shadow - live` summed over the compared pairs of numbers where the shadow's
+    /// is higher.
+    pub shift_up: f64,
+    /// `live - shadow` summed over the pairs where the shadow's is lower.
+    pub shift_down: f64,
+    /// Pairs of numbers compared.
+    pub numbers: u64,
 }
 
 impl Judged {
@@ -307,6 +327,9 @@ impl Judged {
             outcome,
             max_abs_deviation: None,
             label_agreement: None,
+            shift_up: 0.0,
+            shift_down: 0.0,
+            numbers: 0,
         }
     }
 }
@@ -326,9 +349,11 @@ impl ComparisonSeries {
             outcomes: Default::default(),
             agreements: Default::default(),
             deviation: OnceLock::new(),
+            shift: OnceLock::new(),
             log_drops: Default::default(),
             window: Window::default(),
             totals: ComparisonTotals::default(),
+            listing: ListingRate::default(),
         }
     }
 
@@ -383,10 +408,47 @@ impl ComparisonSeries {
                 .increment(1);
             bump(if agree { &slot.agree } else { &slot.disagree });
         }
+        if judged.numbers > 0 && self.kind == ComparisonKind::Shadow {
+            let counters = self.shift.get_or_init(|| {
+                let labels = || {
+                    vec![
+                        ("route", self.route.clone()),
+                        ("backend", self.shadow_backend.clone()),
+                    ]
+                };
+                ShiftCounters {
+                    up: self
+                        .telemetry
+                        .float_counter(names::SHADOW_DEVIATION_UP_TOTAL, labels()),
+                    down: self
+                        .telemetry
+                        .float_counter(names::SHADOW_DEVIATION_DOWN_TOTAL, labels()),
+                    numbers: self
+                        .telemetry
+                        .counter(names::SHADOW_DEVIATION_NUMBERS_TOTAL, self.labels(None)),
+                }
+            });
+            counters.up.add(judged.shift_up);
+            counters.down.add(judged.shift_down);
+            counters.numbers.increment(judged.numbers);
+            if judged.shift_up.is_finite() && judged.shift_down.is_finite() {
+                add_float(&slot.shift_up, judged.shift_up);
+                add_float(&slot.shift_down, judged.shift_down);
+                slot.numbers.fetch_add(judged.numbers, Ordering::Relaxed);
+            }
+        }
     }
 
-    /// Lists a divergent pair among the dashboard's recent ones.
-    pub fn record_divergence(&self, divergence: crate::stats::Divergence) {
+    /// Whether a divergent pair judged now may be listed on the dashboard: at most
+    /// two of this series' pairs a second are (`LISTED_PER_SECOND`). Asked before
+    /// the pair's record is made, so pairs past the rate cost nothing.
+    pub fn lists_divergence_now(&self) -> bool {
+        self.listing.admit(self.telemetry.second(Instant::now()))
+    }
+
+    /// Keeps a divergent pair (admitted by [`Self::lists_divergence_now`]): listed
+    /// on the dashboard, its record answered by `/divergences/{request_id}`.
+    pub fn record_divergence(&self, divergence: Divergence) {
         self.telemetry.record_divergence(divergence);
     }
 
