@@ -61,14 +61,14 @@ get() { # command, Debian package
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1; } \
       || true
+    # Debian starts the service it installs: stop it, only what this script runs serves.
+    if have systemctl; then systemctl stop "$1" >/dev/null 2>&1 || true; fi
   fi
   have "$1"
 }
 get wrk wrk || { echo "skipped: wrk is not installed and could not be (apt-get install wrk)"; exit 0; }
 NGINX_OK=0; get nginx nginx-light && NGINX_OK=1 || echo "skipped: nginx (apt-get install nginx-light): no nginx backend or baselines"
 HAPROXY_OK=0; get haproxy haproxy && HAPROXY_OK=1 || echo "skipped: haproxy (apt-get install haproxy)"
-# Stop the services Debian's packages start: only what this script runs may listen.
-if have systemctl; then systemctl stop nginx haproxy >/dev/null 2>&1 || true; fi
 
 # veer as it ships (the dist profile: release with fat LTO); the backend as released.
 cargo build --profile dist --quiet --bin veer -p veer
@@ -228,7 +228,7 @@ init = function(args)
   local method, body = args[1] or "GET", nil
   if method == "POST" then
     local values = {}
-    for k = 1, 180 do values[k] = string.format("%.2f", (k * 7919 % 1000) / 10) end
+    for k = 1, 160 do values[k] = string.format("%.2f", (k * 7919 % 1000) / 10) end
     body = '{"instances": [[' .. table.concat(values, ",") .. ']]}'
     body = body:sub(1, -2) .. string.rep(" ", 1024 - #body) .. "}"
   end

@@ -405,7 +405,9 @@ async fn the_dashboard_fits_shows_values_links_records_and_colours_by_budget() {
 
     let url = format!("http://{}/", veer.admin_addr());
     let mut page = tokio::task::block_in_place(|| Page::open(&url, WIDTHS[0], 900));
-    let rendered = r#"document.querySelector('[data-route="wide"] [data-stat="compared"]')?.textContent === "150"
+    // The figure is of the last minute, which a slow start of Chromium may cut into:
+    // the page has rendered once it shows some.
+    let rendered = r#"Number(document.querySelector('[data-route="wide"] [data-stat="compared"]')?.textContent) > 0
         && document.querySelectorAll('#recent tbody tr').length > 0"#;
     tokio::task::block_in_place(|| page.wait_for(rendered, Duration::from_secs(30)));
     for width in WIDTHS {
@@ -470,10 +472,15 @@ async fn the_dashboard_fits_shows_values_links_records_and_colours_by_budget() {
         .and_then(|n| n.parse().ok())
         .expect("ids end in their number");
     assert_eq!(record["request_id"], id.as_str());
-    assert_eq!(
-        record["request_body"],
-        body(sent),
-        "the input that diverged"
+    // No admin token here: the input that diverged stays out of memory (it is in
+    // the divergence log, when there is one).
+    assert!(sent > 0, "{id}");
+    assert_eq!(record["request_body"], serde_json::Value::Null);
+    assert!(
+        record["request_body_withheld"]
+            .as_str()
+            .is_some_and(|why| why.contains("token_file")),
+        "{record}"
     );
     assert_eq!(record["label_agreement"], false);
     assert!(record["live_body"]
@@ -488,12 +495,12 @@ async fn the_dashboard_fits_shows_values_links_records_and_colours_by_budget() {
             r#"document.querySelector('#recent tr[data-request-id="{id}"] [data-stat="record-link"]').click()"#
         ));
         page.wait_for(
-            r#"document.querySelector('[data-stat="record"]').textContent.includes("request_body")"#,
+            r#"document.querySelector('[data-stat="record"]').textContent.includes("request_body_withheld")"#,
             Duration::from_secs(10),
         );
         page.evaluate(r#"JSON.parse(document.querySelector('[data-stat="record"]').textContent)"#)
     });
-    assert_eq!(shown["request_body"], body(sent));
+    assert_eq!(shown["request_id"], id.as_str());
     tokio::task::block_in_place(|| assert_fits(&mut page, WIDTHS[1]));
 
     // The long pointer of `wide` is listed whole, wrapped inside its cell.

@@ -230,7 +230,10 @@ async fn a_real_prometheus_scrapes_veer_and_answers_a_dashboard_query() {
             .as_str()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("a number for {query}: {answer}"));
-        assert!((value - expected).abs() < 1e-9, "{query} = {value}");
+        // One scrape reads the count a moment before the sums, so a pair judged in
+        // between skews it by about one pair in hundreds: 1e-2 still tells 0.25
+        // from 0 and up from down.
+        assert!((value - expected).abs() < 1e-2, "{query} = {value}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

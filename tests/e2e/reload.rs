@@ -383,7 +383,7 @@ async fn runtime_workers_sets_the_worker_threads_and_a_reload_says_it_waits_for_
             .as_str()
             .and_then(|w| w.split_once(" warning: "))
             .map(|(_, w)| w.to_owned()),
-        Some("runtime.workers changed from 3 to one per core; the runtime is built at start, so it takes effect on restart".to_owned()),
+        Some("runtime.workers is one per core in the file but veer runs on 3; the runtime is built at start, so it takes effect on restart".to_owned()),
         "{}",
         applied.text()
     );

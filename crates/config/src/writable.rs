@@ -101,7 +101,10 @@ backend = "v2"
 divergence_log = "divergences.jsonl"
 "#
         );
-        let dir = std::env::temp_dir().join(format!("veer-writable-{}", std::process::id()));
+        // A folder of its own per call: tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("veer-writable-{}-{call}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("veer.toml");
         std::fs::write(&path, toml).expect("write the file");

@@ -318,13 +318,19 @@ pub(crate) struct DivergentPair<'a> {
     pub(crate) route: &'a str,
     pub(crate) live_backend: &'a str,
     pub(crate) shadow_backend: &'a str,
-    /// The request body both sides were sent: which input diverged.
-    pub(crate) request: &'a [u8],
+    /// The request body both sides were sent: which input diverged. `None`: held
+    /// back from this copy of the record ([`REQUEST_WITHHELD`] says why).
+    pub(crate) request: Option<&'a [u8]>,
     /// Status and body, when the live side answered.
     pub(crate) live: Option<(u16, &'a [u8])>,
     /// Status and body, when the shadow side answered.
     pub(crate) shadow: Option<(u16, &'a [u8])>,
 }
+
+/// Why a record the admin listener keeps has no request body: model inputs are
+/// only kept in memory where a token guards who may read them.
+pub(crate) const REQUEST_WITHHELD: &str =
+    "model inputs are kept in memory only behind an admin token: set [admin] token_file (the divergence log, if any, has them)";
 
 /// The log line of a divergent pair: time, request id, route, both backends and
 /// statuses, the largest deviation, label agreement, the first differences (pointer
@@ -420,7 +426,7 @@ fn render(
         })
         .collect();
     let body = |side: Option<(u16, &[u8])>| side.map(|(_, b)| excerpt(b, limits.body));
-    json!({
+    let mut line = json!({
         "time": humantime::format_rfc3339_millis(at).to_string(),
         "request_id": excerpt(pair.request_id, ID_EXCERPT),
         "route": pair.route,
@@ -431,13 +437,17 @@ fn render(
         "max_abs_deviation": comparison.max_abs_deviation,
         "label_agreement": comparison.label_agreement,
         "differences": differences,
-        "request_body": excerpt(pair.request, limits.body),
-        "request_body_bytes": pair.request.len(),
+        "request_body": pair.request.map(|r| excerpt(r, limits.body)),
+        "request_body_bytes": pair.request.map(<[u8]>::len),
         "live_body": body(pair.live).unwrap_or_default(),
         "live_body_bytes": pair.live.map(|(_, b)| b.len()),
         "shadow_body": body(pair.shadow).unwrap_or_default(),
         "shadow_body_bytes": pair.shadow.map(|(_, b)| b.len()),
-    })
+    });
+    if pair.request.is_none() {
+        line["request_body_withheld"] = REQUEST_WITHHELD.into();
+    }
+    line
 }
 
 /// A differing value as the line shows it: whole when its JSON text fits `limit`,
@@ -489,7 +499,7 @@ mod tests {
             route: "churn",
             live_backend: "v1",
             shadow_backend: "v2",
-            request: br#"{"instances": [[12, 70.5, 846.0, 5]]}"#,
+            request: Some(br#"{"instances": [[12, 70.5, 846.0, 5]]}"#),
             live: Some((200, live)),
             shadow: Some((200, shadow)),
         }
@@ -658,7 +668,7 @@ mod tests {
             route: &name,
             live_backend: &name,
             shadow_backend: &name,
-            request: &nasty,
+            request: Some(&nasty),
             live: Some((200, &nasty)),
             shadow: Some((599, &nasty)),
         };

@@ -35,7 +35,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Removed by name, only those present: most answers carry just
-    // `connection: keep-alive`, which names no other header.
+    // `connection: keep-alive`, whose one token is a hop-by-hop header already listed.
     let mut present: Vec<HeaderName> = headers.keys().filter(|n| is_hop(n)).cloned().collect();
     present.extend(
         headers
@@ -44,9 +44,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|token| {
-                !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
-            })
+            .filter(|token| !token.eq_ignore_ascii_case("keep-alive"))
             .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
     );
     for name in &present {

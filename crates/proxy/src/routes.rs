@@ -36,6 +36,8 @@ struct Shared {
     telemetry: Telemetry,
     /// Where rollout decisions are recorded.
     decisions: DecisionBook,
+    /// `[runtime]` as the first load had it: the runtime veer actually runs on.
+    runtime_at_start: veer_config::Runtime,
 }
 
 impl std::fmt::Debug for Routes {
@@ -104,6 +106,7 @@ impl Routes {
         let started = Instant::now();
         let (loaded, source) = read(path)?;
         let mut registry = Registry::new(telemetry.clone());
+        let runtime_at_start = loaded.config.runtime;
         let first = Snapshot::compile(loaded.config, source, 1, &mut registry)?;
         let took = started.elapsed();
         telemetry.record_reload(true, took);
@@ -115,6 +118,7 @@ impl Routes {
                 reload: Mutex::new(registry),
                 decisions: DecisionBook::new(telemetry.clone()),
                 telemetry,
+                runtime_at_start,
             }),
         })
     }
@@ -179,14 +183,14 @@ impl Routes {
                 .into_iter()
                 .map(|taken| Diagnostic::warning_about(&source.file, taken)),
         );
-        let (was, now) = (running.config().runtime, loaded.config.runtime);
+        let (was, now) = (self.shared.runtime_at_start, loaded.config.runtime);
         if was != now {
             warnings.push(Diagnostic::warning_about(
                 &source.file,
                 format!(
-                    "runtime.workers changed from {} to {}; the runtime is built at start, so it takes effect on restart",
-                    describe_workers(was),
-                    describe_workers(now)
+                    "runtime.workers is {} in the file but veer runs on {}; the runtime is built at start, so it takes effect on restart",
+                    describe_workers(now),
+                    describe_workers(was)
                 ),
             ));
         }

@@ -406,26 +406,30 @@ fn record_divergence(
         LiveSide::Answered { status, body } => Some((*status, &body[..])),
         _ => None,
     };
-    let mut record = divergence::line(
-        &divergence::DivergentPair {
-            request_id: pair.request_id.as_bytes(),
-            route,
-            live_backend,
-            shadow_backend,
-            request: pair.request_body.as_deref().unwrap_or_default(),
-            live,
-            shadow: Some((shadow.0, &shadow.1[..])),
-        },
-        comparison,
-        now,
-    );
+    let mut divergent = divergence::DivergentPair {
+        request_id: pair.request_id.as_bytes(),
+        route,
+        live_backend,
+        shadow_backend,
+        request: Some(pair.request_body.as_deref().unwrap_or_default()),
+        live,
+        shadow: Some((shadow.0, &shadow.1[..])),
+    };
+    let mut record = divergence::line(&divergent, comparison, now);
+    // Model inputs go where the operator put them: the divergence log (a 0600 file),
+    // and the admin listener's records only when a token guards who may read them.
+    let guarded = snapshot.admin_token().is_some();
     if let Some(log) = &plan.log {
-        let line = if listed {
+        let line = if listed && guarded {
             record.clone()
         } else {
             std::mem::take(&mut record)
         };
         log.submit(line, &plan.comparisons);
+    }
+    if listed && !guarded {
+        divergent.request = None;
+        record = divergence::line(&divergent, comparison, now);
     }
     if listed {
         plan.comparisons.record_divergence(Divergence {

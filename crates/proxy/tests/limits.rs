@@ -174,15 +174,21 @@ async fn idle_and_silent_connections_are_closed() {
         "closed at the header timeout: {silent_for:?}"
     );
 
-    // Two pipelined requests in one write, both answered, then nothing: an idle
-    // connection (closed at the idle timeout, with no 408 written into it).
+    // Two pipelined requests in one write, both answered, then nothing: closed
+    // quietly, with no 408 written into it. Which of the two timeouts ends it
+    // depends on when hyper starts waiting for the next head after a pipelined
+    // batch (seen both ways in CI), so the bound is the shorter one.
     let mut piped = TcpStream::connect(proxy.addr).await.expect("connect");
     piped.write_all(&[GET, GET].concat()).await.expect("write");
     let piped_from = Instant::now();
     let all = read_to_close(&mut piped, Duration::from_secs(5)).await;
     assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all:?}");
     assert!(!all.contains("408"), "{all:?}");
-    assert!(piped_from.elapsed() >= Duration::from_millis(400));
+    let piped_for = piped_from.elapsed();
+    assert!(
+        piped_for >= Duration::from_millis(250) && piped_for < Duration::from_secs(3),
+        "closed at a timeout, not at once: {piped_for:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -584,20 +584,16 @@ async fn a_shadow_scoring_higher_moves_the_signed_deviation_up() {
     assert!((mean - 0.025).abs() < 1e-6, "mean signed shift {mean}");
 }
 
-/// Without a divergence log, a listed divergent pair's whole record is still kept
-/// for `GET /divergences/{request_id}`: the request body both sides were sent, both
-/// answers, the differences.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listed_pair_keeps_its_record_without_a_log() {
-    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":["yes"]}"#.into())).await;
-    let flipped = TestBackend::start(Behavior::Fixed(r#"{"predictions":["no"]}"#.into())).await;
-    let proxy = start(&shadowed("nolog", &live.url(), &flipped.url(), "5s", "")).await;
+/// The record veer keeps of the listed divergent pair `id`, sent through a proxy on
+/// `config` (with no divergence log).
+async fn kept_record(config: &str, id: &str) -> serde_json::Value {
+    let proxy = start(config).await;
     let answer = proxy
         .client
         .send(
             Method::POST,
             "/nolog/p",
-            &[("x-request-id", "kept-1")],
+            &[("x-request-id", id)],
             Bytes::from_static(br#"{"instances": [[42, 7]]}"#),
         )
         .await
@@ -609,21 +605,48 @@ async fn a_listed_pair_keeps_its_record_without_a_log() {
     let telemetry = proxy.routes.telemetry();
     let deadline = Instant::now() + Duration::from_secs(20);
     let record = loop {
-        if let Some(record) = telemetry.divergence_record("kept-1") {
+        if let Some(record) = telemetry.divergence_record(id) {
             break record;
         }
         assert!(Instant::now() < deadline, "the pair's record was kept");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let record: serde_json::Value = serde_json::from_str(&record).expect("a JSON record");
-    assert_eq!(record["request_id"], "kept-1");
-    assert_eq!(record["request_body"], r#"{"instances": [[42, 7]]}"#);
-    assert_eq!(record["live_body"], r#"{"predictions":["yes"]}"#);
-    assert_eq!(record["shadow_body"], r#"{"predictions":["no"]}"#);
+    assert_eq!(telemetry.divergence_record("never-sent"), None);
+    serde_json::from_str(&record).expect("a JSON record")
+}
+
+/// Without a divergence log, a listed divergent pair's whole record is still kept
+/// for `GET /divergences/{request_id}`: both answers and the differences, and the
+/// request body both sides were sent only when an admin token guards who may read
+/// it (model inputs are not left on an open listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_pair_keeps_its_record_without_a_log() {
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":["yes"]}"#.into())).await;
+    let flipped = TestBackend::start(Behavior::Fixed(r#"{"predictions":["no"]}"#.into())).await;
+    let config = shadowed("nolog", &live.url(), &flipped.url(), "5s", "");
+
+    let open = kept_record(&config, "kept-1").await;
+    assert_eq!(open["request_id"], "kept-1");
+    assert_eq!(open["request_body"], serde_json::Value::Null);
+    assert!(
+        open["request_body_withheld"]
+            .as_str()
+            .is_some_and(|why| why.contains("[admin] token_file")),
+        "{open}"
+    );
+    assert_eq!(open["live_body"], r#"{"predictions":["yes"]}"#);
+    assert_eq!(open["shadow_body"], r#"{"predictions":["no"]}"#);
     assert_eq!(
-        record["differences"][0],
+        open["differences"][0],
         serde_json::json!({"pointer": "/predictions/0", "live": "yes", "shadow": "no"})
     );
-    assert_eq!(record["label_agreement"], false);
-    assert_eq!(telemetry.divergence_record("never-sent"), None);
+    assert_eq!(open["label_agreement"], false);
+
+    let token = std::env::temp_dir().join(format!("veer-token-{}", std::process::id()));
+    std::fs::write(&token, "t0ken\n").expect("write the token file");
+    let guarded = format!("{config}\n[admin]\ntoken_file = \"{}\"\n", token.display());
+    let kept = kept_record(&guarded, "kept-2").await;
+    let _ = std::fs::remove_file(&token);
+    assert_eq!(kept["request_body"], r#"{"instances": [[42, 7]]}"#);
+    assert_eq!(kept.get("request_body_withheld"), None, "{kept}");
 }
