@@ -230,10 +230,11 @@ async fn a_real_prometheus_scrapes_veer_and_answers_a_dashboard_query() {
             .as_str()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("a number for {query}: {answer}"));
-        // One scrape reads the count a moment before the sums, so a pair judged in
-        // between skews it by about one pair in hundreds: 1e-2 still tells 0.25
-        // from 0 and up from down.
-        assert!((value - expected).abs() < 1e-2, "{query} = {value}");
+        // A scrape reads the count a moment before the sums, so a pair judged in
+        // between skews a sample by one pair; over the few scrapes in the window
+        // that is a few percent (0.261 for 0.25 was seen in CI). 0.05 still tells
+        // 0.25 from 0 and up from down.
+        assert!((value - expected).abs() < 0.05, "{query} = {value}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
