@@ -95,24 +95,34 @@ SLOW=127.0.0.1:19003
 PATH_=/v1/models/churn:predict
 declare -A ADDR PIDS
 
-# --- backends (load core) -----------------------------------------------------------
-$LOAD_CPU target/release/model-backend --addr "$SLOW" --name churn-v2-slow --delay 200ms 2>/dev/null & pids+=($!)
-if ((NGINX_OK)); then
-  mkdir -p "$work/backend"
-  cat >"$work/backend/nginx.conf" <<NGINX
+# An nginx of one worker, no access log, its files in $work/NAME, serving the
+# http{} block's inside read from stdin (server, upstream and split_clients blocks).
+nginx_conf() { # name
+  mkdir -p "$work/$1"
+  {
+    cat <<NGINX
 worker_processes 1;
 daemon off;
-pid $work/backend/nginx.pid;
-error_log $work/backend/error.log warn;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path $work/backend; proxy_temp_path $work/backend;
-  fastcgi_temp_path $work/backend; uwsgi_temp_path $work/backend; scgi_temp_path $work/backend;
+  client_body_temp_path $work/$1; proxy_temp_path $work/$1;
+  fastcgi_temp_path $work/$1; uwsgi_temp_path $work/$1; scgi_temp_path $work/$1;
+NGINX
+    cat
+    echo "}"
+  } >"$work/$1/nginx.conf"
+}
+
+# --- backends (load core) -----------------------------------------------------------
+$LOAD_CPU target/release/model-backend --addr "$SLOW" --name churn-v2-slow --delay 200ms 2>/dev/null & pids+=($!)
+if ((NGINX_OK)); then
+  nginx_conf backend <<NGINX
   server { listen $LIVE; location / { default_type application/json; return 200 '{"predictions":[0.27,0.73],"model_version":"churn-v1"}'; } }
   server { listen $FAST; location / { default_type application/json; return 200 '{"predictions":[0.27,0.73],"model_version":"churn-v2"}'; } }
-}
 NGINX
   $LOAD_CPU nginx -c "$work/backend/nginx.conf" -p "$work/backend" & pids+=($!)
   BACKEND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
@@ -155,18 +165,7 @@ targets=(direct veer veer-canary veer-shadow veer-shadow-200ms)
 
 # --- peers (proxy core) ---------------------------------------------------------------
 if ((NGINX_OK)); then
-  mkdir -p "$work/proxy"
-  cat >"$work/proxy/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/proxy/nginx.pid;
-error_log $work/proxy/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/proxy; proxy_temp_path $work/proxy;
-  fastcgi_temp_path $work/proxy; uwsgi_temp_path $work/proxy; scgi_temp_path $work/proxy;
+  nginx_conf proxy <<NGINX
   upstream live { server $LIVE; keepalive 64; }
   upstream canary { server $FAST; keepalive 64; }
   upstream shadow { server $FAST; keepalive 64; }
@@ -184,7 +183,6 @@ http {
     location / { mirror /mirror; proxy_pass http://live; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location = /mirror { internal; proxy_pass http://shadow\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-}
 NGINX
   $PROXY_CPU nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!)
   ADDR[nginx]=127.0.0.1:19090; ADDR[nginx-split]=127.0.0.1:19091; ADDR[nginx-mirror]=127.0.0.1:19092
