@@ -96,8 +96,31 @@ pub enum Blame {
     Veer,
 }
 
-/// An error of the upstream pool.
-pub type UpstreamError = hyper_util::client::legacy::Error;
+/// Why an exchange with a backend produced no answer head.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection: refused, unresolvable, timed out, or the TLS handshake failed.
+    #[error("cannot connect")]
+    Connect(#[source] std::io::Error),
+    /// Connected, but the exchange broke (reset, closed early, bad HTTP, or the
+    /// client's body failed on the way).
+    #[error("the exchange broke")]
+    Exchange(#[source] hyper::Error),
+    /// The HTTP/2 client's error (connect failures included).
+    #[error(transparent)]
+    H2(hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    /// True when no connection was made: nothing of the request reached the backend.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            UpstreamError::Connect(_) => true,
+            UpstreamError::Exchange(_) => false,
+            UpstreamError::H2(e) => e.is_connect(),
+        }
+    }
+}
 
 /// The innermost error's message: "Connection refused (os error 111)" rather than
 /// hyper-util's "client error (Connect)".

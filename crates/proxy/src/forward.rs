@@ -1,17 +1,10 @@
 //! Forwarding one request to its backend over the upstream pool, body streaming.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::ClientConfig;
-use veer_config::{Backend, Protocol};
 
 use crate::body::RequestBody;
 use crate::headers::{self, Downstream};
@@ -21,42 +14,6 @@ use crate::ProxyError;
 use crate::UpstreamError;
 
 pub(crate) use crate::error::root_cause;
-
-/// The keep-alive connections to backends of one kind (protocol, connect timeout,
-/// TLS trust): every backend with those settings shares it, keyed inside by
-/// authority, and a reload that keeps the settings keeps the connections.
-pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
-
-/// 4 s: under the shortest keep-alive common model servers keep (uvicorn's 5 s,
-/// behind KServe and FastAPI servers), so veer closes an idle connection before the
-/// backend does and rarely sends on one the backend is closing; the rare race left
-/// is retried ([`send`]).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Builds a client for backends like `backend`, trusting what `tls` trusts: no Nagle
-/// delay (requests are small and latency-bound), the backend's connect timeout,
-/// HTTP/2 only (prior knowledge on `http://`, ALPN on `https://`) when its protocol
-/// is `h2`.
-pub(crate) fn upstream_client(backend: &Backend, tls: ClientConfig) -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(backend.connect_timeout));
-    let schemes = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    let connector = match backend.protocol {
-        Protocol::Http1 => schemes.enable_http1().wrap_connector(http),
-        Protocol::H2 => schemes.enable_http2().wrap_connector(http),
-    };
-    let mut client = Client::builder(TokioExecutor::new());
-    client
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_only(backend.protocol == Protocol::H2);
-    client.build(connector)
-}
 
 /// Rewrites a client request for `upstream`: same method, path, query and body;
 /// absolute URI on the backend's authority; HTTP/1.1; headers per

@@ -66,6 +66,7 @@ mod silence;
 mod snapshot;
 mod tls;
 mod upload;
+mod upstream;
 
 pub use error::{Blame, ProxyError, UpstreamError};
 pub use proxy::Proxy;

@@ -24,11 +24,11 @@ use veer_config::{Backend, BackendTls, Outlier, Protocol, Rollout};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role, Telemetry};
 
 use crate::divergence::{DivergenceLog, LogRate, LogWriter};
-use crate::forward::{self, UpstreamClient};
 use crate::health::Health;
 use crate::rollout::{Identity, RolloutState};
 use crate::snapshot::UnusableFile;
 use crate::tls::{self, TlsFiles};
+use crate::upstream::UpstreamClient;
 
 /// Entries of one kind by their settings, held weakly.
 struct Shelf<K, V> {
@@ -118,11 +118,13 @@ pub(crate) struct Registry {
     rollouts: Shelf<(String, Identity), RolloutState>,
 }
 
-/// What makes two backends' connections interchangeable: protocol, connect timeout,
-/// TLS settings, and the bytes of the TLS files they name (a rotated CA or client
-/// certificate makes a new client; an unchanged one keeps the pooled connections).
+/// What makes two backends' connections interchangeable: where they go (an HTTP/1.1
+/// pool is one backend's), protocol, connect timeout, TLS settings, and the bytes of
+/// the TLS files they name (a rotated CA or client certificate makes a new client;
+/// an unchanged one keeps the pooled connections).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientSettings {
+    origin: Option<String>,
     protocol: Protocol,
     connect_timeout: Duration,
     tls: BackendTls,
@@ -202,6 +204,9 @@ impl Registry {
     ) -> Result<Arc<UpstreamClient>, UnusableFile> {
         let files = TlsFiles::read(&backend.tls)?;
         let settings = ClientSettings {
+            // An HTTP/2 client keys its connections by authority inside, and is
+            // shared by every backend with the same settings.
+            origin: (backend.protocol == Protocol::Http1).then(|| backend.url.to_string()),
             protocol: backend.protocol,
             connect_timeout: backend.connect_timeout,
             tls: backend.tls.clone(),
@@ -209,7 +214,7 @@ impl Registry {
         };
         self.clients.try_get_or_make(settings, || {
             let config = tls::client_config(&backend.tls, &files)?;
-            Ok(forward::upstream_client(backend, config))
+            Ok(UpstreamClient::new(backend, config))
         })
     }
 

@@ -37,11 +37,12 @@ use veer_telemetry::{Divergence, Exchange, Judged, ShadowOutcome};
 
 use crate::body::{concat, read_for_mirror, Cut, LiveCapture, MirrorRead, RequestBody};
 use crate::divergence;
-use crate::forward::{self, UpstreamClient};
+use crate::forward;
 use crate::grpc;
 use crate::pool::ComparePool;
 use crate::snapshot::{ShadowPlan, Snapshot, Upstream};
 use crate::upload::ClientBody;
+use crate::upstream::UpstreamClient;
 use crate::ProxyError;
 
 /// `x-veer-shadow: 1` on every mirrored request, so a backend can skip side effects.

@@ -16,11 +16,11 @@ use veer_telemetry::stats::{Budget, ErrorBudget, RouteBudget};
 use veer_telemetry::{ComparisonSeries, ExchangeSeries, Role};
 
 use crate::divergence::DivergenceLog;
-use crate::forward::UpstreamClient;
 use crate::health::Health;
 use crate::registry::{Registry, ShadowLimiter};
 use crate::rollout::{effective_split, CompiledRollout, Identity};
 use crate::tls;
+use crate::upstream::UpstreamClient;
 
 /// How recent a backend's traffic must be for a reload that takes it away to be
 /// worth a warning: 5 minutes, longer than any scrape or dashboard refresh, so a

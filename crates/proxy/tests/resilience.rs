@@ -5,6 +5,8 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -86,6 +88,62 @@ async fn a_backend_stalling_mid_body_is_cut_at_its_timeout() {
         next.is_err(),
         "let through to the stalling backend: {next:?}"
     );
+}
+
+/// A backend that answers "ok" after `delay` and counts the connections it accepted.
+async fn counts_connections(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_kept_alive_and_shared_only_in_turn() {
+    let (backend, accepted) = counts_connections(Duration::from_millis(100)).await;
+    let proxy = start(&one_backend(&format!("http://{backend}"), "")).await;
+    for _ in 0..5 {
+        let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
+        assert_eq!(
+            (answer.status.as_u16(), answer.text()),
+            (200, "ok".to_owned())
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection, in turn"
+    );
+    // Eight at once need eight connections (one is the kept one); eight more at once
+    // after them find those eight ready and open none.
+    for round in 0..2 {
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let client = proxy.client.clone();
+                tokio::spawn(async move { client.get("/v1/x", &[]).await })
+            })
+            .collect();
+        for call in calls {
+            let answer = call.await.expect("task").expect("answer");
+            assert_eq!(answer.status, 200, "round {round}: {}", answer.text());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 8, "after round {round}");
+    }
 }
 
 /// A backend that closes keep-alive connections idle for 1 s, as many servers do.
