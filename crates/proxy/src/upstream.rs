@@ -11,13 +11,18 @@
 //! for the same job: a hashed pool key per checkout, a task spawned per request to
 //! return the connection, and the boxing around both.
 //!
-//! A connection idle longer than [`IDLE_TIMEOUT`] is closed at the next checkout
-//! rather than reused, so veer gives up an idle connection before the backend does;
+//! A connection idle longer than [`IDLE_TIMEOUT`] (since it last read from the
+//! backend, which for a ready connection is when its last answer ended) is closed
+//! at the next checkout rather than reused, so veer gives up an idle connection
+//! before the backend does;
 //! a request hyper hands back unsent (its connection closed before any byte went
 //! out) is sent on another connection. HTTP/2 backends multiplex one connection,
 //! where the legacy client's cost is paid once per connection, not per request.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::{PathAndQuery, Scheme};
@@ -30,6 +35,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use veer_config::{Backend, Protocol};
@@ -110,6 +116,8 @@ pub(crate) struct Http1Pool {
     /// For `https://`: the connector (ALPN http/1.1) and the name to verify (none
     /// when the host is not one a certificate can name).
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+    /// What connections' read times count from.
+    epoch: Instant,
     connections: Mutex<Vec<Pooled>>,
 }
 
@@ -123,11 +131,13 @@ impl std::fmt::Debug for Http1Pool {
     }
 }
 
-/// One connection, as its sender, and when a request last went out on it.
+/// One connection, as its sender, and when it last read from the backend
+/// (milliseconds since the pool's epoch): for a ready connection, the end of its
+/// last answer, when its idle time began.
 #[derive(Debug)]
 struct Pooled {
     sender: http1::SendRequest<RequestBody>,
-    used: Instant,
+    last_read: Arc<AtomicU64>,
 }
 
 impl Http1Pool {
@@ -150,6 +160,7 @@ impl Http1Pool {
             host,
             connect_timeout: backend.connect_timeout,
             tls,
+            epoch: Instant::now(),
             connections: Mutex::new(Vec::new()),
         }
     }
@@ -161,12 +172,12 @@ impl Http1Pool {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut sender = match self.ready() {
-                Some(sender) => sender,
+            let mut pooled = match self.ready() {
+                Some(pooled) => pooled,
                 None => self.connect().await?,
             };
-            let answer = sender.try_send_request(req);
-            self.put_back(sender);
+            let answer = pooled.sender.try_send_request(req);
+            self.put_back(pooled);
             match answer.await {
                 Ok(response) => return Ok(response),
                 Err(mut failed) => match failed.take_message() {
@@ -177,32 +188,51 @@ impl Http1Pool {
         }
     }
 
-    /// A connection ready for a request, taken out of the pool; closed ones and
-    /// ones idle past [`IDLE_TIMEOUT`] are dropped on the way.
-    fn ready(&self) -> Option<http1::SendRequest<RequestBody>> {
-        let now = Instant::now();
+    /// A connection ready for a request, the most recently used first, taken out of
+    /// the pool; closed ones and ready ones idle past [`IDLE_TIMEOUT`] met on the way
+    /// are dropped. Busy ones (an exchange still under way) are passed over.
+    fn ready(&self) -> Option<Pooled> {
+        let now = self.millis();
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        connections.retain(|c| {
-            let stale = c.sender.is_ready() && now.duration_since(c.used) > IDLE_TIMEOUT;
-            !stale && !c.sender.is_closed()
-        });
-        let ready = connections.iter().rposition(|c| c.sender.is_ready())?;
-        Some(connections.swap_remove(ready).sender)
+        let mut i = connections.len();
+        while i > 0 {
+            i -= 1;
+            let pooled = &connections[i];
+            if pooled.sender.is_ready() {
+                let idle = now.saturating_sub(pooled.last_read.load(Ordering::Relaxed));
+                let pooled = connections.swap_remove(i);
+                if u128::from(idle) <= IDLE_TIMEOUT.as_millis() {
+                    return Some(pooled);
+                }
+            } else if pooled.sender.is_closed() {
+                connections.swap_remove(i);
+            }
+        }
+        None
     }
 
-    fn put_back(&self, sender: http1::SendRequest<RequestBody>) {
-        let pooled = Pooled {
-            sender,
-            used: Instant::now(),
-        };
+    fn put_back(&self, pooled: Pooled) {
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(pooled);
     }
 
+    fn stamped<IO>(&self, io: IO, last_read: &Arc<AtomicU64>) -> TokioIo<Stamped<IO>> {
+        TokioIo::new(Stamped {
+            io,
+            epoch: self.epoch,
+            last_read: last_read.clone(),
+        })
+    }
+
+    /// Milliseconds since the pool's epoch.
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// A new connection (TCP, then TLS for `https://`), within the connect timeout.
-    async fn connect(&self) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+    async fn connect(&self) -> Result<Pooled, UpstreamError> {
         let connecting = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
             tcp.set_nodelay(true)?;
@@ -219,8 +249,9 @@ impl Http1Pool {
             .await
             .unwrap_or_else(|_| Err(timed_out()))
             .map_err(UpstreamError::Connect)?;
-        match &self.tls {
-            None => handshake(TokioIo::new(tcp)).await,
+        let last_read = Arc::new(AtomicU64::new(self.millis()));
+        let sender = match &self.tls {
+            None => handshake(self.stamped(tcp, &last_read)).await?,
             Some((connector, name)) => {
                 let name = name.clone().ok_or_else(|| {
                     UpstreamError::Connect(std::io::Error::new(
@@ -232,9 +263,64 @@ impl Http1Pool {
                     .await
                     .unwrap_or_else(|_| Err(timed_out()))
                     .map_err(UpstreamError::Connect)?;
-                handshake(TokioIo::new(tls)).await
+                handshake(self.stamped(tls, &last_read)).await?
             }
+        };
+        Ok(Pooled { sender, last_read })
+    }
+}
+
+/// A backend connection's stream that stamps each read that brought bytes: the
+/// pool's clock of when an answer ended.
+struct Stamped<IO> {
+    io: IO,
+    epoch: Instant,
+    last_read: Arc<AtomicU64>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Stamped<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_read.store(now, Ordering::Relaxed);
         }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Stamped<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

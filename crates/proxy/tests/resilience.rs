@@ -146,6 +146,33 @@ async fn backend_connections_are_kept_alive_and_shared_only_in_turn() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_connection_idle_past_four_seconds_is_not_reused_but_a_slow_answer_keeps_its() {
+    let (backend, accepted) = counts_connections(Duration::from_millis(4_200)).await;
+    let config = format!(
+        r#"
+[backends.model]
+url = "http://{backend}"
+timeout = "10s"
+
+[[routes]]
+name = "models"
+split = [ {{ backend = "model", weight = 1 }} ]
+"#
+    );
+    let proxy = start(&config).await;
+    let get = || async { proxy.client.get("/v1/x", &[]).await.expect("answer").status };
+    // Idle time counts from the end of the answer, not from when the request went
+    // out 4.2 s before: the second request takes the same connection.
+    assert_eq!(get().await, 200);
+    assert_eq!(get().await, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // Idle past 4 s: given up before the backend would (uvicorn: 5 s), a new one.
+    tokio::time::sleep(Duration::from_millis(4_300)).await;
+    assert_eq!(get().await, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
 /// A backend that closes keep-alive connections idle for 1 s, as many servers do.
 async fn closes_idle_after_one_second() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
