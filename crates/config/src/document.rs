@@ -12,6 +12,7 @@
 //! `[routes.shadow]` onto the route before, a duplicate key). [`Corrections`] maps
 //! positions in that corrected text back to the file as written.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -164,6 +165,8 @@ impl Found {
 struct Walker<'t> {
     text: &'t str,
     found: Vec<Found>,
+    /// Shapes probed so far, by path: a thousand routes are one shape probed once.
+    shapes: HashMap<Vec<Step>, Shape>,
 }
 
 /// Whose setting a table is, for messages: a route or a backend, and how deep in the
@@ -179,6 +182,7 @@ impl Walker<'_> {
         let mut walker = Walker {
             text,
             found: Vec::new(),
+            shapes: HashMap::new(),
         };
         walker.table(doc, 0..0, &mut Vec::new(), None);
         walker.found
@@ -211,7 +215,7 @@ impl Walker<'_> {
         path: &mut Vec<Step>,
         owner: Option<&Owner>,
     ) {
-        let known = match shape_at::<RawConfig>(path) {
+        let known = match self.shape_at(path) {
             Shape::Table(known) => Some(known),
             Shape::Map => None,
             Shape::List | Shape::Value => return,
@@ -240,6 +244,16 @@ impl Walker<'_> {
             }
             table.remove(name.as_str());
         }
+    }
+
+    /// The shape [`RawConfig`] gives the value at `path`.
+    fn shape_at(&mut self, path: &[Step]) -> Shape {
+        if let Some(shape) = self.shapes.get(path) {
+            return *shape;
+        }
+        let shape = shape_at::<RawConfig>(path);
+        self.shapes.insert(path.to_vec(), shape);
+        shape
     }
 
     /// The route or backend whose table this is, if it is one.

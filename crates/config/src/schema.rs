@@ -15,7 +15,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visit
 use serde_spanned::de::SpannedDeserializer;
 
 /// One step from a table or an array to a value inside it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Step {
     /// The value of this key of a table.
     Key(String),

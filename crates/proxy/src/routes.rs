@@ -162,6 +162,15 @@ impl Routes {
         let started = Instant::now();
         let outcome = self.swap_in(&mut registry);
         let took = started.elapsed();
+        // The new generation serves: letting go of the one it replaced (freed now
+        // unless a request still holds it) and of what only that one used is
+        // cleanup, no part of the reload's time.
+        let outcome = outcome.map(|(reloaded, replaced)| {
+            drop(replaced);
+            registry.forget_released();
+            reloaded
+        });
+        drop(registry);
         self.shared.telemetry.record_reload(outcome.is_ok(), took);
         match &outcome {
             Ok(reloaded) => log_applied("config reloaded", &self.load(), &reloaded.warnings, took),
@@ -170,8 +179,10 @@ impl Routes {
         outcome
     }
 
-    /// Reads, validates, compiles and swaps; the caller holds the reload lock.
-    fn swap_in(&self, registry: &mut Registry) -> Result<Reloaded, ReloadError> {
+    /// Reads, validates, compiles and swaps; the caller holds the reload lock. Hands
+    /// back the generation it replaced, for the caller to let go of (and then of the
+    /// registry entries only it used).
+    fn swap_in(&self, registry: &mut Registry) -> Result<(Reloaded, Arc<Snapshot>), ReloadError> {
         let (loaded, source) = read(&self.shared.path)?;
         let running = self.shared.current.load_full();
         unchanged_listeners(running.config().listen, loaded.config.listen)?;
@@ -196,12 +207,14 @@ impl Routes {
         }
         drop(running);
         let next = Snapshot::compile(loaded.config, source, generation, registry)?;
-        self.shared.current.store(Arc::new(next));
-        registry.forget_released();
-        Ok(Reloaded {
-            generation,
-            warnings,
-        })
+        let replaced = self.shared.current.swap(Arc::new(next));
+        Ok((
+            Reloaded {
+                generation,
+                warnings,
+            },
+            replaced,
+        ))
     }
 
     /// Swaps in the serving snapshot with its rollouts' weights as they stand now,
