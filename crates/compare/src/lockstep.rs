@@ -430,7 +430,7 @@ impl<'t> Lockstep<'t> {
 
     /// After an item: `Some(true)` when both sides go on (a comma), `Some(false)`
     /// when both end, `None` when one side has more items than the other.
-    #[inline]
+    #[inline(always)]
     fn more(&mut self) -> Option<bool> {
         match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
             (true, true) => Some(true),
