@@ -99,6 +99,7 @@ struct Cursor<'t> {
 }
 
 impl<'t> Cursor<'t> {
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.text.get(self.at) {
             if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
@@ -109,6 +110,7 @@ impl<'t> Cursor<'t> {
         None
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
@@ -130,6 +132,7 @@ impl<'t> Cursor<'t> {
     /// (at most 15 digits, no exponent: the usual prediction) get their exact value
     /// on the way (Clinger's fast path: a mantissa below 2^53 divided by an exact
     /// power of ten is correctly rounded).
+    #[inline(always)]
     fn number(&mut self) -> Option<Number<'t>> {
         self.peek()?;
         let text = self.text;
@@ -147,7 +150,7 @@ impl<'t> Cursor<'t> {
         if text.get(i) == Some(&b'.') {
             i += 1;
             let from = i;
-            i = digits(text, i, &mut mantissa);
+            i = many_digits(text, i, &mut mantissa);
             fraction_digits = i - from;
             if fraction_digits == 0 {
                 return None;
@@ -171,7 +174,8 @@ impl<'t> Cursor<'t> {
         self.at = i;
         let short = !exponent && int_digits + fraction_digits <= 15;
         let value = short.then(|| {
-            let v = mantissa as f64 / POW10[fraction_digits];
+            // Below 10^15: the signed conversion is exact, and one instruction.
+            let v = mantissa as i64 as f64 / POW10[fraction_digits];
             if negative {
                 -v
             } else {
@@ -426,6 +430,7 @@ impl<'t> Lockstep<'t> {
 
     /// After an item: `Some(true)` when both sides go on (a comma), `Some(false)`
     /// when both end, `None` when one side has more items than the other.
+    #[inline(always)]
     fn more(&mut self) -> Option<bool> {
         match (self.a.eat(b',').is_some(), self.b.eat(b',').is_some()) {
             (true, true) => Some(true),
@@ -496,6 +501,7 @@ impl<'t> Lockstep<'t> {
     }
 
     /// Two numbers that must be equal within tolerance; their values.
+    #[inline(always)]
     fn number_pair(&mut self) -> Option<(f64, f64)> {
         let (x, y) = (self.a.number()?, self.b.number()?);
         let (verdict, vx, vy) = if x.integer && y.integer {
@@ -523,7 +529,9 @@ impl<'t> Lockstep<'t> {
 }
 
 /// Reads the decimal digits of `text` from `at` into `mantissa` (wrapping: the value
-/// is only used when there are at most 15 of them); returns where they end.
+/// is only used when there are at most 15 of them); returns where they end. A byte
+/// at a time: for an integer part, usually one digit.
+#[inline(always)]
 fn digits(text: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
     while let Some(d) = text
         .get(at)
@@ -536,6 +544,66 @@ fn digits(text: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
     at
 }
 
+/// [`digits`] eight bytes at a time while eight are left ([`digit_run`]), for a
+/// fraction: predictions print six to nine fraction digits, and a byte at a time
+/// they cost a branch each.
+#[inline(always)]
+fn many_digits(text: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
+    while let Some(chunk) = text.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let (count, value) = digit_run(u64::from_le_bytes(*chunk));
+        *mantissa = mantissa.wrapping_mul(POW10_INT[count]).wrapping_add(value);
+        at += count;
+        if count < 8 {
+            return at;
+        }
+    }
+    digits(text, at, mantissa)
+}
+
+/// The leading decimal digits of eight bytes of text (read little-endian: the first
+/// byte lowest): how many there are, and their value. SWAR, as fast_float and
+/// simdjson parse eight digits at once.
+#[inline(always)]
+fn digit_run(chunk: u64) -> (usize, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Each byte minus '0' (xor: no borrow between bytes); a digit is then below 10.
+    let x = chunk ^ (ONES * u64::from(b'0'));
+    // A byte's top bit is set in `x + 0x76` when it is 10 or more (or set in `x`
+    // already). A carry out of a non-digit byte can only corrupt the bytes after
+    // it, and only the first non-digit counts.
+    let non_digits = (x.wrapping_add(ONES * 0x76) | x) & (ONES * 0x80);
+    let count = (non_digits.trailing_zeros() / 8) as usize;
+    if count == 0 {
+        return (0, 0);
+    }
+    // The digits moved to the top bytes, with zeros (leading zeros) below them.
+    let digits = x << (8 * (8 - count));
+    // Pairs of digits, then pairs of pairs: 10a + b in every other byte, then the
+    // two halves' four-digit values multiplied into place and summed.
+    let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8);
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let value = (pairs & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((pairs >> 16) & MASK).wrapping_mul(MUL2))
+        >> 32;
+    (count, value)
+}
+
+/// 10^n for the digit counts of [`digit_run`].
+const POW10_INT: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
 /// A number as read: its text, and its value when the fast path knew it.
 struct Number<'t> {
     text: &'t [u8],
@@ -546,6 +614,7 @@ struct Number<'t> {
 impl Number<'_> {
     /// The correctly rounded value (the standard parser past the fast path; values
     /// beyond f64 are refused, as the full comparison's parser refuses them).
+    #[inline(always)]
     fn float(&self) -> Option<f64> {
         match self.value {
             Some(v) => Some(v),
@@ -611,6 +680,49 @@ mod tests {
             let n = c.number().expect("a number");
             assert_eq!(n.float(), text.parse::<f64>().ok(), "{text}");
             assert_eq!(c.at, text.len());
+        }
+    }
+
+    /// The digits of `text` from `at`, one by one: what [`many_digits`] must find.
+    fn digits_one_by_one(text: &[u8], at: usize) -> (usize, u64) {
+        let count = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let mantissa = text[at..at + count].iter().fold(0u64, |m, b| {
+            m.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+        });
+        (at + count, mantissa)
+    }
+
+    #[test]
+    fn digits_eight_at_a_time_read_as_one_at_a_time() {
+        // Every length of run up to 20 (across the eight-byte boundary and the tail),
+        // followed by each kind of byte that ends a number in JSON (or by nothing),
+        // at every offset after a prefix.
+        let ends: [&[u8]; 9] = [b"", b",", b"]", b"}", b".", b"e", b" ", b"\n", b"-"];
+        for run in 0..=20 {
+            let digits: Vec<u8> = (0..run).map(|i| b"9072815364"[i % 10]).collect();
+            for end in ends {
+                for prefix in 0..3 {
+                    let mut text = vec![b'['; prefix];
+                    text.extend_from_slice(&digits);
+                    text.extend_from_slice(end);
+                    text.extend_from_slice(b"123");
+                    let mut mantissa = 0;
+                    let at = many_digits(&text, prefix, &mut mantissa);
+                    assert_eq!(
+                        (at, mantissa),
+                        digits_one_by_one(&text, prefix),
+                        "{:?}",
+                        String::from_utf8_lossy(&text)
+                    );
+                }
+            }
+        }
+        // Bytes next to the digits in ASCII, and high bytes, are not digits.
+        for b in [b'/', b':', 0x80, 0xb0, 0xb9, 0xff, 0x00, 0x2f] {
+            let text = [b'1', b'2', b, b'3', b'4', b'5', b'6', b'7', b'8', b'9'];
+            let mut mantissa = 0;
+            assert_eq!(many_digits(&text, 0, &mut mantissa), 2, "{b:#x}");
+            assert_eq!(mantissa, 12);
         }
     }
 
