@@ -80,7 +80,11 @@ impl UpstreamClient {
     ) -> Result<Response<Incoming>, UpstreamError> {
         match self {
             UpstreamClient::Http1(pool) => pool.send(req).await,
-            UpstreamClient::H2(client) => client.request(req).await.map_err(UpstreamError::H2),
+            // Boxed, as is a new connection below: the future is large, and held
+            // inline every request's future would carry (and move) its size.
+            UpstreamClient::H2(client) => Box::pin(client.request(req))
+                .await
+                .map_err(UpstreamError::H2),
         }
     }
 }
@@ -174,7 +178,7 @@ impl Http1Pool {
             tries += 1;
             let mut pooled = match self.ready() {
                 Some(pooled) => pooled,
-                None => self.connect().await?,
+                None => Box::pin(self.connect()).await?,
             };
             let answer = pooled.sender.try_send_request(req);
             self.put_back(pooled);
