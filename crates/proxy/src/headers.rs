@@ -31,8 +31,14 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over their few names beats eight removals.
     let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE;
-    if !headers.keys().any(is_hop) {
-        return;
+    match headers.keys().filter(|n| is_hop(n)).count() {
+        0 => return,
+        // Most backends' answers: `connection: keep-alive` alone, naming no header.
+        1 if names_no_header(headers) => {
+            headers.remove(header::CONNECTION);
+            return;
+        }
+        _ => {}
     }
     // Removed by name, only those present: most answers carry just
     // `connection: keep-alive`, whose one token is a hop-by-hop header already listed.
@@ -50,6 +56,19 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in &present {
         headers.remove(name);
     }
+}
+
+/// True when `headers` has a `Connection` whose tokens are all options
+/// (`keep-alive`, `close`), none of them a header to remove with it.
+fn names_no_header(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONNECTION).iter().peekable();
+    values.peek().is_some()
+        && values.all(|v| {
+            v.as_bytes().split(|b| *b == b',').all(|token| {
+                let token = token.trim_ascii();
+                token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+            })
+        })
 }
 
 /// Refuses a request head that names its host ambiguously, so two parties could
@@ -194,6 +213,21 @@ mod tests {
             m.append(*k, HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn a_connection_of_options_alone_goes_and_one_naming_a_header_takes_it_along() {
+        let mut h = map(&[("connection", "Keep-Alive"), ("x-keep", "yes")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+        let mut h = map(&[
+            ("connection", "close"),
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+            ("x-keep", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]
