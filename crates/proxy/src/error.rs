@@ -101,7 +101,7 @@ pub enum Blame {
 pub enum UpstreamError {
     /// No connection: refused, unresolvable, timed out, or the TLS handshake failed.
     #[error("cannot connect")]
-    Connect(#[source] std::io::Error),
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Connected, but the exchange broke (reset, closed early, bad HTTP, or the
     /// client's body failed on the way).
     #[error("the exchange broke")]

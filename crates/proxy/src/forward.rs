@@ -55,7 +55,7 @@ pub(crate) fn upstream_request<B>(
 ///
 /// An idempotent request without a body that fails before a whole answer head
 /// (connect failure, or a pooled connection the backend closed or reset as the
-/// request went out) is sent once more on a fresh connection, within the same
+/// request went out) is sent once more, on another connection, within the same
 /// timeout, unless the backend says `retry = false`. An idempotent request may be
 /// sent twice (RFC 9110 §9.2.2); no request with a body ever is.
 pub(crate) async fn send(

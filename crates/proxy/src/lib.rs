@@ -20,8 +20,9 @@
 //!    in-flight permit, rewrite the head for the upstream (`headers`); when the
 //!    request is mirrored, buffer its body (bounded in size and time) and start the
 //!    shadow as a detached task under the shadow's in-flight permit (`shadow`);
-//! 4. forward, body streaming, under the backend's timeout, over its HTTP/1.1 or
-//!    HTTP/2 client, retrying once what cannot have been answered (`forward`);
+//! 4. forward, body streaming, under the backend's timeout, over veer's own
+//!    keep-alive pool for an HTTP/1.1 backend or hyper-util's client for an HTTP/2
+//!    one (`upstream`), retrying once what cannot have been answered (`forward`);
 //! 5. stream the upstream answer back (teed for the shadow's comparison when
 //!    mirrored, `body`), or answer with a short JSON body naming whose doing the
 //!    failure was ([`ProxyError`], [`Blame`]);

@@ -293,6 +293,7 @@ impl Registry {
         self.comparisons.forget_released();
         self.noise.forget_released();
         self.rollouts.forget_released();
+        self.clients.forget_released();
     }
 
     pub(crate) fn size(&self) -> RegistrySize {

@@ -12,13 +12,17 @@
 //! return the connection, and the boxing around both.
 //!
 //! A connection idle longer than [`IDLE_TIMEOUT`] (since it last read from the
-//! backend, which for a ready connection is when its last answer ended) is closed
-//! at the next checkout rather than reused, so veer gives up an idle connection
-//! before the backend does;
-//! a request hyper hands back unsent (its connection closed before any byte went
-//! out) is sent on another connection. HTTP/2 backends multiplex one connection,
-//! where the legacy client's cost is paid once per connection, not per request.
+//! backend, which for a ready connection is when its last answer ended) is never
+//! reused: veer gives up an idle connection before the backend does. Checkouts
+//! close such connections, the one they come to and those at the pool's old end;
+//! with no traffic at all, nothing closes them until the backend does. A request
+//! hyper hands back unsent (its kept connection closed before any byte went out)
+//! is sent on another connection. New connections go through hyper-util's TCP
+//! connector (every resolved address, each with its share of the connect timeout).
+//! HTTP/2 backends multiplex one connection, where the legacy client's cost is paid
+//! once per connection, not per request.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,8 +40,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tower_service::Service;
 use veer_config::{Backend, Protocol};
 
 use crate::body::RequestBody;
@@ -61,7 +65,7 @@ pub(crate) enum UpstreamClient {
     /// An HTTP/1.1 backend: veer's own pool.
     Http1(Http1Pool),
     /// An HTTP/2 backend: hyper-util's client.
-    H2(Box<Client<HttpsConnector<HttpConnector>, RequestBody>>),
+    H2(Client<HttpsConnector<HttpConnector>, RequestBody>),
 }
 
 impl UpstreamClient {
@@ -69,7 +73,7 @@ impl UpstreamClient {
     pub(crate) fn new(backend: &Backend, tls: ClientConfig) -> UpstreamClient {
         match backend.protocol {
             Protocol::Http1 => UpstreamClient::Http1(Http1Pool::new(backend, tls)),
-            Protocol::H2 => UpstreamClient::H2(Box::new(h2_client(backend, tls))),
+            Protocol::H2 => UpstreamClient::H2(h2_client(backend, tls)),
         }
     }
 
@@ -80,11 +84,7 @@ impl UpstreamClient {
     ) -> Result<Response<Incoming>, UpstreamError> {
         match self {
             UpstreamClient::Http1(pool) => pool.send(req).await,
-            // Boxed, as is a new connection below: the future is large, and held
-            // inline every request's future would carry (and move) its size.
-            UpstreamClient::H2(client) => Box::pin(client.request(req))
-                .await
-                .map_err(UpstreamError::H2),
+            UpstreamClient::H2(client) => client.request(req).await.map_err(UpstreamError::H2),
         }
     }
 }
@@ -114,22 +114,27 @@ fn h2_client(
 
 /// The keep-alive connections to one HTTP/1.1 backend.
 pub(crate) struct Http1Pool {
+    /// The backend's URL: where the TCP connector goes.
+    target: Uri,
+    /// TCP: every address the host resolves to, each with its share of the
+    /// connect timeout, IPv6 falling back to IPv4 (hyper-util's connector).
+    tcp: HttpConnector,
+    /// The host, for TLS and for messages.
     host: String,
-    port: u16,
     connect_timeout: Duration,
     /// For `https://`: the connector (ALPN http/1.1) and the name to verify (none
     /// when the host is not one a certificate can name).
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     /// What connections' read times count from.
     epoch: Instant,
-    connections: Mutex<Vec<Pooled>>,
+    /// Roughly oldest first: connections go back at the end.
+    connections: Mutex<VecDeque<Pooled>>,
 }
 
 impl std::fmt::Debug for Http1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http1Pool")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("target", &self.target)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -145,7 +150,7 @@ struct Pooled {
 }
 
 impl Http1Pool {
-    fn new(backend: &Backend, mut tls: ClientConfig) -> Http1Pool {
+    fn new(backend: &Backend, tls: ClientConfig) -> Http1Pool {
         let url = &backend.url;
         let https = url.scheme() == Some(&Scheme::HTTPS);
         // A URI keeps IPv6 literals bracketed; resolving and TLS want them bare.
@@ -155,17 +160,21 @@ impl Http1Pool {
             .trim_end_matches(']')
             .to_owned();
         let tls = https.then(|| {
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
             let name = ServerName::try_from(host.clone()).ok();
             (TlsConnector::from(Arc::new(tls)), name)
         });
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(backend.connect_timeout));
         Http1Pool {
-            port: url.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            target: url.clone(),
+            tcp,
             host,
             connect_timeout: backend.connect_timeout,
             tls,
             epoch: Instant::now(),
-            connections: Mutex::new(Vec::new()),
+            connections: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -176,16 +185,20 @@ impl Http1Pool {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut pooled = match self.ready() {
-                Some(pooled) => pooled,
-                None => Box::pin(self.connect()).await?,
+            let (mut pooled, reused) = match self.ready() {
+                Some(pooled) => (pooled, true),
+                // Boxed: the connect path (TCP, TLS) is most of this future's size,
+                // and inline every request would carry and move it.
+                None => (Box::pin(self.connect()).await?, false),
             };
             let answer = pooled.sender.try_send_request(req);
             self.put_back(pooled);
             match answer.await {
                 Ok(response) => return Ok(response),
+                // A kept connection closed as the request was queued on it; a new
+                // one that does so is the backend's doing, and is an error.
                 Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if tries < UNSENT_TRIES => req = unsent,
+                    Some(unsent) if reused && tries < UNSENT_TRIES => req = unsent,
                     _ => return Err(UpstreamError::Exchange(failed.into_error())),
                 },
             }
@@ -193,23 +206,33 @@ impl Http1Pool {
     }
 
     /// A connection ready for a request, the most recently used first, taken out of
-    /// the pool; closed ones and ready ones idle past [`IDLE_TIMEOUT`] met on the way
-    /// are dropped. Busy ones (an exchange still under way) are passed over.
+    /// the pool. Closed ones and ready ones idle past [`IDLE_TIMEOUT`] are dropped:
+    /// those met on the way, and those at the old end, so connections a burst left
+    /// behind are let go by later checkouts that never reach them. Busy ones (an
+    /// exchange still under way) are passed over.
+    ///
+    /// Ready is hyper's word, and a hint: in a narrow window a connection reads as
+    /// ready while its last exchange is still being wound up, and a request taken
+    /// there waits behind it (never mixed into it). hyper-util's pool has the same.
     fn ready(&self) -> Option<Pooled> {
         let now = self.millis();
+        let spent = |pooled: &Pooled| {
+            let idle = now.saturating_sub(pooled.last_read.load(Ordering::Relaxed));
+            pooled.sender.is_closed()
+                || (pooled.sender.is_ready() && u128::from(idle) > IDLE_TIMEOUT.as_millis())
+        };
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        while connections.front().is_some_and(spent) {
+            connections.pop_front();
+        }
         let mut i = connections.len();
         while i > 0 {
             i -= 1;
             let pooled = &connections[i];
-            if pooled.sender.is_ready() {
-                let idle = now.saturating_sub(pooled.last_read.load(Ordering::Relaxed));
-                let pooled = connections.swap_remove(i);
-                if u128::from(idle) <= IDLE_TIMEOUT.as_millis() {
-                    return Some(pooled);
-                }
-            } else if pooled.sender.is_closed() {
-                connections.swap_remove(i);
+            if spent(pooled) {
+                connections.swap_remove_back(i);
+            } else if pooled.sender.is_ready() {
+                return connections.swap_remove_back(i);
             }
         }
         None
@@ -219,7 +242,7 @@ impl Http1Pool {
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(pooled);
+            .push_back(pooled);
     }
 
     fn stamped<IO>(&self, io: IO, last_read: &Arc<AtomicU64>) -> TokioIo<Stamped<IO>> {
@@ -237,36 +260,36 @@ impl Http1Pool {
 
     /// A new connection (TCP, then TLS for `https://`), within the connect timeout.
     async fn connect(&self) -> Result<Pooled, UpstreamError> {
-        let connecting = async {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
-            tcp.set_nodelay(true)?;
-            Ok(tcp)
-        };
         let timed_out = || {
-            std::io::Error::new(
+            UpstreamError::Connect(Box::new(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no connection within {:?}", self.connect_timeout),
-            )
+            )))
         };
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let mut tcp = self.tcp.clone();
+        let connecting = async {
+            std::future::poll_fn(|cx| tcp.poll_ready(cx)).await?;
+            tcp.call(self.target.clone()).await
+        };
         let tcp = tokio::time::timeout_at(deadline, connecting)
             .await
-            .unwrap_or_else(|_| Err(timed_out()))
-            .map_err(UpstreamError::Connect)?;
+            .map_err(|_| timed_out())?
+            .map_err(|e| UpstreamError::Connect(e.into()))?
+            .into_inner();
         let last_read = Arc::new(AtomicU64::new(self.millis()));
         let sender = match &self.tls {
             None => handshake(self.stamped(tcp, &last_read)).await?,
             Some((connector, name)) => {
                 let name = name.clone().ok_or_else(|| {
-                    UpstreamError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("{:?} is not a name a certificate can hold", self.host),
-                    ))
+                    UpstreamError::Connect(
+                        format!("{:?} is not a name a certificate can hold", self.host).into(),
+                    )
                 })?;
                 let tls = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
                     .await
-                    .unwrap_or_else(|_| Err(timed_out()))
-                    .map_err(UpstreamError::Connect)?;
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
                 handshake(self.stamped(tls, &last_read)).await?
             }
         };
