@@ -89,21 +89,17 @@ impl UpstreamClient {
     }
 }
 
-/// An HTTP/2 client: prior knowledge on `http://`, ALPN h2 on `https://`, no Nagle
-/// delay (requests are small and latency-bound), the backend's connect timeout.
+/// An HTTP/2 client: prior knowledge on `http://`, ALPN h2 on `https://`, over
+/// [`tcp_connector`].
 fn h2_client(
     backend: &Backend,
     tls: ClientConfig,
 ) -> Client<HttpsConnector<HttpConnector>, RequestBody> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(backend.connect_timeout));
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(tcp_connector(backend));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
@@ -112,17 +108,32 @@ fn h2_client(
         .build(connector)
 }
 
+/// TCP to `backend`, for either client: every address its host resolves to, each
+/// with its share of the connect timeout, IPv6 falling back to IPv4; no Nagle delay
+/// (requests are small and latency-bound); any scheme (TLS goes on top).
+fn tcp_connector(backend: &Backend) -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(backend.connect_timeout));
+    tcp
+}
+
+/// Milliseconds from `epoch` to now.
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The keep-alive connections to one HTTP/1.1 backend.
 pub(crate) struct Http1Pool {
     /// The backend's URL: where the TCP connector goes.
     target: Uri,
-    /// TCP: every address the host resolves to, each with its share of the
-    /// connect timeout, IPv6 falling back to IPv4 (hyper-util's connector).
+    /// TCP ([`tcp_connector`]).
     tcp: HttpConnector,
     /// The host, for TLS and for messages.
     host: String,
     connect_timeout: Duration,
-    /// For `https://`: the connector (ALPN http/1.1) and the name to verify (none
+    /// For `https://`: the connector and the name to verify (none
     /// when the host is not one a certificate can name).
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     /// What connections' read times count from.
@@ -163,13 +174,9 @@ impl Http1Pool {
             let name = ServerName::try_from(host.clone()).ok();
             (TlsConnector::from(Arc::new(tls)), name)
         });
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(backend.connect_timeout));
         Http1Pool {
             target: url.clone(),
-            tcp,
+            tcp: tcp_connector(backend),
             host,
             connect_timeout: backend.connect_timeout,
             tls,
@@ -215,7 +222,7 @@ impl Http1Pool {
     /// ready while its last exchange is still being wound up, and a request taken
     /// there waits behind it (never mixed into it). hyper-util's pool has the same.
     fn ready(&self) -> Option<Pooled> {
-        let now = self.millis();
+        let now = millis_since(self.epoch);
         let spent = |pooled: &Pooled| {
             let idle = now.saturating_sub(pooled.last_read.load(Ordering::Relaxed));
             pooled.sender.is_closed()
@@ -253,11 +260,6 @@ impl Http1Pool {
         })
     }
 
-    /// Milliseconds since the pool's epoch.
-    fn millis(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// A new connection (TCP, then TLS for `https://`), within the connect timeout.
     async fn connect(&self) -> Result<Pooled, UpstreamError> {
         let timed_out = || {
@@ -277,7 +279,7 @@ impl Http1Pool {
             .map_err(|_| timed_out())?
             .map_err(|e| UpstreamError::Connect(e.into()))?
             .into_inner();
-        let last_read = Arc::new(AtomicU64::new(self.millis()));
+        let last_read = Arc::new(AtomicU64::new(millis_since(self.epoch)));
         let sender = match &self.tls {
             None => handshake(self.stamped(tcp, &last_read)).await?,
             Some((connector, name)) => {
@@ -314,8 +316,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Stamped<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.last_read.store(now, Ordering::Relaxed);
+            self.last_read
+                .store(millis_since(self.epoch), Ordering::Relaxed);
         }
         polled
     }
