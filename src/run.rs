@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hyper::service::service_fn;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -63,17 +62,13 @@ pub async fn serve(
     let telemetry = Telemetry::new().context("build the metrics recorder")?;
     let routes = Routes::open(path, telemetry.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let listen = routes.load().config().listen;
-    let listener = TcpListener::bind(listen.http)
-        .await
+    let listener = server::bind(listen.http)
         .with_context(|| format!("bind the client listener on {}", listen.http))?;
-    let admin_listener = TcpListener::bind(listen.admin)
-        .await
+    let admin_listener = server::bind(listen.admin)
         .with_context(|| format!("bind the admin listener on {}", listen.admin))?;
     let https_listener = match listen.https {
         Some(https) => Some(
-            TcpListener::bind(https)
-                .await
-                .with_context(|| format!("bind the https listener on {https}"))?,
+            server::bind(https).with_context(|| format!("bind the https listener on {https}"))?,
         ),
         None => None,
     };

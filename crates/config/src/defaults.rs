@@ -114,6 +114,12 @@ pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
 /// the client port never reaches this listener, and a flood of this one stays small.
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
+/// Connections the kernel queues for a listener before veer accepts them, 4,096 (Go
+/// and Envoy take `net.core.somaxconn`, which caps this too). The standard library's
+/// 128 is too few for a burst of clients (a restarted fleet reconnecting): past it
+/// Linux drops handshakes, and those clients wait a second to retry.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// HTTP/2 streams per client connection, 256: hyper's default is 200 and nginx's 128;
 /// a little room for multiplexing gRPC clients, bounded against stream floods.
 pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::start;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use veer_proxy::server;
 use veer_testkit::{Behavior, TestBackend};
 
 fn limited(backend: &str, limits: &str) -> String {
@@ -240,6 +241,43 @@ async fn a_full_listener_answers_503_and_keeps_serving_the_open_connections() {
             "the freed slot was never reused: {answer:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A burst of new connections past the standard library's backlog of 128, all
+/// arriving before any is accepted, is held by the kernel: every handshake completes
+/// at once, none is dropped to be retried a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_backlog_rather_than_being_dropped() {
+    let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..600 {
+        connecting.spawn(tokio::time::timeout(
+            Duration::from_millis(500),
+            TcpStream::connect(addr),
+        ));
+    }
+    let mut connected = Vec::new();
+    while let Some(outcome) = connecting.join_next().await {
+        if let Ok(Ok(Ok(stream))) = outcome {
+            connected.push(stream);
+        }
+    }
+    let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+    assert_eq!(
+        connected.len(),
+        600,
+        "every handshake completes at once (the kernel caps the backlog at net.core.somaxconn = {})",
+        cap.trim()
+    );
+    // And they are all there to be accepted.
+    for _ in 0..600 {
+        let accepted = tokio::time::timeout(Duration::from_secs(1), listener.accept()).await;
+        assert!(
+            matches!(accepted, Ok(Ok(_))),
+            "a queued connection is accepted"
+        );
     }
 }
 

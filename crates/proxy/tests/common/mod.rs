@@ -71,13 +71,13 @@ pub async fn start(config: &str) -> Harness {
     std::fs::write(&config_path, config).expect("write the routing file");
     let telemetry = Telemetry::new().expect("a recorder");
     let routes = Routes::open(&config_path, telemetry).expect("test config is valid");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = server::bind(([127, 0, 0, 1], 0).into()).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = std::sync::Arc::new(Proxy::new(routes.clone()));
     let (stop_https, https_stopped) = oneshot::channel::<()>();
     let https = if routes.load().config().tls.is_some() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = server::bind(([127, 0, 0, 1], 0).into()).expect("bind");
         let https = listener.local_addr().expect("addr");
         tokio::spawn(server::serve_proxy(
             listener,
