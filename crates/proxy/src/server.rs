@@ -15,6 +15,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
@@ -184,7 +185,7 @@ where
                             .then(|| Slot::take(&refusing, MAX_REFUSING))
                             .flatten();
                         if let Some(answering) = answering {
-                            tokio::spawn(refuse(stream, answering));
+                            refuse(stream, answering);
                         }
                         continue;
                     };
@@ -410,9 +411,24 @@ impl Drop for Slot {
 
 /// Answers a connection over the limit with 503 and closes it, reading (and
 /// discarding) what the client sent meanwhile for a moment so it gets the answer
-/// rather than a reset.
-async fn refuse(mut stream: TcpStream, _answering: Slot) {
-    if stream.write_all(&TOO_MANY_CONNECTIONS).await.is_err() {
+/// rather than a reset ([`linger`]).
+fn refuse(stream: TcpStream, answering: Slot) {
+    // Sent from the accept loop itself, straight into the fresh socket's empty send
+    // buffer (tokio would first wait for the readiness event), so the 503 never
+    // queues behind the tasks of the connections being served.
+    let sent = match SockRef::from(&stream).send(&TOO_MANY_CONNECTIONS) {
+        Ok(sent) => sent,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(_) => return,
+    };
+    tokio::spawn(linger(stream, sent, answering));
+}
+
+/// Finishes a refusal: the rest of the 503 (after `sent` bytes), the end of the
+/// stream, then up to [`REFUSED_LINGER`] of reading and discarding.
+async fn linger(mut stream: TcpStream, sent: usize, _answering: Slot) {
+    let rest = TOO_MANY_CONNECTIONS.get(sent..).unwrap_or_default();
+    if stream.write_all(rest).await.is_err() {
         return;
     }
     let _ = stream.shutdown().await;
