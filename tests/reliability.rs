@@ -237,7 +237,13 @@ async fn overload_gets_503_at_once_while_open_connections_and_the_admin_are_serv
     ));
     let rss_before = veer.rss_bytes().unwrap_or(0);
     let addr = veer.addr();
-    let clients: Vec<_> = (0..400).map(|_| tokio::spawn(get_raw(addr))).collect();
+    // 400 clients in 100 ms (20 every 5 ms), all open while the first 100 wait on
+    // the 2 s backend.
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.extend((0..20).map(|_| tokio::spawn(get_raw(addr))));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let admin = TestClient::new(veer.admin_addr());
     let livez = admin
