@@ -25,12 +25,21 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// threads as its `[runtime] workers` says (a file that does not load is reported by
 /// `serve`, with every error).
 pub fn run(path: &Path) -> anyhow::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Ok(loaded) = veer_config::Config::load(path) {
-        if let Some(workers) = loaded.config.runtime.workers {
-            builder.worker_threads(workers.get());
+    let workers = veer_config::Config::load(path)
+        .ok()
+        .and_then(|loaded| loaded.config.runtime.workers);
+    let mut builder = match workers {
+        // One worker is one event loop on one thread, as nginx's `worker_processes
+        // 1`: no work-stealing scheduler, no wake-ups handed between threads.
+        Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = workers {
+                builder.worker_threads(workers.get());
+            }
+            builder
         }
-    }
+    };
     let runtime = builder
         .enable_all()
         .build()

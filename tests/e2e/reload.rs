@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use veer_testkit::TestClient;
+use veer_testkit::{Behavior, TestBackend, TestClient};
 
 use crate::{start, two_versions};
 
@@ -367,7 +367,11 @@ async fn runtime_workers_sets_the_worker_threads_and_a_reload_says_it_waits_for_
     let veer = start(&format!("[runtime]\nworkers = 3\n{routes}"));
     assert_eq!(worker_threads(veer.pid()), 3);
     let one = start(&format!("[runtime]\nworkers = 1\n{routes}"));
-    assert_eq!(worker_threads(one.pid()), 1);
+    assert_eq!(
+        worker_threads(one.pid()),
+        0,
+        "one worker is an event loop on the main thread, with no worker thread"
+    );
     let client = TestClient::new(one.addr());
     assert_eq!(client.get("/v1/p", &[]).await.expect("answer").status, 200);
 
@@ -387,4 +391,100 @@ async fn runtime_workers_sets_the_worker_threads_and_a_reload_says_it_waits_for_
         "{}",
         applied.text()
     );
+}
+
+/// With `[runtime] workers = 1` veer is one event loop on its main thread, and all of
+/// it still works there: it mirrors and compares, reloads (off that thread), and on
+/// SIGTERM finishes the request in flight and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_mirrors_reloads_and_drains_on_its_one_event_loop() {
+    let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[[0.1,0.9]]}"#.into())).await;
+    let shadow = TestBackend::start(Behavior::Fixed(r#"{"predictions":[[0.8,0.2]]}"#.into())).await;
+    let slow = TestBackend::start(Behavior::Slow(Duration::from_millis(800))).await;
+    let config = |weight: u32| {
+        format!(
+            r#"
+[runtime]
+workers = 1
+
+[listen]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[backends.v1]
+url = "{}"
+
+[backends.v2]
+url = "{}"
+
+[backends.slow]
+url = "{}"
+timeout = "5s"
+
+[[routes]]
+name = "slow"
+match = {{ path_prefix = "/slow" }}
+split = [ {{ backend = "slow", weight = 1 }} ]
+
+[[routes]]
+name = "churn"
+split = [ {{ backend = "v1", weight = {weight} }} ]
+[routes.shadow]
+backend = "v2"
+[routes.compare]
+select = "/predictions"
+abs_tolerance = 0.01
+"#,
+            live.url(),
+            shadow.url(),
+            slow.url()
+        )
+    };
+    let mut veer = start(&config(1));
+    assert_eq!(worker_threads(veer.pid()), 0);
+    let client = TestClient::new(veer.addr());
+    for _ in 0..20 {
+        let answer = client
+            .get("/v1/models/churn:predict", &[])
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200);
+        assert!(answer.text().contains("0.9"), "{}", answer.text());
+    }
+    let admin = TestClient::new(veer.admin_addr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut diverged = 0.0;
+    while diverged < 20.0 && Instant::now() < deadline {
+        diverged = admin
+            .metric("veer_shadow_comparisons_total", &[("outcome", "diverged")])
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(diverged, 20.0, "every mirrored pair is compared");
+
+    let reloaded = tokio::task::block_in_place(|| veer.reload(&config(2)));
+    assert!(reloaded.is_ok(), "{reloaded:?}");
+    assert_eq!(
+        client
+            .get("/v1/models/churn:predict", &[])
+            .await
+            .expect("answer")
+            .status,
+        200
+    );
+
+    let in_flight = {
+        let client = TestClient::new(veer.addr());
+        tokio::spawn(async move { client.get("/slow", &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    veer.signal("TERM").expect("SIGTERM");
+    let answer = in_flight
+        .await
+        .expect("task")
+        .expect("the request in flight is answered");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow");
+    let status = tokio::task::block_in_place(|| veer.wait_exit(Duration::from_secs(10)));
+    assert!(status.expect("veer exits").success());
 }

@@ -35,7 +35,8 @@ pub struct Config {
 /// The async runtime: how many threads serve connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Runtime {
-    /// Worker threads; `None`: one per core (as nginx's `worker_processes auto`).
+    /// Worker threads; `None`: one per core (as nginx's `worker_processes auto`);
+    /// one is a single-threaded event loop on the main thread.
     pub workers: Option<std::num::NonZeroUsize>,
 }
 
