@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -124,6 +125,7 @@ impl Serving {
 }
 
 /// A listener on `addr` with a backlog of [`defaults::LISTEN_BACKLOG`] connections.
+/// Like tokio's own `bind`, it must be called within a tokio runtime.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -416,11 +418,12 @@ fn refuse(stream: TcpStream, answering: Slot) {
     // Sent from the accept loop itself, straight into the fresh socket's empty send
     // buffer (tokio would first wait for the readiness event), so the 503 never
     // queues behind the tasks of the connections being served.
-    let sent = match SockRef::from(&stream).send(&TOO_MANY_CONNECTIONS) {
-        Ok(sent) => sent,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-        Err(_) => return,
-    };
+    let sent =
+        match SockRef::from(&stream).send_with_flags(&TOO_MANY_CONNECTIONS, libc::MSG_NOSIGNAL) {
+            Ok(sent) => sent,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+            Err(_) => return,
+        };
     tokio::spawn(linger(stream, sent, answering));
 }
 
