@@ -21,16 +21,17 @@ use crate::admin::Hooks;
 /// How often histogram upkeep runs (the recorder's own default is 5 s too).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Loads the routing file and serves it until SIGTERM or SIGINT, on as many worker
-/// threads as its `[runtime] workers` says (a file that does not load is reported by
-/// `serve`, with every error).
+/// Loads the routing file and serves it until SIGTERM or SIGINT, with as many
+/// workers as its `[runtime] workers` says, else one per core (a file that does not
+/// load is reported by `serve`, with every error). One worker is one event loop on
+/// the main thread, as nginx's `worker_processes 1`: no work-stealing scheduler, no
+/// wake-ups handed between threads.
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let workers = veer_config::Config::load(path)
         .ok()
-        .and_then(|loaded| loaded.config.runtime.workers);
+        .and_then(|loaded| loaded.config.runtime.workers)
+        .or_else(|| std::thread::available_parallelism().ok());
     let mut builder = match workers {
-        // One worker is one event loop on one thread, as nginx's `worker_processes
-        // 1`: no work-stealing scheduler, no wake-ups handed between threads.
         Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
         _ => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
