@@ -399,7 +399,7 @@ cat "$targets_md"
   echo "- load: wrk -t1 -c$CONNECTIONS -d$DURATION after a 2 s warm-up, 1,000 users cycled by x-user-id; GET, and POST of a 1 KiB KServe V1 body"
   echo "- backend: $BACKEND; the 200 ms shadow is model-backend --delay 200ms"
   echo "- peers: $( ((NGINX_OK)) && nginx -v 2>&1 | sed 's/^nginx version: //' || echo 'nginx skipped'), $( ((HAPROXY_OK)) && haproxy -v 2>/dev/null | awk 'NR == 1 {print "HAProxy " $3}' || echo 'HAProxy skipped'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
-  echo "- veer: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet -- . ':!benches/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)'), dist profile (release, fat LTO)"
+  echo "- veer: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff HEAD --quiet -- . ":!$OUT" 2>/dev/null || echo ' (with uncommitted changes)'), dist profile (release, fat LTO)"
   echo
   echo "Medians of $ROUNDS rounds. × nginx is against the nginx setup named beside it."
   echo

@@ -477,7 +477,15 @@ abs_tolerance = 0.01
         let client = TestClient::new(veer.addr());
         tokio::spawn(async move { client.get("/slow", &[]).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admin
+        .metric("veer_in_flight_requests", &[("role", "live")])
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "the slow request never went out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     veer.signal("TERM").expect("SIGTERM");
     let answer = in_flight
         .await
