@@ -31,9 +31,9 @@ async fn one_at_a_time() -> MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
-/// Prints the marker `.ci/run` counts as a skip.
+/// Says, where `.ci/run` counts it, that `test` was skipped and why.
 fn skipped(test: &str, why: &str) {
-    println!("SKIPPED: {test}: {why}");
+    veer_testkit::skipped(&format!("{test}: {why}"));
 }
 
 fn two_versions(v1: &str, v2: &str, w1: u32, w2: u32, extra: &str) -> String {

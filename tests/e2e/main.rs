@@ -95,17 +95,7 @@ impl Drop for TokenFile {
     }
 }
 
-/// The start of the line [`skipped`] prints: `.ci/run` counts these lines, so a
-/// skipped test is reported as skipped, never as passed.
-pub const SKIP_MARKER: &str = "SKIPPED: ";
-
-/// Says why a test did not run, on the real stderr (the test harness captures
-/// `println!`, and a skip must not pass silently). The test then returns; cargo
-/// counts it as passed, and `.ci/run` moves it to the skipped count.
-pub fn skipped(reason: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{SKIP_MARKER}{reason}");
-}
+pub use veer_testkit::skipped;
 
 /// Runs `veer check` on `toml` written to a fresh file; the output, and the file name
 /// veer was given (it appears in error messages).

@@ -123,7 +123,9 @@ async fn tls_1_1_is_refused() {
     let old = match tokio::task::block_in_place(|| run("-tls1_1")) {
         Ok(out) => out,
         Err(e) => {
-            println!("SKIPPED: tls_1_1_is_refused: openssl is not installed ({e})");
+            veer_testkit::skipped(&format!(
+                "tls_1_1_is_refused: openssl is not installed ({e})"
+            ));
             return;
         }
     };

@@ -23,6 +23,19 @@ pub use client::{metric_value, Answer, TestClient};
 pub use process::VeerProcess;
 pub use tls::{TestPki, TlsClient};
 
+/// The start of the line [`skipped`] prints: `.ci/run` counts these lines, so a
+/// skipped test is reported as skipped, never as passed.
+pub const SKIP_MARKER: &str = "SKIPPED: ";
+
+/// Says why a test did not run, on the real stderr: the test harness captures
+/// `println!` and `eprintln!` of a passing test, and a skip must not pass silently.
+/// The test then returns; cargo counts it as passed, and `.ci/run` moves it to the
+/// skipped count.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{SKIP_MARKER}{reason}");
+}
+
 /// Waits (up to 20 s) until the JSON-lines file at `path` holds at least `n` parsable
 /// lines, and returns them (possibly fewer, when the time ran out).
 pub async fn wait_for_json_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
