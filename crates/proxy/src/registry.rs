@@ -294,6 +294,8 @@ impl Registry {
         self.noise.forget_released();
         self.rollouts.forget_released();
         self.clients.forget_released();
+        self.backend_permits.forget_released();
+        self.health.forget_released();
     }
 
     pub(crate) fn size(&self) -> RegistrySize {
