@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use veer_config::Rollout;
 
-use crate::{Judged, Signal};
+use crate::{Count, Judged, Signal};
 
 /// A duration as people write it: `2m 5s`, `1h 30m`, `45s`, `750ms`.
 pub(crate) fn duration(elapsed: Duration) -> String {
@@ -92,9 +92,13 @@ pub(crate) fn awaited(judged: &Judged) -> String {
     let label = judged.signal.label();
     let trials = judged.signal.trials();
     if judged.candidate.total == 0 {
+        let guessed = judged.baseline.and_then(Count::rate).is_some();
         return match judged.needed {
-            Some(more) => format!(
+            Some(more) if guessed => format!(
                 "no data yet: {more} more {trials} would be needed to pass {label} at the current rates"
+            ),
+            Some(more) => format!(
+                "no data yet: at least {more} more {trials} would be needed to pass {label}, all of them good"
             ),
             None => format!("{label}: no {trials} yet"),
         };

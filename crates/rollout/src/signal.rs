@@ -131,7 +131,8 @@ pub struct Judged {
     pub delta: f64,
     /// More candidate trials needed to PASS if the current rates held, with `limit`
     /// held fixed; `None` when it passes or fails already, or cannot pass at the
-    /// current rate (or no rate is known yet, from either side).
+    /// current rate. With no rate known from either side, it is the fewest trials
+    /// that could pass: all of them good.
     pub needed: Option<u64>,
     /// Why the numbers are what they are, when that is not plain from them.
     pub note: Option<String>,
@@ -359,13 +360,15 @@ fn settle(s: Settling) -> Judged {
 /// baseline's bound tightens, so this is an estimate for people, not a promise).
 ///
 /// The rate is the candidate's, or the baseline's (noise floor's) as a guess before the
-/// candidate has any trials; `None` without either, when the rate is not below `limit`,
-/// or beyond [`NEEDED_CAP`]. Found by doubling, then bisection: the upper bound shrinks
+/// candidate has any trials, or 0 with neither (no traffic at all: the fewest trials
+/// that could pass); `None` when the rate is not below `limit`, or beyond
+/// [`NEEDED_CAP`]. Found by doubling, then bisection: the upper bound shrinks
 /// as trials grow at a fixed rate (up to the rounding of `bad`).
 fn needed(candidate: Count, baseline: Option<Count>, limit: f64, delta: f64) -> Option<u64> {
     let rate = candidate
         .rate()
-        .or_else(|| baseline.and_then(Count::rate))?;
+        .or_else(|| baseline.and_then(Count::rate))
+        .unwrap_or(0.0);
     let below_limit = rate < limit;
     if !below_limit {
         return None;
@@ -445,6 +448,24 @@ mod tests {
         // Guessed from the baseline's 1 %: thousands of requests, not none.
         let needed = judged.needed.expect("a guess from the baseline's rate");
         assert!((1_000..100_000).contains(&needed), "{needed}");
+    }
+
+    #[test]
+    fn without_any_traffic_the_fewest_requests_that_could_pass_are_named() {
+        let judged = judged(Signal::Errors, &errors_seen(count(0, 0), count(0, 0)));
+        assert_eq!(judged.verdict, Verdict::Hold);
+        let needed = judged.needed.expect("a count even with no rate to go by");
+        // All good, the upper bound must come under abs_margin (0.005) alone.
+        let passes = |total| bound::upper_at_most(count(total, 0), judged.delta, judged.limit);
+        assert!(passes(needed) && !passes(needed - 1), "{needed}");
+        assert!((500..10_000).contains(&needed), "{needed}");
+        let said = crate::reason::awaited(&judged);
+        assert!(
+            said.starts_with(&format!(
+                "no data yet: at least {needed} more candidate requests would be needed to pass errors, all of them good"
+            )),
+            "{said}"
+        );
     }
 
     #[test]
@@ -593,7 +614,7 @@ mod tests {
         let judged = judged(Signal::Divergence, &Observation::default());
         assert_eq!(judged.verdict, Verdict::Hold);
         assert_eq!(judged.note.as_deref(), Some("no compared pairs yet"));
-        assert_eq!(judged.needed, None);
+        assert!(judged.needed.is_some_and(|n| n > 0), "{judged:?}");
     }
 
     #[test]
@@ -637,12 +658,15 @@ mod tests {
     }
 
     #[test]
-    fn needed_without_any_rate_is_none() {
-        assert_eq!(needed(Count::default(), None, 0.05, 0.001), None);
+    fn needed_without_any_rate_counts_trials_that_are_all_good() {
+        let fewest = needed(Count::default(), None, 0.05, 0.001).expect("a count");
+        let passes = |total| bound::upper_at_most(count(total, 0), 0.001, 0.05);
+        assert!(passes(fewest) && !passes(fewest - 1), "{fewest}");
         assert_eq!(
             needed(Count::default(), Some(Count::default()), 0.05, 0.001),
-            None
+            Some(fewest)
         );
+        // A limit of 0 cannot be passed at any rate.
         assert_eq!(needed(count(10, 0), None, 0.0, 0.001), None);
     }
 

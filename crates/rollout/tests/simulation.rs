@@ -341,7 +341,7 @@ fn a_candidate_failing_half_its_requests_is_rolled_back_within_300_requests() {
 /// so 10 a second on the candidate at the 5 % step.
 #[test]
 fn a_candidate_with_three_times_the_errors_is_rolled_back_before_half_the_traffic() {
-    const RUNS: usize = 300;
+    const RUNS: usize = 2_000;
     let plan = plan();
     let world = World {
         requests_per_second: 200.0,
