@@ -1,5 +1,9 @@
 //! The divergence log: one JSON line per sampled divergent pair, written by a thread
 //! of its own so neither the live path nor the compare pool ever waits on a disk.
+//! A pair both sides answered that could not be judged (a `select` that finds
+//! nothing, an answer that is not JSON) gets a line too, with its outcome
+//! (`live_error`, `shadow_error`) and the reason, so a route whose every pair is an
+//! error can be diagnosed from the file.
 //!
 //! The same line is a pair's record on the dashboard: a few pairs a second per route
 //! are kept in memory with it ([`veer_telemetry::Divergence`]), so
@@ -36,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use veer_compare::{Comparison, Difference};
+use veer_compare::{Comparison, Difference, Outcome};
 use veer_telemetry::{ComparisonSeries, LogDrop, ShownDifference};
 
 /// Longest line written: a few divergent pairs a second stay cheap to write, ship and
@@ -434,6 +438,7 @@ fn render(
         "shadow_backend": pair.shadow_backend,
         "live_status": pair.live.map(|(s, _)| s),
         "shadow_status": pair.shadow.map(|(s, _)| s),
+        "outcome": comparison.outcome.label(),
         "max_abs_deviation": comparison.max_abs_deviation,
         "label_agreement": comparison.label_agreement,
         "differences": differences,
@@ -446,6 +451,9 @@ fn render(
     });
     if pair.request.is_none() {
         line["request_body_withheld"] = REQUEST_WITHHELD.into();
+    }
+    if let Outcome::LiveError(reason) | Outcome::ShadowError(reason) = &comparison.outcome {
+        line["reason"] = excerpt(reason.as_bytes(), limits.value).into();
     }
     line
 }
@@ -479,7 +487,6 @@ pub(crate) fn excerpt(bytes: &[u8], limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
-    use veer_compare::Outcome;
 
     use super::*;
 

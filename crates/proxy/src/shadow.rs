@@ -352,10 +352,14 @@ fn judge_and_record(
             numbers: shift.numbers,
         });
         // The noise floor's divergences are the model's own: counted, not listed.
-        if let (Some(c), ShadowOutcome::Diverged, Mirrored::Shadow) =
-            (&comparison, outcome, pair.kind)
-        {
-            record_divergence(&pair, plan, &live, &shadow, c);
+        if let (Some(c), Mirrored::Shadow) = (&comparison, pair.kind) {
+            match outcome {
+                ShadowOutcome::Diverged => record_divergence(&pair, plan, &live, &shadow, c),
+                ShadowOutcome::LiveError | ShadowOutcome::ShadowError => {
+                    log_unjudged(&pair, plan, &live, &shadow, c);
+                }
+                _ => {}
+            }
         }
     }
     drop((live, shadow));
@@ -382,6 +386,52 @@ impl From<LiveCapture> for LiveSide {
     }
 }
 
+/// Writes a pair both sides answered (below 500) that the comparison could not
+/// judge to the route's log, when it has one, with the outcome and the reason: a
+/// `select` that finds nothing, an answer that is not JSON. A side that failed is
+/// counted only; the dashboard lists divergences only.
+fn log_unjudged(
+    pair: &Pair,
+    plan: &ShadowPlan,
+    live: &LiveSide,
+    shadow: &(u16, Bytes),
+    comparison: &Comparison,
+) {
+    let (Some(log), LiveSide::Answered { status, .. }) = (&plan.log, live) else {
+        return;
+    };
+    if *status >= 500 || shadow.0 >= 500 {
+        return;
+    }
+    let line = divergence::line(
+        &logged_pair(pair, live, shadow),
+        comparison,
+        SystemTime::now(),
+    );
+    log.submit(line, &plan.comparisons);
+}
+
+/// A pair as its log line and record describe it, with the request body.
+fn logged_pair<'a>(
+    pair: &'a Pair,
+    live: &'a LiveSide,
+    shadow: &'a (u16, Bytes),
+) -> divergence::DivergentPair<'a> {
+    let snapshot = &pair.snapshot;
+    divergence::DivergentPair {
+        request_id: pair.request_id.as_bytes(),
+        route: &snapshot.route(pair.route).name,
+        live_backend: &snapshot.upstream(pair.live_backend).name,
+        shadow_backend: &snapshot.upstream(pair.shadow_backend).name,
+        request: Some(pair.request_body.as_deref().unwrap_or_default()),
+        live: match live {
+            LiveSide::Answered { status, body } => Some((*status, &body[..])),
+            _ => None,
+        },
+        shadow: Some((shadow.0, &shadow.1[..])),
+    }
+}
+
 /// Keeps a divergent pair for the dashboard (when its series lists one more this
 /// second) and writes it to the route's log (when it has one): one record, made only
 /// when one of them takes it.
@@ -397,25 +447,8 @@ fn record_divergence(
         return;
     }
     let snapshot = &pair.snapshot;
-    let (route, live_backend, shadow_backend) = (
-        &snapshot.route(pair.route).name,
-        &snapshot.upstream(pair.live_backend).name,
-        &snapshot.upstream(pair.shadow_backend).name,
-    );
     let now = SystemTime::now();
-    let live = match live {
-        LiveSide::Answered { status, body } => Some((*status, &body[..])),
-        _ => None,
-    };
-    let mut divergent = divergence::DivergentPair {
-        request_id: pair.request_id.as_bytes(),
-        route,
-        live_backend,
-        shadow_backend,
-        request: Some(pair.request_body.as_deref().unwrap_or_default()),
-        live,
-        shadow: Some((shadow.0, &shadow.1[..])),
-    };
+    let mut divergent = logged_pair(pair, live, shadow);
     let mut record = divergence::line(&divergent, comparison, now);
     // Model inputs go where the operator put them: the divergence log (a 0600 file),
     // and the admin listener's records only when a token guards who may read them.
@@ -437,8 +470,8 @@ fn record_divergence(
             unix_time: now
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            route: route.clone(),
-            shadow_backend: shadow_backend.clone(),
+            route: divergent.route.to_owned(),
+            shadow_backend: divergent.shadow_backend.to_owned(),
             request_id: String::from_utf8_lossy(pair.request_id.as_bytes()).into_owned(),
             differences: divergence::shown(&comparison.differences),
             max_abs_deviation: comparison.max_abs_deviation,

@@ -650,3 +650,42 @@ async fn a_listed_pair_keeps_its_record_without_a_log() {
     assert_eq!(kept["request_body"], r#"{"instances": [[42, 7]]}"#);
     assert_eq!(kept.get("request_body_withheld"), None, "{kept}");
 }
+
+/// A pair both sides answered that cannot be judged goes to the divergence log with
+/// its outcome and why: here a `select` that finds nothing in the live answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_select_that_finds_nothing_is_logged_with_its_reason() {
+    let v2 = r#"{"model_name":"churn","outputs":[{"name":"probability","datatype":"FP32","shape":[1],"data":[0.8]}]}"#;
+    let live = TestBackend::start(Behavior::Fixed(v2.into())).await;
+    let shadow = TestBackend::start(Behavior::Fixed(v2.into())).await;
+    let log = common::temp_path("unjudged", "jsonl");
+    let logged = format!("divergence_log = \"{}\"", file_name(&log));
+    let config = shadowed("unjudged", &live.url(), &shadow.url(), "5s", &logged).replace(
+        "[routes.compare]\nabs_tolerance = 0.01",
+        "[routes.compare]\nselect = \"/outputs/label\"",
+    );
+    let proxy = start(&config).await;
+    let answer = proxy
+        .client
+        .get("/unjudged/p", &[("x-request-id", "unjudged-1")])
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, StatusCode::OK);
+    let errors = proxy
+        .metric_reaches(COMPARISONS, &[("outcome", "live_error")], 1.0)
+        .await;
+    assert_eq!(errors, 1.0);
+    let lines = veer_testkit::wait_for_json_lines(&log, 1).await;
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    assert_eq!(line["request_id"], "unjudged-1");
+    assert_eq!(line["outcome"], "live_error");
+    assert!(
+        line["reason"].as_str().is_some_and(|r| {
+            r.contains("no value at select pointer /outputs/label") && r.contains("probability")
+        }),
+        "{line:#}"
+    );
+    assert_eq!(line["live_body"], v2, "the answer it could not read");
+}
