@@ -83,7 +83,9 @@ fn why_unwritable(path: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn with_log(log_dir: &str) -> Config {
+    /// A config whose route logs into `log_dir`, loaded from a file in a folder of
+    /// its own (removed when the returned guard drops).
+    fn with_log(log_dir: &str) -> (tempfile::TempDir, Config) {
         let toml = format!(
             r#"
 log_dir = "{log_dir}"
@@ -101,20 +103,19 @@ backend = "v2"
 divergence_log = "divergences.jsonl"
 "#
         );
-        // A folder of its own per call: tests run in parallel.
-        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("veer-writable-{}-{call}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("veer.toml");
+        let dir = tempfile::Builder::new()
+            .prefix("veer-writable-")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().join("veer.toml");
         std::fs::write(&path, toml).expect("write the file");
         let loaded = Config::load(&path).expect("valid");
-        loaded.config
+        (dir, loaded.config)
     }
 
     #[test]
     fn a_missing_folder_is_named() {
-        let config = with_log("no/such/folder");
+        let (_dir, config) = with_log("no/such/folder");
         let found = unwritable(&config, "veer.toml");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
@@ -129,12 +130,13 @@ divergence_log = "divergences.jsonl"
 
     #[test]
     fn a_writable_folder_is_not_mentioned() {
-        assert!(unwritable(&with_log("."), "veer.toml").is_empty());
+        let (_dir, config) = with_log(".");
+        assert!(unwritable(&config, "veer.toml").is_empty());
     }
 
     #[test]
     fn a_folder_that_is_a_file_is_named() {
-        let config = with_log("veer.toml");
+        let (_dir, config) = with_log("veer.toml");
         let found = unwritable(&config, "veer.toml");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
