@@ -684,6 +684,30 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&text).is_ok());
     }
 
+    #[test]
+    fn a_writer_that_falls_behind_holds_at_most_queue_bytes() {
+        let telemetry = veer_telemetry::Telemetry::new().expect("telemetry");
+        let series = Arc::new(telemetry.comparison_series("r", "v2"));
+        // No thread drains this queue: a stuck disk.
+        let (lines, _stuck) = channel();
+        let log = LogWriter {
+            max_bytes: Arc::default(),
+            queued: Arc::default(),
+            lines,
+        };
+        for _ in 0..100 {
+            log.submit("x".repeat(MAX_LINE), 10, &series);
+        }
+        let held = log.queued.load(Ordering::Acquire);
+        assert_eq!(held, QUEUE_BYTES, "64 lines of 16 KiB fill the queue");
+        let dropped = veer_testkit::metric_value(
+            &telemetry.render(),
+            "veer_divergence_log_dropped_total",
+            &[("reason", "queue_full")],
+        );
+        assert_eq!(dropped, 36.0, "the other 36 are dropped and counted");
+    }
+
     fn queued(n: usize, per_sec: u32, series: &Arc<ComparisonSeries>) -> Queued {
         Queued {
             line: n.to_string(),

@@ -36,8 +36,9 @@ async fn lines_reaching(path: &Path, prefix: &str, n: usize) -> usize {
     }
 }
 
-/// A log writer is keyed by all of its settings, not its path alone: a reload from 1
-/// to 1000 lines a second gets a writer at the new rate, and the old one is released.
+/// A divergence log's rate is keyed by (path, lines a second), its file writer by path
+/// (one writer per file): a reload from 1 to 1000 lines a second gets a rate of its
+/// own at once, and the old rate is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_from_1_to_1000_divergence_lines_a_second_takes_effect() {
     let live = TestBackend::start(Behavior::Fixed(r#"{"predictions":[0.1]}"#.into())).await;

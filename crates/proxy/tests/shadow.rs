@@ -421,6 +421,91 @@ async fn eight_stalled_uploads_do_not_stop_the_next_twenty_from_being_mirrored()
     drop(stalled);
 }
 
+/// A mirror waits for the live answer no longer than the shadow's timeout: past it
+/// the pair is a `timeout`, and its permit is free for the next mirror long before
+/// the slow live answer ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_waits_for_a_slow_live_answer_only_until_the_shadow_timeout() {
+    let live = TestBackend::start(Behavior::Slow(Duration::from_secs(4))).await;
+    let shadow = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
+    let proxy = start(&shadowed(
+        "waits",
+        &live.url(),
+        &shadow.url(),
+        "300ms",
+        "max_in_flight = 1",
+    ))
+    .await;
+    let client = proxy.client.clone();
+    let first = tokio::spawn(async move { client.get("/waits/p", &[]).await });
+    // The first mirror's wait ends 300 ms after its shadow answered; the second
+    // request comes while the first live answer is still seconds away.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = proxy.client.get("/waits/p", &[]).await.expect("answer");
+    let first = first.await.expect("task").expect("answer");
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let timed_out = proxy
+        .metric_reaches(COMPARISONS, &[("outcome", "timeout")], 2.0)
+        .await;
+    assert_eq!(
+        timed_out, 2.0,
+        "both pairs gave up waiting on the live answer"
+    );
+    assert_eq!(
+        outcome(&proxy, "waits", "dropped"),
+        0.0,
+        "the permit came back"
+    );
+    assert_eq!(shadow.requests(), 2);
+}
+
+/// Reading a request body for a mirror has the shadow's timeout as its deadline: an
+/// upload that pauses past it goes live whole, and its mirror is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_pausing_past_the_shadow_timeout_goes_live_and_skips_its_mirror() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let live = TestBackend::start(Behavior::Echo).await;
+    let shadow = TestBackend::start(Behavior::Fixed(r#"{"predictions":[1]}"#.into())).await;
+    let proxy = start(&shadowed(
+        "paused",
+        &live.url(),
+        &shadow.url(),
+        "500ms",
+        "max_in_flight = 1",
+    ))
+    .await;
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    let (first, rest) = ("{\"instances\":", "[[1, 2]]}");
+    let head = format!(
+        "POST /paused/p HTTP/1.1\r\nhost: veer\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{first}",
+        first.len() + rest.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let skipped = proxy
+        .metric_reaches(COMPARISONS, &[("outcome", "skipped")], 1.0)
+        .await;
+    assert_eq!(skipped, 1.0, "the mirror gave up on the paused upload");
+    stream.write_all(rest.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Echoed in two chunks, as it came.
+    assert!(
+        answer.contains(first) && answer.contains(rest),
+        "the live backend got it whole: {answer}"
+    );
+    assert_eq!(shadow.requests(), 0, "nothing was mirrored");
+    // The permit was never taken: the next request is mirrored.
+    let next = proxy.client.get("/paused/p", &[]).await.expect("answer");
+    assert_eq!(next.status, StatusCode::OK);
+    let judged = proxy.metric_reaches(COMPARISONS, &[], 2.0).await;
+    assert_eq!(judged, 2.0);
+    assert_eq!(outcome(&proxy, "paused", "dropped"), 0.0);
+}
+
 /// A divergent value of a megabyte still gives a log line of at most 16 KiB, with
 /// the cut marked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
