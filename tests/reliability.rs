@@ -436,6 +436,90 @@ async fn a_second_sigterm_exits_at_once() {
     assert!(second.elapsed() < Duration::from_secs(2));
 }
 
+/// TLS traffic through two SIGHUPs: a rotated certificate is served from the next
+/// handshake on; a broken one is refused as a reload error (the process stays up,
+/// the generation stays, the error is counted) while every request keeps succeeding,
+/// on a kept HTTP/2 connection and on new handshakes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_on_sighup_and_a_broken_one_costs_no_tls_request() {
+    let _turn = one_at_a_time().await;
+    let backend = TestBackend::start(Behavior::Fixed("ok".into())).await;
+    let pki = Arc::new(TestPki::new());
+    let tls = format!(
+        "https = \"127.0.0.1:0\"\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"",
+        pki.path("server.crt").display(),
+        pki.path("server.key").display()
+    );
+    let config = two_versions(&backend.url(), &backend.url(), 1, 0, &tls);
+    let veer = start(&config);
+    let https: SocketAddr = veer
+        .wait_for_log(0, "https listening", Duration::from_secs(10))
+        .ok()
+        .and_then(|l| l["fields"]["addr"].as_str().and_then(|a| a.parse().ok()))
+        .expect("the https listener's address");
+    let admin = TestClient::new(veer.admin_addr());
+    let served = || async { pki.handshake(https, &[b"h2"]).await.expect("handshake").1 };
+    let first = served().await;
+    assert_eq!(first, pki.certificate("server"));
+
+    // Requests all along: a kept h2 connection, and a new handshake every fifth.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let (pki, stop) = (pki.clone(), stop.clone());
+        async move {
+            let kept = pki.client(https, true);
+            let (mut sent, mut failed) = (0usize, Vec::new());
+            let started = Instant::now();
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(30) {
+                let answer = if sent % 5 == 4 {
+                    pki.client(https, false).get("/p", &[]).await
+                } else {
+                    kept.get("/p", &[]).await
+                };
+                match answer {
+                    Ok((answer, _)) if answer.status == 200 => {}
+                    other => failed.push(format!("{other:?}")),
+                }
+                sent += 1;
+            }
+            (sent, failed)
+        }
+    });
+
+    pki.issue("server", "second");
+    tokio::task::block_in_place(|| veer.reload(&config)).expect("the rotated pair loads");
+    let rotated = served().await;
+    assert_ne!(rotated, first);
+    assert_eq!(rotated, pki.certificate("server"), "the new certificate");
+
+    let metric = |text: &str, name: &str, labels: &[(&str, &str)]| {
+        veer_testkit::metric_value(text, name, labels)
+    };
+    let before = admin.get("/metrics", &[]).await.expect("metrics").text();
+    std::fs::write(pki.path("server.key"), "not a key").expect("break the key");
+    let refused =
+        tokio::task::block_in_place(|| veer.reload(&config)).expect_err("a broken key is refused");
+    assert!(refused.to_string().contains("tls.key"), "{refused}");
+    let after = admin.get("/metrics", &[]).await.expect("metrics").text();
+    let errors = [("result", "error")];
+    assert_eq!(
+        metric(&after, "veer_config_reloads_total", &errors),
+        metric(&before, "veer_config_reloads_total", &errors) + 1.0
+    );
+    assert_eq!(metric(&after, "veer_config_generation", &[]), 2.0);
+    assert_eq!(served().await, rotated, "the running pair keeps serving");
+    // A little more traffic on the refused reload's far side, then the count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (sent, failed) = traffic.await.expect("traffic");
+    assert!(sent >= 20, "{sent} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+}
+
 /// Runs h2load and returns its summary line of requests, or `None` when it is not
 /// installed.
 fn h2load(args: &[&str]) -> Option<String> {
@@ -473,13 +557,14 @@ async fn h2load_over_h2c_and_tls_sees_no_error() {
         .expect("the https listener's address");
     let plain = format!("http://{}/p", veer.addr());
     let secure = format!("https://127.0.0.1:{}/p", https.port());
+    // 10,000 requests: a few seconds of load on a test build.
     for target in [plain, secure] {
         let summary = tokio::task::block_in_place(|| {
-            h2load(&["-n", "2000", "-c", "8", "-m", "4", "-t", "1", &target])
+            h2load(&["-n", "10000", "-c", "8", "-m", "4", "-t", "1", &target])
         })
         .expect("h2load ran");
         assert!(
-            summary.contains("2000 succeeded, 0 failed, 0 errored"),
+            summary.contains("10000 succeeded, 0 failed, 0 errored"),
             "{target}: {summary}"
         );
     }

@@ -165,6 +165,10 @@ async fn metrics_cover_the_contract_drop_removed_routes_and_pass_promtool() {
         "veer_build_info{version=",
         "veer_in_flight_requests{role=\"live\"} 0",
         "veer_config_last_reload_success_timestamp_seconds",
+        // Its 1 before any reload is explained where people read it.
+        "# HELP veer_config_reloads_total Config loads by result (the first load at start counts as ok;",
+        "veer_config_reloads_total{result=\"ok\"} 1\n",
+        "veer_backend_ejected{backend=\"v2\"} 0\n",
     ] {
         assert!(metrics.contains(expected), "missing {expected}\n{metrics}");
     }
@@ -183,6 +187,58 @@ async fn metrics_cover_the_contract_drop_removed_routes_and_pass_promtool() {
     assert!(
         !metrics.contains("veer_route_weight{route=\"model\""),
         "stale weight exported:\n{metrics}"
+    );
+}
+
+/// A canary failing every request is ejected: `veer_backend_ejected` and the log say
+/// so, its users are served by v1 meanwhile, and it comes back after its ejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_backend_shows_in_the_metrics_and_the_log() {
+    let v1 = TestBackend::start(Behavior::Fixed("v1".into())).await;
+    let v2 = TestBackend::start(Behavior::Status(500)).await;
+    let config = two_versions(&v1.url(), &v2.url(), 50, 50, "\"random\"").replace(
+        "[backends.v2]\n",
+        "[backends.v2]\noutlier = { consecutive_failures = 3, ejection = \"2s\" }\n",
+    );
+    let veer = start(&config);
+    let (client, admin) = (
+        TestClient::new(veer.addr()),
+        TestClient::new(veer.admin_addr()),
+    );
+    let mut failed = 0;
+    for _ in 0..200 {
+        if client.get("/v1/p", &[]).await.expect("answer").status != StatusCode::OK {
+            failed += 1;
+        }
+        if failed == 3 {
+            break;
+        }
+    }
+    assert_eq!(failed, 3, "three 500s from v2 in 200 requests at 50 %");
+    let metrics = admin.get("/metrics", &[]).await.expect("metrics").text();
+    for expected in [
+        "veer_backend_ejected{backend=\"v2\"} 1\n",
+        "veer_backend_ejected{backend=\"v1\"} 0\n",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}\n{metrics}");
+    }
+    let logged = tokio::task::block_in_place(|| {
+        veer.wait_for_log(
+            0,
+            "backend ejected after failures in a row; its share goes to the other backends",
+            Duration::from_secs(5),
+        )
+    })
+    .expect("the ejection is logged");
+    assert_eq!(logged["fields"]["backend"], "v2", "{logged}");
+    for _ in 0..20 {
+        let answer = client.get("/v1/p", &[]).await.expect("answer");
+        assert_eq!(answer.header("x-veer-backend"), "v1", "v2 is out meanwhile");
+    }
+    let back = wait_for_metric(&admin, "veer_backend_ejected{backend=\"v2\"} 0\n").await;
+    assert!(
+        back.contains("veer_backend_ejected{backend=\"v2\"} 0\n"),
+        "back after its 2 s ejection:\n{back}"
     );
 }
 

@@ -23,6 +23,15 @@ use tokio::net::TcpListener;
 /// An HTTP/2 backend answering every call like a gRPC server: a message, then the
 /// status `grpc` in the trailers; or, when `trailers_only`, the status in the head.
 async fn grpc_backend(grpc: &'static str, trailers_only: bool) -> SocketAddr {
+    grpc_backend_saying(grpc, trailers_only, b"\0\0\0\0\x02hi").await
+}
+
+/// As [`grpc_backend`], answering with the gRPC message bytes `message`.
+async fn grpc_backend_saying(
+    grpc: &'static str,
+    trailers_only: bool,
+    message: &'static [u8],
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -36,7 +45,7 @@ async fn grpc_backend(grpc: &'static str, trailers_only: bool) -> SocketAddr {
                     VecDeque::new()
                 } else {
                     VecDeque::from([
-                        Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi")),
+                        Frame::data(Bytes::from_static(message)),
                         Frame::trailers(trailers),
                     ])
                 };
@@ -154,6 +163,11 @@ async fn a_trailers_only_answer_is_counted_at_once() {
 }
 
 fn shadowed(live: SocketAddr, shadow: SocketAddr) -> String {
+    compared(live, shadow, "status")
+}
+
+/// A gRPC route on `live`, mirrored to `shadow`, compared in `mode`.
+fn compared(live: SocketAddr, shadow: SocketAddr, mode: &str) -> String {
     format!(
         r#"
 [backends.live]
@@ -172,7 +186,7 @@ split = [ {{ backend = "live", weight = 1 }} ]
 backend = "shadow"
 
 [routes.compare]
-mode = "status"
+mode = "{mode}"
 "#
     )
 }
@@ -220,4 +234,34 @@ async fn a_grpc_shadow_is_judged_by_its_grpc_status() {
         )
         .await;
     assert_eq!(matched, 1.0);
+}
+
+/// In `exact` mode a gRPC pair is judged by its message bytes too (no protobuf
+/// decoding), and still by its grpc-status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_shadow_in_exact_mode_compares_the_message_bytes() {
+    let says_hi = grpc_backend_saying("0", false, b"\0\0\0\0\x02hi").await;
+    let says_ho = grpc_backend_saying("0", false, b"\0\0\0\0\x02ho").await;
+    let also_hi = grpc_backend_saying("0", false, b"\0\0\0\0\x02hi").await;
+    let hi_not_found = grpc_backend_saying("5", false, b"\0\0\0\0\x02hi").await;
+    for (shadow, outcome) in [
+        (says_ho, "diverged"),
+        (also_hi, "match"),
+        (hi_not_found, "diverged"),
+    ] {
+        let proxy = start(&compared(says_hi, shadow, "exact")).await;
+        let (head, trailers) = call(proxy.addr).await;
+        assert_eq!(head.status(), 200);
+        assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+        let judged = proxy
+            .metric_reaches(
+                "veer_shadow_comparisons_total",
+                &[("outcome", outcome)],
+                1.0,
+            )
+            .await;
+        assert_eq!(judged, 1.0, "{shadow}: {outcome}");
+        let total = proxy.metric("veer_shadow_comparisons_total", &[]);
+        assert_eq!(total, 1.0, "{shadow}: one pair, judged once");
+    }
 }

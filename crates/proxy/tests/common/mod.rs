@@ -130,6 +130,19 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// Waits (bounded) until `metric(name, labels)` falls to `at_most`; returns its
+    /// value.
+    pub async fn metric_falls_to(&self, name: &str, labels: &[(&str, &str)], at_most: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.metric(name, labels);
+            if value <= at_most || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Drop for Harness {
