@@ -246,6 +246,30 @@ fn check_speaks_json_for_ci() {
         "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n",
     )
     .expect("write the routing file");
+    // A warning leaves the file valid, and is listed with its place.
+    std::fs::write(
+        &broken,
+        "log_dir = \"/nonexistent-veer-logs\"\n[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n[[routes]]\nname = \"churn\"\nsplit = [ { backend = \"v1\", weight = 1 } ]\n[routes.shadow]\nbackend = \"v2\"\ndivergence_log = \"d.jsonl\"\n",
+    )
+    .expect("write the routing file");
+    let (ok, answer) = run(&broken);
+    assert!(ok, "{answer:#}");
+    assert_eq!(answer["ok"], true);
+    let warning = &answer["warnings"][0];
+    assert_eq!(warning["severity"], "warning", "{answer:#}");
+    assert!(warning["line"].as_u64().is_some(), "{answer:#}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("route churn's divergence log")),
+        "{answer:#}"
+    );
+
+    std::fs::write(
+        &broken,
+        "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n",
+    )
+    .expect("write the routing file");
     let (ok, answer) = run(&broken);
     let _ = std::fs::remove_file(&broken);
     assert!(!ok, "{answer:#}");

@@ -98,6 +98,16 @@ async fn the_dashboard_shows_what_stats_reports() {
         dom.contains("/predictions/0/0"),
         "recent divergent pairs listed"
     );
+    // Hard to misread: what the figures cover, how latency is timed, and v2 beside v1.
+    for (said, why) in [
+        ("this replica", "the page shows one replica"),
+        ("open the Grafana dashboard", "and where all of them are"),
+        ("to the response head", "live latency's definition"),
+        ("to the end of its body", "shadow latency's definition"),
+        ("data-stat=\"delta-p50\"", "v2's difference from v1"),
+    ] {
+        assert!(dom.contains(said), "{why}: no {said:?} in the page");
+    }
 }
 
 /// A route with a rollout: the page shows its state, its steps, each signal's verdict

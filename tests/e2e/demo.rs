@@ -48,6 +48,14 @@ fn the_demo_shadows_v2_and_rolls_it_back_on_its_label_flips() {
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
+    let rollback = stdout
+        .lines()
+        .find(|l| l.contains("rollout churn: rollback"))
+        .unwrap_or_default();
+    assert!(
+        rollback.contains("label_flip: the candidate's rate is at least"),
+        "rolled back for its label flips: {rollback}"
+    );
     assert!(
         !stdout.contains("churn-v2  live"),
         "a rolled-back v2 never served a user:\n{stdout}"
@@ -172,4 +180,76 @@ fn a_demo_on_a_busy_port_fails_once_and_cleans_up() {
     let file = std::env::temp_dir().join(format!("veer-demo-{pid}.toml"));
     assert!(!file.exists(), "{} left behind", file.display());
     drop(busy);
+}
+
+/// The demo's routing file is yours to edit: a SIGHUP applies the edit and says so,
+/// the final summary is labelled, and the edited file is kept when the demo ends.
+#[test]
+fn an_edited_demo_file_is_reloaded_on_sighup_and_kept() {
+    use std::io::BufRead;
+    let mut child = Command::new(VEER)
+        .args([
+            "demo",
+            "--duration",
+            "8s",
+            "--rps",
+            "50",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run veer demo");
+    let pid = child.id();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |wanted: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match seen.recv_timeout(left) {
+                Ok(line) if line.contains(wanted) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {wanted:?}: {e}"),
+            }
+        }
+    };
+    let announced = wait_for("routing file: ");
+    let path = announced
+        .split("routing file: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (edit it").next())
+        .map(std::path::PathBuf::from)
+        .expect("the routing file's path");
+    let mut text = std::fs::read_to_string(&path).expect("the demo's routing file");
+    text.push_str("\n# edited by a person\n");
+    std::fs::write(&path, &text).expect("edit the routing file");
+    let sent = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    wait_for("config reloaded: generation 2");
+    wait_for("[final, after ");
+    let kept = wait_for("your edited routing file is kept: ");
+    assert!(kept.ends_with(&path.display().to_string()), "{kept}");
+    assert!(child.wait().expect("the demo ends").success());
+    let _ = reader.join();
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("kept"),
+        text,
+        "the edit is still there"
+    );
+    let _ = std::fs::remove_file(&path);
 }

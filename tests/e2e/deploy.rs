@@ -564,8 +564,8 @@ impl DemoModel {
             .unwrap_or_default()
             .to_owned();
         assert!(
-            !addr.is_empty(),
-            "the model said where it listens: {first:?}"
+            addr.starts_with("127.0.0.1:"),
+            "the model listens where --bind says, and says so: {first:?}"
         );
         DemoModel { child, addr }
     }

@@ -342,6 +342,22 @@ async fn a_reload_cannot_empty_the_table_and_says_what_traffic_it_takes_away() {
         .wait_for_log(0, "config reloaded", std::time::Duration::from_secs(10))
         .expect("the reload's log line");
     assert_eq!(logged["fields"]["warnings"], 2, "{logged}");
+    // The warnings themselves, in one log line beside it.
+    let said_both = |line: &serde_json::Value| {
+        line["fields"]["message"].as_str().is_some_and(|m| {
+            m.contains("route \"other\" was removed")
+                && m.contains("backend \"v2\" served route \"model\" in the last 5 minutes")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !veer.log_lines().iter().any(said_both) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with both warnings: {:#?}",
+            veer.log_messages()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(client.get("/other", &[]).await.expect("answer").status, 404);
 }
 

@@ -1,10 +1,10 @@
 //! Automated rollouts through the binary: a good candidate is promoted, a failing
 //! one rolled back (and then gets nothing), a diverging one rolled back from the
 //! shadow gate alone, `shadow_first` holds the weight at 0 until the prediction gate
-//! passes, a restart resumes its step, and a person can pause and resume through
-//! `veer rollout`. Every action is checked in the decision log, with its numbers.
+//! passes, a restart resumes its step, a reload keeps it unless the steps change,
+//! and a person can pause and resume through `veer rollout`. Every action is checked in the decision log, with its numbers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,12 +21,13 @@ use crate::VEER;
 /// (2 s steps), this is the bound on a loaded CI machine with a debug build.
 const VERDICT_WITHIN: Duration = Duration::from_secs(60);
 
-/// A folder of its own for one test's routing file, state file and decision log.
-fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("veer-e2e-rollout-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the test folder");
-    dir
+/// A folder of its own for one test's routing file, state file and decision log,
+/// removed when the test ends.
+fn folder(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("veer-e2e-rollout-{name}-"))
+        .tempdir()
+        .expect("create the test folder")
 }
 
 /// A route `model` with v1 at 90 and v2 (the candidate) at 10, and `rollout` as its
@@ -241,11 +242,12 @@ fn veer_rollout(admin: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_record() {
-    let dir = folder("good");
+    let scratch = folder("good");
+    let dir = scratch.path();
     let v1 = TestBackend::start(Behavior::Fixed("{\"predictions\": [1]}".into())).await;
     let v2 = TestBackend::start(Behavior::Fixed("{\"predictions\": [1]}".into())).await;
     let veer = start_in(
-        &dir,
+        dir,
         &config(
             &v1.url(),
             &v2.url(),
@@ -267,12 +269,20 @@ async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_re
         "{said}"
     );
     let (stop, sent, task) = traffic(&veer);
-    let paused_until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < paused_until {
-        assert_eq!(
-            rollout(&admin).await["weight"],
-            10,
-            "a paused rollout holds"
+    // Held until the candidate has earned its advance (a paused rollout is still
+    // judged, for the record) and min_step is long past: only the pause holds it.
+    let paused_at = Instant::now();
+    loop {
+        let now = rollout(&admin).await;
+        assert_eq!(now["weight"], 10, "a paused rollout holds: {now:#}");
+        let signals = now["signals"].as_array().cloned().unwrap_or_default();
+        let earned = !signals.is_empty() && signals.iter().all(|s| s["verdict"] == "pass");
+        if earned && paused_at.elapsed() >= Duration::from_secs(4) {
+            break;
+        }
+        assert!(
+            paused_at.elapsed() < VERDICT_WITHIN,
+            "the paused candidate never passed every signal: {now:#}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -284,19 +294,19 @@ async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_re
         "resuming twice is refused: {said}"
     );
 
-    let promoted = wait_for_phase(&admin, "promoted", &dir).await;
+    let promoted = wait_for_phase(&admin, "promoted", dir).await;
     stop.store(true, Ordering::SeqCst);
     let _ = task.await;
     assert_eq!(promoted["weight"], 100);
-    let promote = line(&dir, "promote").await;
+    let promote = line(dir, "promote").await;
     assert_eq!(
-        actions(&dir),
+        actions(dir),
         ["start", "pause", "resume", "advance", "promote"],
         "{:#?}",
-        decisions(&dir)
+        decisions(dir)
     );
-    assert_eq!(line(&dir, "pause").await["actor"], "operator");
-    let advance = line(&dir, "advance").await;
+    assert_eq!(line(dir, "pause").await["actor"], "operator");
+    let advance = line(dir, "advance").await;
     assert_eq!(advance["actor"], "veer");
     assert_moved(&advance, 10, 50);
     assert_has_numbers(&advance);
@@ -354,6 +364,15 @@ async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_re
         ),
         1.0
     );
+    // The verdicts that promoted it stay on show.
+    for (verdict, now) in [("pass", 1.0), ("hold", 0.0), ("fail", 0.0)] {
+        let labels = [
+            ("route", "model"),
+            ("signal", "errors"),
+            ("verdict", verdict),
+        ];
+        assert_eq!(value("veer_rollout_signal", &labels), now, "{verdict}");
+    }
     assert_eq!(
         value(
             "veer_route_weight",
@@ -371,13 +390,14 @@ async fn a_good_candidate_is_paused_resumed_and_promoted_with_every_action_on_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
-    let dir = folder("failing");
+    let scratch = folder("failing");
+    let dir = scratch.path();
     let v1 = TestBackend::start(Behavior::Fixed("{\"predictions\": [1]}".into())).await;
     let v2 = TestBackend::start(Behavior::Failing { percent: 30 }).await;
     let hook = TestBackend::start(Behavior::Records("{}".into())).await;
     let notify = format!("[routes.rollout.hooks]\nnotify = \"{}/veer\"", hook.url());
     let veer = start_in(
-        &dir,
+        dir,
         &config(
             &v1.url(),
             &v2.url(),
@@ -388,7 +408,7 @@ async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
     );
     let admin = TestClient::new(veer.admin_addr());
     let (stop, _, task) = traffic(&veer);
-    let rolled_back = wait_for_phase(&admin, "rolled_back", &dir).await;
+    let rolled_back = wait_for_phase(&admin, "rolled_back", dir).await;
     assert_eq!(rolled_back["weight"], 0);
     // Requests in flight when the swap happened may still finish on v2; then none.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -401,7 +421,7 @@ async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
         after,
         "no request reaches a rolled-back candidate"
     );
-    let rollback = line(&dir, "rollback").await;
+    let rollback = line(dir, "rollback").await;
     assert_has_numbers(&rollback);
     assert_moved(&rollback, 10, 0);
     let errors = signal(&rollback, "errors");
@@ -410,7 +430,7 @@ async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
         errors["lower"].as_f64() > errors["fail_above"].as_f64(),
         "{errors:#}"
     );
-    assert_eq!(actions(&dir), ["start", "rollback"]);
+    assert_eq!(actions(dir), ["start", "rollback"]);
     // Each decision line was POSTed to the hook, as written in the log.
     let deadline = Instant::now() + Duration::from_secs(10);
     let posted = loop {
@@ -447,23 +467,24 @@ async fn a_candidate_failing_30_percent_is_rolled_back_and_then_gets_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diverging_predictions_roll_back_from_the_shadow_gate_alone() {
-    let dir = folder("diverging");
+    let scratch = folder("diverging");
+    let dir = scratch.path();
     let v1 = TestBackend::start(Behavior::Predicts { flip_percent: 0 }).await;
     let v2 = TestBackend::start(Behavior::Predicts { flip_percent: 40 }).await;
     let rollout = "steps = [10, 50, 100]\nmin_step = \"2s\"\nshadow_first = \"2s\"";
     // Nothing listens on port 1: every notification fails, and is only counted.
     let gate = "[routes.rollout.predictions]\nmax_divergence = 0.1\nmax_label_flip = 0.05\ncritical = true\n[routes.rollout.hooks]\nnotify = \"http://127.0.0.1:1/\"";
-    let veer = start_in(&dir, &config(&v1.url(), &v2.url(), true, rollout, gate));
+    let veer = start_in(dir, &config(&v1.url(), &v2.url(), true, rollout, gate));
     let admin = TestClient::new(veer.admin_addr());
     assert_eq!(rollout_phase_weight(&admin).await, ("shadow".into(), 0));
     let (stop, _, task) = traffic(&veer);
-    let rolled_back = wait_for_phase(&admin, "rolled_back", &dir).await;
+    let rolled_back = wait_for_phase(&admin, "rolled_back", dir).await;
     stop.store(true, Ordering::SeqCst);
     let _ = task.await;
     assert_eq!(rolled_back["weight"], 0);
-    let rollback = line(&dir, "rollback").await;
+    let rollback = line(dir, "rollback").await;
     assert_eq!(
-        actions(&dir),
+        actions(dir),
         ["start", "rollback"],
         "never given live traffic"
     );
@@ -509,13 +530,14 @@ async fn rollout_phase_weight(admin: &TestClient) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_first_holds_weight_at_0_until_the_prediction_gate_passes_and_a_restart_resumes() {
-    let dir = folder("shadow-first");
+    let scratch = folder("shadow-first");
+    let dir = scratch.path();
     let v1 = TestBackend::start(Behavior::Predicts { flip_percent: 20 }).await;
     let v2 = TestBackend::start(Behavior::Predicts { flip_percent: 20 }).await;
-    let rollout = "steps = [20, 50, 100]\nmin_step = \"1h\"\nshadow_first = \"2s\"";
+    let plan = "steps = [20, 50, 100]\nmin_step = \"1h\"\nshadow_first = \"2s\"";
     let gate = "[routes.rollout.predictions]\nmax_divergence = 0.2\nmax_label_flip = 0.2";
-    let text = config(&v1.url(), &v2.url(), true, rollout, gate);
-    let veer = start_in(&dir, &text);
+    let text = config(&v1.url(), &v2.url(), true, plan, gate);
+    let veer = start_in(dir, &text);
     let admin = TestClient::new(veer.admin_addr());
     assert_eq!(rollout_phase_weight(&admin).await, ("shadow".into(), 0));
     let metrics = admin.get("/metrics", &[]).await.expect("metrics").text();
@@ -528,33 +550,72 @@ async fn shadow_first_holds_weight_at_0_until_the_prediction_gate_passes_and_a_r
         1.0
     );
     let (stop, _, task) = traffic(&veer);
-    let progressing = wait_for_phase(&admin, "progressing", &dir).await;
+    // Every look until the gate passes finds the candidate at 0 %.
+    let deadline = Instant::now() + VERDICT_WITHIN;
+    let progressing = loop {
+        let now = rollout(&admin).await;
+        if now["phase"] == "progressing" {
+            break now;
+        }
+        assert_eq!(
+            (&now["phase"], &now["weight"]),
+            (&"shadow".into(), &0.into()),
+            "{now:#}"
+        );
+        assert!(Instant::now() < deadline, "the gate never passed: {now:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     stop.store(true, Ordering::SeqCst);
     let _ = task.await;
     assert_eq!(progressing["weight"], 20);
-    let advance = line(&dir, "advance").await;
+    let advance = line(dir, "advance").await;
     assert_has_numbers(&advance);
     assert_moved(&advance, 0, 20);
-    let compared = signal(&advance, "divergence");
-    assert!(
-        compared["candidate"]["total"].as_u64() > Some(0),
-        "{compared:#}"
-    );
+    for gate in ["divergence", "label_flip"] {
+        let judged = signal(&advance, gate);
+        assert_eq!(judged["verdict"], "pass", "{judged:#}");
+        assert!(
+            judged["candidate"]["total"].as_u64() > Some(0),
+            "{judged:#}"
+        );
+    }
 
     // A restart in the middle of the rollout resumes its step from the state file.
     drop(veer);
-    let veer = start_in(&dir, &text);
+    let veer = start_in(dir, &text);
     let admin = TestClient::new(veer.admin_addr());
     assert_eq!(
         rollout_phase_weight(&admin).await,
         ("progressing".into(), 20)
     );
-    let resumed = wait_for_start(&dir, 2).await;
+    let resumed = wait_for_start(dir, 2).await;
     assert!(
         resumed["reason"]
             .as_str()
             .is_some_and(|r| r.contains("resumed")),
         "{resumed:#}"
+    );
+
+    // A reload that changes a setting other than the candidate or the steps keeps
+    // the progress; changed steps start a new rollout, back in the shadow phase.
+    let looser = text.replace("alpha = 0.05", "alpha = 0.04");
+    assert_ne!(looser, text);
+    veer.reload(&looser).expect("reloaded");
+    assert_eq!(
+        rollout_phase_weight(&admin).await,
+        ("progressing".into(), 20)
+    );
+    let restepped = looser.replace("steps = [20, 50, 100]", "steps = [30, 60, 100]");
+    assert_ne!(restepped, looser);
+    veer.reload(&restepped).expect("reloaded");
+    assert_eq!(rollout_phase_weight(&admin).await, ("shadow".into(), 0));
+    let begun = wait_for_start(dir, 3).await;
+    assert_eq!(begun["to"], 0, "{begun:#}");
+    assert!(
+        begun["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("the rollout begins in shadow")),
+        "{begun:#}"
     );
 }
 
