@@ -14,8 +14,11 @@
 //!   cut (and the cut is marked) before it is written;
 //! - a per-second rate (`divergence_log_per_sec`), sampled uniformly over each
 //!   second: the writer keeps a reservoir of at most that many of the second's
-//!   divergent pairs and writes it when the second ends (so a line is written up to
-//!   a second late, and the first pairs of a second are no likelier than the last);
+//!   lines and writes it when the second ends (so a line is written up to a second
+//!   late, and the first pairs of a second are no likelier than the last); pairs not
+//!   judged come at most one a second per route
+//!   (`UNJUDGED_LOGGED_PER_SECOND` in veer-telemetry), so they never crowd out the
+//!   divergences;
 //! - the writer's queue holds at most [`QUEUE_BYTES`] (full: the line is dropped);
 //! - a size (`divergence_log_max`): the file rotates to `FILE.1`, keeping one previous
 //!   file.
@@ -316,8 +319,9 @@ impl Writer {
     }
 }
 
-/// Who a divergent pair belongs to and what each side answered, for its line.
-pub(crate) struct DivergentPair<'a> {
+/// Who a logged pair (divergent, or not judged) belongs to and what each side
+/// answered, for its line.
+pub(crate) struct LoggedPair<'a> {
     pub(crate) request_id: &'a [u8],
     pub(crate) route: &'a str,
     pub(crate) live_backend: &'a str,
@@ -336,13 +340,14 @@ pub(crate) struct DivergentPair<'a> {
 pub(crate) const REQUEST_WITHHELD: &str =
     "model inputs are kept in memory only behind an admin token: set [admin] token_file (the divergence log, if any, has them)";
 
-/// The log line of a divergent pair: time, request id, route, both backends and
-/// statuses, the largest deviation, label agreement, the first differences (pointer
-/// and both values), the request body and both answers' bodies, each part cut so the
-/// line stays within [`MAX_LINE`] bytes. A cut value becomes the start of its JSON text ending in `…`
+/// The log line of a pair: time, request id, route, both backends and statuses, the
+/// outcome (and, for a pair that could not be judged, the reason), the largest
+/// deviation, label agreement, the first differences (pointer and both values), the
+/// request body and both answers' bodies, each part cut so the line stays within
+/// [`MAX_LINE`] bytes. A cut value becomes the start of its JSON text ending in `…`
 /// with `"cut": true` beside it; a cut body ends in `…`, and `*_body_bytes` gives
 /// its whole size.
-pub(crate) fn line(pair: &DivergentPair<'_>, comparison: &Comparison, at: SystemTime) -> String {
+pub(crate) fn line(pair: &LoggedPair<'_>, comparison: &Comparison, at: SystemTime) -> String {
     let differences: Vec<Prepared<'_>> = comparison
         .differences
         .iter()
@@ -407,7 +412,7 @@ struct Limits {
 }
 
 fn render(
-    pair: &DivergentPair<'_>,
+    pair: &LoggedPair<'_>,
     comparison: &Comparison,
     differences: &[Prepared<'_>],
     at: SystemTime,
@@ -500,8 +505,8 @@ mod tests {
         }
     }
 
-    fn pair<'a>(live: &'a [u8], shadow: &'a [u8]) -> DivergentPair<'a> {
-        DivergentPair {
+    fn pair<'a>(live: &'a [u8], shadow: &'a [u8]) -> LoggedPair<'a> {
+        LoggedPair {
             request_id: b"r-1",
             route: "churn",
             live_backend: "v1",
@@ -670,7 +675,7 @@ mod tests {
                 shadow: Some(json!({ "k": "\"".repeat(4096) })),
             })
             .collect();
-        let pair = DivergentPair {
+        let pair = LoggedPair {
             request_id: id.as_bytes(),
             route: &name,
             live_backend: &name,

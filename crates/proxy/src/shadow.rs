@@ -329,9 +329,9 @@ fn judge_and_record(
             tracing::error!(route = %route.name, "a shadow comparison panicked");
             (ShadowOutcome::ShadowError, None)
         });
-        // A pair that could not be judged is only counted; why is said here, so a
-        // route whose every pair is an error (a `select` that finds nothing, a
-        // backend that answers HTML) can be diagnosed from the log.
+        // Why a pair could not be judged is said here, and in the divergence log
+        // (`log_unjudged`), so a route whose every pair is an error (a `select` that
+        // finds nothing, a backend that answers HTML) can be diagnosed.
         if let Some(Outcome::LiveError(reason) | Outcome::ShadowError(reason)) =
             comparison.as_ref().map(|c| &c.outcome)
         {
@@ -386,10 +386,11 @@ impl From<LiveCapture> for LiveSide {
     }
 }
 
-/// Writes a pair both sides answered (below 500) that the comparison could not
-/// judge to the route's log, when it has one, with the outcome and the reason: a
-/// `select` that finds nothing, an answer that is not JSON. A side that failed is
-/// counted only; the dashboard lists divergences only.
+/// Writes a pair both sides answered that the comparison could not judge (a
+/// `select` that finds nothing, an answer that is not JSON, a 5xx) to the route's
+/// log, when it has one, with the outcome and the reason: at most
+/// `UNJUDGED_LOGGED_PER_SECOND` a second, asked before the line is made. A side that
+/// did not answer is counted only; the dashboard lists divergences only.
 fn log_unjudged(
     pair: &Pair,
     plan: &ShadowPlan,
@@ -397,10 +398,10 @@ fn log_unjudged(
     shadow: &(u16, Bytes),
     comparison: &Comparison,
 ) {
-    let (Some(log), LiveSide::Answered { status, .. }) = (&plan.log, live) else {
+    let Some(log) = &plan.log else {
         return;
     };
-    if *status >= 500 || shadow.0 >= 500 {
+    if !matches!(live, LiveSide::Answered { .. }) || !plan.comparisons.logs_unjudged_now() {
         return;
     }
     let line = divergence::line(
@@ -416,9 +417,9 @@ fn logged_pair<'a>(
     pair: &'a Pair,
     live: &'a LiveSide,
     shadow: &'a (u16, Bytes),
-) -> divergence::DivergentPair<'a> {
+) -> divergence::LoggedPair<'a> {
     let snapshot = &pair.snapshot;
-    divergence::DivergentPair {
+    divergence::LoggedPair {
         request_id: pair.request_id.as_bytes(),
         route: &snapshot.route(pair.route).name,
         live_backend: &snapshot.upstream(pair.live_backend).name,

@@ -22,6 +22,13 @@ pub const RECENT_DIVERGENCES: usize = 20;
 /// loaded a minute ago still finds its record among the [`KEPT_DIVERGENCES`].
 pub const LISTED_PER_SECOND: u32 = 2;
 
+/// Pairs that could not be judged (a `select` that finds nothing, an answer that is
+/// not JSON) each route (and shadow backend) writes to its divergence log per second,
+/// at most: one shows what the answers look like, and a route where every pair is
+/// such an error neither renders a line per pair nor crowds its divergences out of
+/// the log's per-second sample.
+pub const UNJUDGED_LOGGED_PER_SECOND: u32 = 1;
+
 /// Divergent pairs kept with their records: 100 seconds of one route listing at
 /// [`LISTED_PER_SECOND`].
 pub const KEPT_DIVERGENCES: usize = 200;
@@ -120,32 +127,34 @@ impl Kept {
     }
 }
 
-/// One series' count of pairs listed in the current second, against
-/// [`LISTED_PER_SECOND`]: the second and the count packed in one atomic, so taking a
-/// place is a single compare-and-swap on the compare pool.
+/// One series' count of pairs taken in the current second, against a per-second
+/// allowance ([`LISTED_PER_SECOND`], [`UNJUDGED_LOGGED_PER_SECOND`]): the second and
+/// the count packed in one atomic, so taking a place is a single compare-and-swap on
+/// the compare pool.
 #[derive(Debug, Default)]
 pub(crate) struct ListingRate(AtomicU64);
 
 impl ListingRate {
-    /// Whether a pair divergent in `second` may be listed; counts it when so.
-    pub(crate) fn admit(&self, second: u64) -> bool {
+    /// Whether a pair judged in `second` may be taken, `per_second` being allowed;
+    /// counts it when so.
+    pub(crate) fn admit(&self, second: u64, per_second: u32) -> bool {
         self.0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |state| {
-                next_listing(state, second)
+                next_listing(state, second, per_second)
             })
             .is_ok()
     }
 }
 
-/// The state after listing one more pair in `second`, or `None` when the second has
-/// had its [`LISTED_PER_SECOND`]. The state is `second << 32 | count` (seconds since
-/// the telemetry started fit 32 bits for a century).
-fn next_listing(state: u64, second: u64) -> Option<u64> {
+/// The state after taking one more pair in `second`, or `None` when the second has
+/// had its `per_second`. The state is `second << 32 | count` (seconds since the
+/// telemetry started fit 32 bits for a century).
+fn next_listing(state: u64, second: u64, per_second: u32) -> Option<u64> {
     let (at, count) = (state >> 32, state & u64::from(u32::MAX));
     let second = second & u64::from(u32::MAX);
     match (at == second, count) {
         (false, _) => Some(second << 32 | 1),
-        (true, n) if n < u64::from(LISTED_PER_SECOND) => Some(state + 1),
+        (true, n) if n < u64::from(per_second) => Some(state + 1),
         _ => None,
     }
 }
@@ -230,16 +239,18 @@ mod tests {
         let mut state = 0;
         let mut listed = 0;
         for _ in 0..10 {
-            if let Some(next) = next_listing(state, 7) {
+            if let Some(next) = next_listing(state, 7, LISTED_PER_SECOND) {
                 state = next;
                 listed += 1;
             }
         }
         assert_eq!(listed, LISTED_PER_SECOND);
-        assert_eq!(next_listing(state, 8), Some(8 << 32 | 1));
+        assert_eq!(next_listing(state, 8, LISTED_PER_SECOND), Some(8 << 32 | 1));
         let rate = ListingRate::default();
-        let admitted = (0..10).filter(|_| rate.admit(3)).count();
-        assert_eq!(admitted, LISTED_PER_SECOND as usize);
-        assert!(rate.admit(4));
+        let admitted = (0..10).filter(|_| rate.admit(3, 2)).count();
+        assert_eq!(admitted, 2);
+        assert!(rate.admit(4, 2));
+        let once = ListingRate::default();
+        assert_eq!((0..10).filter(|_| once.admit(5, 1)).count(), 1);
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Key, Label, Recorder};
 
-use crate::divergences::{Divergence, ListingRate};
+use crate::divergences::{Divergence, ListingRate, LISTED_PER_SECOND, UNJUDGED_LOGGED_PER_SECOND};
 use crate::float_counters::{add_float, FloatCounter};
 use crate::stats::{ComparisonSlot, RequestSlot};
 use crate::totals::{ComparisonCounts, ComparisonTotals, ExchangeCounts, ExchangeTotals};
@@ -266,6 +266,7 @@ pub struct ComparisonSeries {
     pub(crate) window: Window<ComparisonSlot>,
     totals: ComparisonTotals,
     listing: ListingRate,
+    unjudged: ListingRate,
 }
 
 /// The signed deviation's counters of one series: up, down, and numbers compared.
@@ -354,6 +355,7 @@ impl ComparisonSeries {
             window: Window::default(),
             totals: ComparisonTotals::default(),
             listing: ListingRate::default(),
+            unjudged: ListingRate::default(),
         }
     }
 
@@ -443,7 +445,18 @@ impl ComparisonSeries {
     /// two of this series' pairs a second are (`LISTED_PER_SECOND`). Asked before
     /// the pair's record is made, so pairs past the rate cost nothing.
     pub fn lists_divergence_now(&self) -> bool {
-        self.listing.admit(self.telemetry.second(Instant::now()))
+        self.listing
+            .admit(self.telemetry.second(Instant::now()), LISTED_PER_SECOND)
+    }
+
+    /// Whether a pair that could not be judged now may be written to the divergence
+    /// log: at most [`UNJUDGED_LOGGED_PER_SECOND`] of this series' a second. Asked
+    /// before its line is made.
+    pub fn logs_unjudged_now(&self) -> bool {
+        self.unjudged.admit(
+            self.telemetry.second(Instant::now()),
+            UNJUDGED_LOGGED_PER_SECOND,
+        )
     }
 
     /// Keeps a divergent pair (admitted by [`Self::lists_divergence_now`]): listed
