@@ -98,7 +98,7 @@ pub(crate) fn awaited(judged: &Judged) -> String {
                 "no data yet: {more} more {trials} would be needed to pass {label} at the current rates"
             ),
             Some(more) => format!(
-                "no data yet: at least {more} more {trials} would be needed to pass {label}, all of them good"
+                "no data yet: {more} more {trials} would be needed to pass {label} if none failed"
             ),
             None => format!("{label}: no {trials} yet"),
         };

@@ -70,6 +70,17 @@ impl Signal {
     }
 
     /// What one trial of this signal is, in a sentence about the candidate.
+    /// The rate to estimate with before any trial, from either arm: a clean
+    /// candidate's, where one exists. Errors and divergence can be 0; "slow" is
+    /// relative to the baseline's tail (about 5 % even for its twin), and a model
+    /// without labels never has a labelled pair, so those have none.
+    pub(crate) fn clean_rate(self) -> Option<f64> {
+        match self {
+            Signal::Errors | Signal::Divergence => Some(0.0),
+            Signal::Latency | Signal::LabelFlip => None,
+        }
+    }
+
     pub(crate) fn trials(self) -> &'static str {
         match self {
             Signal::Errors | Signal::Latency => "candidate requests",
@@ -131,8 +142,8 @@ pub struct Judged {
     pub delta: f64,
     /// More candidate trials needed to PASS if the current rates held, with `limit`
     /// held fixed; `None` when it passes or fails already, or cannot pass at the
-    /// current rate. With no rate known from either side, it is the fewest trials
-    /// that could pass: all of them good.
+    /// current rate. With no rate known from either side, errors and divergence are
+    /// estimated as if every trial were good; the others have no estimate.
     pub needed: Option<u64>,
     /// Why the numbers are what they are, when that is not plain from them.
     pub note: Option<String>,
@@ -334,7 +345,13 @@ fn settle(s: Settling) -> Judged {
         Verdict::Hold
     };
     let needed = match verdict {
-        Verdict::Hold => needed(s.candidate, s.baseline, s.limit, s.delta),
+        Verdict::Hold => needed(
+            s.candidate,
+            s.baseline,
+            s.signal.clean_rate(),
+            s.limit,
+            s.delta,
+        ),
         Verdict::Pass | Verdict::Fail => None,
     };
     Judged {
@@ -360,15 +377,20 @@ fn settle(s: Settling) -> Judged {
 /// baseline's bound tightens, so this is an estimate for people, not a promise).
 ///
 /// The rate is the candidate's, or the baseline's (noise floor's) as a guess before the
-/// candidate has any trials, or 0 with neither (no traffic at all: the fewest trials
-/// that could pass); `None` when the rate is not below `limit`, or beyond
-/// [`NEEDED_CAP`]. Found by doubling, then bisection: the upper bound shrinks
+/// candidate has any trials, or `clean` with neither (no traffic at all); `None`
+/// without any of them, when the rate is not below `limit`, or beyond [`NEEDED_CAP`]. Found by doubling, then bisection: the upper bound shrinks
 /// as trials grow at a fixed rate (up to the rounding of `bad`).
-fn needed(candidate: Count, baseline: Option<Count>, limit: f64, delta: f64) -> Option<u64> {
+fn needed(
+    candidate: Count,
+    baseline: Option<Count>,
+    clean: Option<f64>,
+    limit: f64,
+    delta: f64,
+) -> Option<u64> {
     let rate = candidate
         .rate()
         .or_else(|| baseline.and_then(Count::rate))
-        .unwrap_or(0.0);
+        .or(clean)?;
     let below_limit = rate < limit;
     if !below_limit {
         return None;
@@ -451,21 +473,24 @@ mod tests {
     }
 
     #[test]
-    fn without_any_traffic_the_fewest_requests_that_could_pass_are_named() {
-        let judged = judged(Signal::Errors, &errors_seen(count(0, 0), count(0, 0)));
-        assert_eq!(judged.verdict, Verdict::Hold);
-        let needed = judged.needed.expect("a count even with no rate to go by");
+    fn without_any_traffic_errors_name_the_fewest_requests_that_could_pass() {
+        let errors = judged(Signal::Errors, &errors_seen(count(0, 0), count(0, 0)));
+        assert_eq!(errors.verdict, Verdict::Hold);
+        let needed = errors.needed.expect("a count even with no rate to go by");
         // All good, the upper bound must come under abs_margin (0.005) alone.
-        let passes = |total| bound::upper_at_most(count(total, 0), judged.delta, judged.limit);
+        let passes = |total| bound::upper_at_most(count(total, 0), errors.delta, errors.limit);
         assert!(passes(needed) && !passes(needed - 1), "{needed}");
         assert!((500..10_000).contains(&needed), "{needed}");
-        let said = crate::reason::awaited(&judged);
+        let said = crate::reason::awaited(&errors);
         assert!(
             said.starts_with(&format!(
-                "no data yet: at least {needed} more candidate requests would be needed to pass errors, all of them good"
+                "no data yet: {needed} more candidate requests would be needed to pass errors if none failed"
             )),
             "{said}"
         );
+        // "Slow" is relative to the baseline's tail: no clean rate to assume.
+        let latency = judged(Signal::Latency, &Observation::default());
+        assert_eq!((latency.verdict, latency.needed), (Verdict::Hold, None));
     }
 
     #[test]
@@ -658,16 +683,18 @@ mod tests {
     }
 
     #[test]
-    fn needed_without_any_rate_counts_trials_that_are_all_good() {
-        let fewest = needed(Count::default(), None, 0.05, 0.001).expect("a count");
+    fn needed_without_any_rate_takes_the_clean_rate_if_there_is_one() {
+        let clean = Some(0.0);
+        let fewest = needed(Count::default(), None, clean, 0.05, 0.001).expect("a count");
         let passes = |total| bound::upper_at_most(count(total, 0), 0.001, 0.05);
         assert!(passes(fewest) && !passes(fewest - 1), "{fewest}");
         assert_eq!(
-            needed(Count::default(), Some(Count::default()), 0.05, 0.001),
+            needed(Count::default(), Some(Count::default()), clean, 0.05, 0.001),
             Some(fewest)
         );
+        assert_eq!(needed(Count::default(), None, None, 0.05, 0.001), None);
         // A limit of 0 cannot be passed at any rate.
-        assert_eq!(needed(count(10, 0), None, 0.0, 0.001), None);
+        assert_eq!(needed(count(10, 0), None, clean, 0.0, 0.001), None);
     }
 
     #[test]
