@@ -324,6 +324,9 @@ async fn run_demo(args: &DemoArgs, path: &std::path::Path) -> anyhow::Result<()>
     let Ok(bound) = bound_rx.await else {
         return veer.await.context("veer task")?;
     };
+    // Taken before the routing file's path is printed: a SIGHUP sent as soon as it
+    // shows is reported too.
+    let generation = bound.routes.load().generation();
     println!(
         "veer demo: churn-v1 live; churn-v2 ({}) shadowed and rolled out by veer: 0% → 25% → 50% → 100% while its signals pass",
         if args.candidate == "good" { "agrees with v1" } else { "its labels flip on frequent callers" }
@@ -341,7 +344,7 @@ async fn run_demo(args: &DemoArgs, path: &std::path::Path) -> anyhow::Result<()>
     let counts = Arc::new(Counts::default());
     let load = tokio::spawn(drive(bound.http, args.rps, counts.clone()));
     let report = tokio::spawn(report(counts, bound.routes.clone()));
-    let decisions = tokio::spawn(print_decisions(bound.routes.clone()));
+    let decisions = tokio::spawn(print_decisions(bound.routes.clone(), generation));
     let result = veer.await.context("veer task")?;
     load.abort();
     report.abort();
@@ -447,9 +450,8 @@ async fn report(counts: Arc<Counts>, routes: veer_proxy::Routes) {
 
 /// Prints each rollout decision as it happens: `rollout churn: advance 0% → 25%
 /// (progressing): every signal passed ...`.
-async fn print_decisions(routes: veer_proxy::Routes) {
+async fn print_decisions(routes: veer_proxy::Routes, mut generation: u64) {
     let mut printed = 0;
-    let mut generation = routes.load().generation();
     let mut every = tokio::time::interval(Duration::from_millis(250));
     loop {
         every.tick().await;
