@@ -439,7 +439,7 @@ async fn a_second_sigterm_exits_at_once() {
 /// TLS traffic through two SIGHUPs: a rotated certificate is served from the next
 /// handshake on; a broken one is refused as a reload error (the process stays up,
 /// the generation stays, the error is counted) while every request keeps succeeding,
-/// on a kept HTTP/2 connection and on new handshakes alike.
+/// from a pooled HTTP/2 client and on new handshakes alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_on_sighup_and_a_broken_one_costs_no_tls_request() {
     let _turn = one_at_a_time().await;
@@ -462,7 +462,8 @@ async fn certificates_rotate_on_sighup_and_a_broken_one_costs_no_tls_request() {
     let first = served().await;
     assert_eq!(first, pki.certificate("server"));
 
-    // Requests all along: a kept h2 connection, and a new handshake every fifth.
+    // Requests all along: a pooled HTTP/2 client, and a new client (a new
+    // handshake) every fifth.
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = tokio::spawn({
         let (pki, stop) = (pki.clone(), stop.clone());

@@ -198,7 +198,7 @@ async fn an_ejected_backend_shows_in_the_metrics_and_the_log() {
     let v2 = TestBackend::start(Behavior::Status(500)).await;
     let config = two_versions(&v1.url(), &v2.url(), 50, 50, "\"random\"").replace(
         "[backends.v2]\n",
-        "[backends.v2]\noutlier = { consecutive_failures = 3, ejection = \"2s\" }\n",
+        "[backends.v2]\noutlier = { consecutive_failures = 3, ejection = \"10s\" }\n",
     );
     let veer = start(&config);
     let (client, admin) = (
@@ -238,7 +238,7 @@ async fn an_ejected_backend_shows_in_the_metrics_and_the_log() {
     let back = wait_for_metric(&admin, "veer_backend_ejected{backend=\"v2\"} 0\n").await;
     assert!(
         back.contains("veer_backend_ejected{backend=\"v2\"} 0\n"),
-        "back after its 2 s ejection:\n{back}"
+        "back after its 10 s ejection:\n{back}"
     );
 }
 

@@ -239,20 +239,15 @@ fn check_speaks_json_for_ci() {
     let same: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(same, answer);
 
-    let broken =
+    let file =
         std::env::temp_dir().join(format!("veer-e2e-check-json-{}.toml", std::process::id()));
-    std::fs::write(
-        &broken,
-        "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n",
-    )
-    .expect("write the routing file");
     // A warning leaves the file valid, and is listed with its place.
     std::fs::write(
-        &broken,
+        &file,
         "log_dir = \"/nonexistent-veer-logs\"\n[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n[[routes]]\nname = \"churn\"\nsplit = [ { backend = \"v1\", weight = 1 } ]\n[routes.shadow]\nbackend = \"v2\"\ndivergence_log = \"d.jsonl\"\n",
     )
     .expect("write the routing file");
-    let (ok, answer) = run(&broken);
+    let (ok, answer) = run(&file);
     assert!(ok, "{answer:#}");
     assert_eq!(answer["ok"], true);
     let warning = &answer["warnings"][0];
@@ -266,12 +261,12 @@ fn check_speaks_json_for_ci() {
     );
 
     std::fs::write(
-        &broken,
+        &file,
         "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n[backends.v2]\nurl = \"http://127.0.0.1:8002\"\n",
     )
     .expect("write the routing file");
-    let (ok, answer) = run(&broken);
-    let _ = std::fs::remove_file(&broken);
+    let (ok, answer) = run(&file);
+    let _ = std::fs::remove_file(&file);
     assert!(!ok, "{answer:#}");
     assert_eq!(answer["ok"], false);
     let error = &answer["errors"][0];

@@ -598,15 +598,15 @@ async fn shadow_first_holds_weight_at_0_until_the_prediction_gate_passes_and_a_r
 
     // A reload that changes a setting other than the candidate or the steps keeps
     // the progress; changed steps start a new rollout, back in the shadow phase.
-    let looser = text.replace("alpha = 0.05", "alpha = 0.04");
-    assert_ne!(looser, text);
-    veer.reload(&looser).expect("reloaded");
+    let stricter = text.replace("alpha = 0.05", "alpha = 0.04");
+    assert_ne!(stricter, text);
+    veer.reload(&stricter).expect("reloaded");
     assert_eq!(
         rollout_phase_weight(&admin).await,
         ("progressing".into(), 20)
     );
-    let restepped = looser.replace("steps = [20, 50, 100]", "steps = [30, 60, 100]");
-    assert_ne!(restepped, looser);
+    let restepped = stricter.replace("steps = [20, 50, 100]", "steps = [30, 60, 100]");
+    assert_ne!(restepped, stricter);
     veer.reload(&restepped).expect("reloaded");
     assert_eq!(rollout_phase_weight(&admin).await, ("shadow".into(), 0));
     let begun = wait_for_start(dir, 3).await;

@@ -121,23 +121,28 @@ impl Harness {
     /// Waits (bounded) until `metric(name, labels)` reaches `at_least`; returns its
     /// value.
     pub async fn metric_reaches(&self, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let value = self.metric(name, labels);
-            if value >= at_least || Instant::now() > deadline {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.metric_until(name, labels, |value| value >= at_least)
+            .await
     }
 
     /// Waits (bounded) until `metric(name, labels)` falls to `at_most`; returns its
     /// value.
     pub async fn metric_falls_to(&self, name: &str, labels: &[(&str, &str)], at_most: f64) -> f64 {
+        self.metric_until(name, labels, |value| value <= at_most)
+            .await
+    }
+
+    /// Waits (up to 20 s) until `metric(name, labels)` is `done`; returns its value.
+    async fn metric_until(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        done: impl Fn(f64) -> bool,
+    ) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let value = self.metric(name, labels);
-            if value <= at_most || Instant::now() > deadline {
+            if done(value) || Instant::now() > deadline {
                 return value;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
