@@ -14,8 +14,10 @@
 //! A connection idle longer than [`IDLE_TIMEOUT`] (since it last read from the
 //! backend, which for a ready connection is when its last answer ended) is never
 //! reused: veer gives up an idle connection before the backend does. Checkouts
-//! close such connections, the one they come to and those at the pool's old end;
-//! with no traffic at all, nothing closes them until the backend does. A request
+//! close such connections, the one they come to and those at the pool's old end,
+//! and a sweep every [`SWEEP_EVERY`] (a task per pool, started with its first
+//! connection, ended with the pool) closes them when no traffic comes: a burst's
+//! connections do not stay open for as long as the backend would keep them. A request
 //! hyper hands back unsent (its kept connection closed before any byte went out)
 //! is sent on another connection. New connections go through hyper-util's TCP
 //! connector (every resolved address, each with its share of the connect timeout).
@@ -24,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -52,6 +54,11 @@ use crate::UpstreamError;
 /// backend does and rarely sends on one the backend is closing; the rare race left
 /// is retried (`forward::send`).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How often a pool closes its connections idle past [`IDLE_TIMEOUT`] when no
+/// checkout does: an idle connection is closed within 6 s, and a pool with nothing
+/// to close costs one timer wake-up every 2 s.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// Times a request handed back unsent is tried on another connection. Each try
 /// found its connection closed before writing a byte; three in a row means the
@@ -138,8 +145,11 @@ pub(crate) struct Http1Pool {
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     /// What connections' read times count from.
     epoch: Instant,
-    /// Roughly oldest first: connections go back at the end.
-    connections: Mutex<VecDeque<Pooled>>,
+    /// Roughly oldest first: connections go back at the end. Shared with the
+    /// pool's sweep, which holds it weakly.
+    connections: Arc<Mutex<VecDeque<Pooled>>>,
+    /// Whether the sweep has started.
+    sweeping: AtomicBool,
 }
 
 impl std::fmt::Debug for Http1Pool {
@@ -158,6 +168,16 @@ impl std::fmt::Debug for Http1Pool {
 struct Pooled {
     sender: http1::SendRequest<RequestBody>,
     last_read: Arc<AtomicU64>,
+}
+
+impl Pooled {
+    /// Closed, or ready and idle past [`IDLE_TIMEOUT`] at `now` (milliseconds since
+    /// the pool's epoch): never to be used again.
+    fn spent(&self, now: u64) -> bool {
+        let idle = now.saturating_sub(self.last_read.load(Ordering::Relaxed));
+        self.sender.is_closed()
+            || (self.sender.is_ready() && u128::from(idle) > IDLE_TIMEOUT.as_millis())
+    }
 }
 
 impl Http1Pool {
@@ -181,7 +201,8 @@ impl Http1Pool {
             connect_timeout: backend.connect_timeout,
             tls,
             epoch: Instant::now(),
-            connections: Mutex::new(VecDeque::new()),
+            connections: Arc::default(),
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -223,11 +244,7 @@ impl Http1Pool {
     /// there waits behind it (never mixed into it). hyper-util's pool has the same.
     fn ready(&self) -> Option<Pooled> {
         let now = millis_since(self.epoch);
-        let spent = |pooled: &Pooled| {
-            let idle = now.saturating_sub(pooled.last_read.load(Ordering::Relaxed));
-            pooled.sender.is_closed()
-                || (pooled.sender.is_ready() && u128::from(idle) > IDLE_TIMEOUT.as_millis())
-        };
+        let spent = |pooled: &Pooled| pooled.spent(now);
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         while connections.front().is_some_and(spent) {
             connections.pop_front();
@@ -243,6 +260,32 @@ impl Http1Pool {
             }
         }
         None
+    }
+
+    /// Starts the pool's sweep, once: every [`SWEEP_EVERY`] it drops the connections
+    /// closed or idle past [`IDLE_TIMEOUT`] (dropping a sender closes its
+    /// connection), until the pool is gone.
+    fn sweep_idle(&self) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let (connections, epoch) = (Arc::downgrade(&self.connections), self.epoch);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(connections) = connections.upgrade() else {
+                    return;
+                };
+                let now = millis_since(epoch);
+                connections
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|pooled| !pooled.spent(now));
+            }
+        });
     }
 
     fn put_back(&self, pooled: Pooled) {
@@ -279,6 +322,7 @@ impl Http1Pool {
             .map_err(|_| timed_out())?
             .map_err(|e| UpstreamError::Connect(e.into()))?
             .into_inner();
+        self.sweep_idle();
         let last_read = Arc::new(AtomicU64::new(millis_since(self.epoch)));
         let sender = match &self.tls {
             None => handshake(self.stamped(tcp, &last_read)).await?,

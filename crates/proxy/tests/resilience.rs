@@ -187,6 +187,65 @@ split = [ {{ backend = "model", weight = 1 }} ]
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
+/// A backend that answers "ok" after `delay` and counts the connections open to it
+/// now (it never closes an idle one itself).
+async fn counts_open_connections(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let open = Arc::new(AtomicUsize::new(0));
+    let counted = open.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                counted.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, open)
+}
+
+/// A burst's connections are closed once idle past 4 s even when no request comes
+/// to close them at checkout: the pool's sweep does it, within a few seconds more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bursts_idle_connections_are_closed_without_further_traffic() {
+    let (backend, open) = counts_open_connections(Duration::from_millis(200)).await;
+    let proxy = start(&one_backend(&format!("http://{backend}"), "")).await;
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let client = proxy.client.clone();
+            tokio::spawn(async move { client.get("/v1/x", &[]).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task").expect("answer").status, 200);
+    }
+    let idle_since = Instant::now();
+    assert_eq!(
+        open.load(Ordering::SeqCst),
+        10,
+        "one connection per request"
+    );
+    let deadline = idle_since + Duration::from_secs(15);
+    while open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed_after = idle_since.elapsed();
+    assert_eq!(open.load(Ordering::SeqCst), 0, "all closed by veer");
+    assert!(
+        closed_after >= Duration::from_secs(4) && closed_after < Duration::from_secs(10),
+        "closed after 4 s idle, by a sweep every 2 s: {closed_after:?}"
+    );
+}
+
 /// A backend that closes keep-alive connections idle for 1 s, as many servers do.
 async fn closes_idle_after_one_second() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
