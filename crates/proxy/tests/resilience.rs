@@ -104,15 +104,25 @@ async fn a_backend_stalling_mid_body_is_cut_at_its_timeout() {
     );
 }
 
-/// A backend that answers "ok" after `delay` and counts the connections it accepted.
-async fn counts_connections(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+/// What a counting backend has seen: connections accepted in all, and open now.
+#[derive(Clone, Default)]
+struct Connections {
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+/// A backend that answers "ok" after `delay`, never closes an idle connection
+/// itself, and counts its connections.
+async fn counts_connections(delay: Duration) -> (SocketAddr, Connections) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counted = accepted.clone();
+    let connections = Connections::default();
+    let counted = connections.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
+            counted.accepted.fetch_add(1, Ordering::SeqCst);
+            counted.open.fetch_add(1, Ordering::SeqCst);
+            let open = counted.open.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |_req| async move {
                     tokio::time::sleep(delay).await;
@@ -121,15 +131,17 @@ async fn counts_connections(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
+                open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    (addr, accepted)
+    (addr, connections)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_connections_are_kept_alive_and_shared_only_in_turn() {
-    let (backend, accepted) = counts_connections(Duration::from_millis(100)).await;
+    let (backend, Connections { accepted, .. }) =
+        counts_connections(Duration::from_millis(100)).await;
     let proxy = start(&one_backend(&format!("http://{backend}"), "")).await;
     for _ in 0..5 {
         let answer = proxy.client.get("/v1/x", &[]).await.expect("answer");
@@ -162,7 +174,8 @@ async fn backend_connections_are_kept_alive_and_shared_only_in_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_connection_idle_past_four_seconds_is_not_reused_but_a_slow_answer_keeps_its() {
-    let (backend, accepted) = counts_connections(Duration::from_millis(4_200)).await;
+    let (backend, Connections { accepted, .. }) =
+        counts_connections(Duration::from_millis(4_200)).await;
     let config = format!(
         r#"
 [backends.model]
@@ -187,37 +200,11 @@ split = [ {{ backend = "model", weight = 1 }} ]
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
-/// A backend that answers "ok" after `delay` and counts the connections open to it
-/// now (it never closes an idle one itself).
-async fn counts_open_connections(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let open = Arc::new(AtomicUsize::new(0));
-    let counted = open.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_req| async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                counted.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, open)
-}
-
 /// A burst's connections are closed once idle past 4 s even when no request comes
 /// to close them at checkout: the pool's sweep does it, within a few seconds more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bursts_idle_connections_are_closed_without_further_traffic() {
-    let (backend, open) = counts_open_connections(Duration::from_millis(200)).await;
+    let (backend, Connections { open, .. }) = counts_connections(Duration::from_millis(200)).await;
     let proxy = start(&one_backend(&format!("http://{backend}"), "")).await;
     let calls: Vec<_> = (0..10)
         .map(|_| {
