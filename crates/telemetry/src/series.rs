@@ -34,6 +34,8 @@ pub struct ExchangeSeries {
     backend: String,
     role: Role,
     codes: [OnceLock<(u16, Counter)>; CACHED_CODES],
+    /// gRPC error statuses 1 to 16 at their index, `grpc_other` at 0.
+    grpc_codes: [OnceLock<Counter>; 17],
     failed: OnceLock<Counter>,
     duration: OnceLock<Histogram>,
     pub(crate) window: Window<RequestSlot>,
@@ -91,6 +93,7 @@ impl ExchangeSeries {
             backend: backend.to_owned(),
             role,
             codes: Default::default(),
+            grpc_codes: Default::default(),
             failed: OnceLock::new(),
             duration: OnceLock::new(),
             window: Window::default(),
@@ -156,9 +159,7 @@ impl ExchangeSeries {
             "access"
         );
         match exchange.grpc_status {
-            // gRPC defines statuses 0 to 16; anything else is one label, not many.
-            Some(grpc @ 1..=16) => self.code_counter(&format!("grpc_{grpc}")).increment(1),
-            Some(grpc) if grpc != 0 => self.code_counter("grpc_other").increment(1),
+            Some(grpc) if grpc != 0 => self.count_grpc(grpc),
             _ => self.count_code(exchange.status),
         }
         self.duration
@@ -182,6 +183,22 @@ impl ExchangeSeries {
                 &crate::exporter::DURATION_BUCKETS,
             )],
         );
+    }
+
+    /// Counts a gRPC error status under `grpc_<status>`. gRPC defines 0 to 16;
+    /// anything else is one label, `grpc_other`, not many.
+    fn count_grpc(&self, grpc: u16) {
+        let index = if (1..=16).contains(&grpc) {
+            usize::from(grpc)
+        } else {
+            0
+        };
+        self.grpc_codes[index]
+            .get_or_init(|| match index {
+                0 => self.code_counter("grpc_other"),
+                known => self.code_counter(&format!("grpc_{known}")),
+            })
+            .increment(1);
     }
 
     fn count_code(&self, status: Option<u16>) {
@@ -537,3 +554,33 @@ pub(crate) fn register_gauge(
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("veer", metrics::Level::INFO, Some(module_path!()));
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use crate::{Exchange, Role, Telemetry};
+
+    #[test]
+    fn grpc_errors_are_counted_by_status_and_unknown_ones_together() {
+        let telemetry = Telemetry::new().expect("recorder");
+        let series = telemetry.exchange_series("r", "v1", Role::Live);
+        for grpc in [14, 14, 5, 99, 0] {
+            series.record(&Exchange {
+                status: Some(200),
+                started: Instant::now(),
+                request_id: "id",
+                upstream: "u",
+                bytes: None,
+                grpc_status: Some(grpc),
+            });
+        }
+        let text = telemetry.render();
+        for (code, n) in [("grpc_14", 2), ("grpc_5", 1), ("grpc_other", 1), ("200", 1)] {
+            let line = format!(
+                "veer_requests_total{{route=\"r\",backend=\"v1\",role=\"live\",code=\"{code}\"}} {n}\n"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+    }
+}
