@@ -11,6 +11,11 @@
 //! (`[[route]]`) does not move the tables after it onto another table (its
 //! `[routes.shadow]` onto the route before, a duplicate key). [`Corrections`] maps
 //! positions in that corrected text back to the file as written.
+//!
+//! serde also stops at the first value of the wrong type. Such a value's key is
+//! taken out and the rest read again, so every one is found ([`read_past_misreads`]);
+//! a required key taken out ends the reading there, unreported (it is the wrong
+//! value's consequence, already said).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -30,8 +35,12 @@ pub(crate) struct Reading {
     /// Every unknown key, placed in the file as written, in file order. Empty when
     /// the file is not valid TOML: its syntax error comes first.
     pub unknown: Vec<UnknownKey>,
-    /// The raw config, or what kept serde from reading it.
-    pub raw: Result<RawConfig, Misread>,
+    /// The raw config, when serde could read it (with the keys of wrong values taken
+    /// out, if any; those are in `misread`).
+    pub raw: Option<RawConfig>,
+    /// What serde could not read, in file order: a syntax error (then alone), or
+    /// every value of the wrong type.
+    pub misread: Vec<Misread>,
 }
 
 /// A key (or a table header) veer does not know.
@@ -76,21 +85,22 @@ pub(crate) fn read(source: &str) -> Reading {
                 return Reading {
                     corrections,
                     unknown: Vec::new(),
-                    raw: Err(Misread { span, message }),
+                    raw: None,
+                    misread: vec![Misread { span, message }],
                 };
             }
             let mut unknown = taken;
             unknown.extend(left.into_iter().map(|f| f.placed(&corrections, false)));
             unknown.sort_by_key(|u| u.span.start);
-            let raw =
-                RawConfig::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| Misread {
-                    span: corrections.original(e.span().unwrap_or(0..0)),
-                    message: e.message().trim_end().to_owned(),
-                });
+            let (raw, misread) = match RawConfig::deserialize(toml::de::Deserializer::from(doc)) {
+                Ok(raw) => (Some(raw), Vec::new()),
+                Err(first) => read_past_misreads(&text, first, &corrections),
+            };
             return Reading {
                 corrections,
                 unknown,
                 raw,
+                misread,
             };
         }
         // A suggestion is kept only if the file parses no worse with it (`wieght`
@@ -128,6 +138,98 @@ pub(crate) fn read(source: &str) -> Reading {
             }
         }
     }
+}
+
+/// Values of the wrong type reported in one reading, at most: a file of more is
+/// rewritten, not fixed line by line.
+const MISREADS: usize = 64;
+
+/// serde could not read `text` (its unknown keys removed) and said `first`: reads it
+/// again with the key of each wrong value taken out, until it reads, or an error is
+/// not about one value (a whole table, say), or a key taken out was required (its
+/// "missing field" is not reported: the wrong value was). The raw config when it
+/// read, and every misread, placed in the file as written. Only a file with a wrong
+/// value pays for this.
+fn read_past_misreads(
+    text: &str,
+    first: toml::de::Error,
+    corrections: &Corrections,
+) -> (Option<RawConfig>, Vec<Misread>) {
+    let (mut doc, _) = DeTable::parse_recoverable(text);
+    Walker::check(text, doc.get_mut());
+    let mut misread = Vec::new();
+    let mut taken: Vec<String> = Vec::new();
+    let mut error = first;
+    loop {
+        let message = error.message().trim_end().to_owned();
+        let consequence = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .is_some_and(|field| taken.iter().any(|key| key == field));
+        if consequence {
+            return (None, misread);
+        }
+        let span = error.span().unwrap_or(0..0);
+        let key = take_out(doc.get_mut(), &span);
+        misread.push(Misread {
+            span: corrections.original(span),
+            message,
+        });
+        match key {
+            Some(key) if misread.len() < MISREADS => taken.push(key),
+            _ => return (None, misread),
+        }
+        match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
+            Ok(raw) => return (Some(raw), misread),
+            Err(next) => error = next,
+        }
+    }
+}
+
+/// Where [`take_out`] found the value: the key it took out, by name.
+enum Taken {
+    /// In a table deeper in, already taken out there.
+    Deeper(String),
+    /// A key of this table, to take out here.
+    Here(String),
+}
+
+/// Takes out of `table` the key whose value lies at `at` (or, for an array, holds
+/// the item that does), when `at` lies within one value that is not a table or an
+/// array; the key's name. Tables are searched whole: the span of a table made by a
+/// header (`[backends.v1]`) does not cover its keys.
+fn take_out(table: &mut DeTable<'_>, at: &Range<usize>) -> Option<String> {
+    let mut found = None;
+    for (key, value) in table.iter_mut() {
+        let here = || Taken::Here(key.get_ref().to_string());
+        found = match value.get_mut() {
+            DeValue::Table(inner) => take_out(inner, at).map(Taken::Deeper),
+            DeValue::Array(items) => items.iter_mut().find_map(|item| {
+                let span = item.span();
+                match item.get_mut() {
+                    DeValue::Table(inner) => take_out(inner, at).map(Taken::Deeper),
+                    DeValue::Array(_) => None,
+                    _ => holds(&span, at).then(here),
+                }
+            }),
+            _ => holds(&value.span(), at).then(here),
+        };
+        if found.is_some() {
+            break;
+        }
+    }
+    match found? {
+        Taken::Deeper(name) => Some(name),
+        Taken::Here(name) => {
+            table.remove(name.as_str());
+            Some(name)
+        }
+    }
+}
+
+/// Whether `outer` holds all of the non-empty `at`.
+fn holds(outer: &Range<usize>, at: &Range<usize>) -> bool {
+    !at.is_empty() && outer.start <= at.start && at.end <= outer.end
 }
 
 /// An unknown key as the walk finds it, placed in the text it walked.

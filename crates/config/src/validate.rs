@@ -115,13 +115,10 @@ impl Config {
             );
             v.secrets.extend(unknown.values.iter().cloned());
         }
-        let config = match reading.raw {
-            Ok(raw) => Some(v.config(raw)),
-            Err(misread) => {
-                v.push(Severity::Error, misread.span, misread.message);
-                None
-            }
-        };
+        for misread in reading.misread {
+            v.push(Severity::Error, misread.span, misread.message);
+        }
+        let config = reading.raw.map(|raw| v.config(raw));
         v.hide_secrets();
         // In file order, as a reader fixes them (stable: findings at one place keep
         // the order they were found in).
@@ -1747,6 +1744,52 @@ hash_seed = 7
         assert_eq!(
             found,
             ["12:11: error: unknown shadow backend \"v9\" in route \"r\"; expected one of: v1, v2"]
+        );
+    }
+
+    #[test]
+    fn every_value_of_the_wrong_type_is_reported_with_the_other_mistakes() {
+        let file = "[listen]\nhttp = \"127.0.0.1:8080\"\nadmin = 9901\n\n\
+                    [backends.v1]\nurl = \"http://127.0.0.1:8001\"\ntimeout = 5\n\n\
+                    [[routes]]\nname = \"r\"\nsplit = [ { backend = \"v9\", weight = 1 } ]\nwieght = 3\n";
+        let found = findings(file);
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(
+            found[0].starts_with("3:9: error: invalid type: integer `9901`, expected a string"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].starts_with("7:11: error: invalid type: integer `5`, expected a string"),
+            "{found:#?}"
+        );
+        assert!(
+            found[2].starts_with("11:23: error: unknown backend \"v9\""),
+            "{found:#?}"
+        );
+        assert!(
+            found[3].starts_with("12:1: error: unknown key `wieght`"),
+            "{found:#?}"
+        );
+
+        // A required value of the wrong type ends the reading there: its absence is
+        // not reported again as a missing field.
+        let required = "[backends.v1]\nurl = 8001\ntimeout = 5\n\n\
+                        [[routes]]\nname = \"r\"\nsplit = [ { backend = \"v1\", weight = 1 } ]\n";
+        let found = findings(required);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .all(|f| f.contains("invalid type") && !f.contains("missing field")),
+            "{found:#?}"
+        );
+        let weight = "[backends.v1]\nurl = \"http://127.0.0.1:8001\"\n\n\
+                      [[routes]]\nname = \"r\"\nsplit = [ { backend = \"v1\", weight = \"ten\" } ]\n";
+        let found = findings(weight);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with("6:38: error: invalid weight \"ten\""),
+            "{found:#?}"
         );
     }
 
